@@ -1,0 +1,352 @@
+"""Settings: TOML file plus HELPDESK_* environment overrides, checked once into frozen dataclasses.
+
+Loading order for the file: an explicit ``--config`` path, then ``$HELPDESK_CONFIG``, then
+``./helpdesk.toml``, else the embedded defaults alone. Environment variables
+``HELPDESK_<SECTION>__<KEY>`` override single keys (the value is read as a TOML value when
+it parses as one, else as a plain string). Any unknown key or wrong type raises
+:class:`ConfigError` naming the key and the file, so start-up fails in one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from helpdesk.errors import ConfigError
+
+StatusClass = Literal["active", "paused", "resolved", "closed"]
+
+
+@dataclass(frozen=True)
+class InstanceSettings:
+    id: str = "helpdesk-1"
+    name: str = "Helpdesk"
+    admin_email: str = "admin@support.example.com"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite+aiosqlite:///helpdesk.db"
+    busy_timeout_ms: int = 30000
+    pool_size: int = 5
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str = "memory://"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    dir: str = "data"
+    max_attachment_bytes: int = 26214400
+    max_attachments_per_message_bytes: int = 52428800
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 2525
+    max_message_bytes: int = 26214400
+    domains: tuple[str, ...] = ("support.example.com",)
+    addresses: tuple[str, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_tls: bool = False
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    address: str
+    name: str = ""
+    category: str = "general"
+    autoresponder_template: str = "acknowledgement"
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    host: str = "127.0.0.1"
+    port: int = 25
+    sender: str = "support@support.example.com"
+    starttls: bool = False
+    tls: bool = False
+    username: str = ""
+    password: str = ""
+    timeout_seconds: float = 30.0
+    max_attempts: int = 8
+    ack_limit_per_hour: int = 3
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = "http://127.0.0.1:8080"
+    secret_key: tuple[str, ...] = ("change-me-in-production",)
+    view_link_days: int = 30
+    rating_link_days: int = 14
+    product_name: str = "Helpdesk"
+    logo_url: str = ""
+    max_upload_bytes: int = 10485760
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    username: str
+    port: int = 993
+    ssl: bool = True
+    starttls: bool = False
+    password: str = ""
+    password_file: str = ""
+    folder: str = "INBOX"
+    processed_folder: str = ""
+    quarantine_folder: str = ""
+    poll_interval: float = 60.0
+    queue: str = ""
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    email: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    name: str
+    status_class: StatusClass = "active"
+
+
+DEFAULT_STATUSES: tuple[StatusSettings, ...] = (
+    StatusSettings("Open", "active"),
+    StatusSettings("Pending", "paused"),
+    StatusSettings("In Progress", "active"),
+    StatusSettings("On Hold", "paused"),
+    StatusSettings("Resolved", "resolved"),
+    StatusSettings("Closed", "closed"),
+)
+
+
+@dataclass(frozen=True)
+class TicketSettings:
+    prefix: str = "TKT-"
+    digits: int = 6
+    statuses: tuple[StatusSettings, ...] = DEFAULT_STATUSES
+    priorities: tuple[str, ...] = ("low", "normal", "high", "urgent", "critical")
+    default_priority: str = "normal"
+    categories: tuple[str, ...] = (
+        "general",
+        "question",
+        "billing",
+        "technical",
+        "account",
+        "feature request",
+        "change request",
+        "bug report",
+        "other",
+    )
+    channels: tuple[str, ...] = ("email", "web", "phone", "chat", "internal")
+    reply_to_closed: Literal["new", "reopen"] = "new"
+    freemail_domains: tuple[str, ...] = (
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.ru",
+        "yandex.ru",
+        "proton.me",
+        "protonmail.com",
+    )
+
+
+@dataclass(frozen=True)
+class ClassifySettings:
+    ignore_lists: bool = True
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    """One routing rule; conditions are ANDed, an empty condition always matches."""
+
+    name: str
+    enabled: bool = True
+    match: Literal["substring", "regex"] = "substring"
+    sender: str = ""
+    recipient: str = ""
+    subject: str = ""
+    body: str = ""
+    category: str = ""
+    priority: str = ""
+    tags: tuple[str, ...] = ()
+    assignee: str = ""
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance: InstanceSettings = field(default_factory=InstanceSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    queues: tuple[QueueSettings, ...] = ()
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
+    imap: tuple[ImapSettings, ...] = ()
+    agents: tuple[AgentSettings, ...] = ()
+    tickets: TicketSettings = field(default_factory=TicketSettings)
+    classify: ClassifySettings = field(default_factory=ClassifySettings)
+    routing: tuple[RoutingRule, ...] = ()
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source: str = "<embedded defaults>"
+
+    def status_class(self, status: str) -> StatusClass | None:
+        """The class of a configured status name (case-insensitive), None when unknown."""
+        for s in self.tickets.statuses:
+            if s.name.lower() == status.lower():
+                return s.status_class
+        return None
+
+
+ENV_PREFIX = "HELPDESK_"
+_TOML_ALIASES = {"from": "sender", "class": "status_class"}
+
+
+def find_config_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """The file to read, by the documented order; None means embedded defaults only."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("HELPDESK_CONFIG"):
+        return Path(environ["HELPDESK_CONFIG"])
+    local = Path("helpdesk.toml")
+    return local if local.exists() else None
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
+                  *, search: bool = True) -> Settings:
+    """Build the one Settings object for a process.
+
+    Args:
+        path: an explicit config file (``--config``); when None and ``search`` is true the
+            documented lookup order applies.
+        environ: the environment to read overrides from (``os.environ`` when None).
+        search: look up ``$HELPDESK_CONFIG`` and ``./helpdesk.toml`` when no path is given.
+
+    Raises:
+        ConfigError: unreadable file, bad TOML, unknown key or a value of the wrong type.
+    """
+    env = os.environ if environ is None else environ
+    cfg_path = find_config_path(str(path) if path else None, env) if search or path else None
+    data: dict[str, Any] = {}
+    source = "<embedded defaults>"
+    if cfg_path is not None:
+        source = str(cfg_path)
+        try:
+            data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: cannot read config file: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    _apply_env(data, env)
+    settings = _build(Settings, data, "", source)
+    return dataclasses.replace(settings, source=source)
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name or name == "HELPDESK_CONFIG":
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"environment {name}: section [{section}] is not a table")
+        table[key] = value
+
+
+def _build(cls: type[Any], data: Any, where: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: [{where or 'root'}] must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    kwargs: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = _TOML_ALIASES.get(raw_key, raw_key)
+        dotted = f"{where}.{raw_key}" if where else raw_key
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown setting '{dotted}'")
+        kwargs[key] = _coerce(hints[key], value, dotted, source)
+    missing = [
+        name for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{source}: missing setting '{where}.{missing[0]}'")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, dotted: str, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, dotted, source)
+    if origin is tuple:
+        item = args[0]
+        if isinstance(value, str) and item is str:
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{dotted}' must be a list")
+        return tuple(_coerce(item, v, f"{dotted}[{i}]", source) for i, v in enumerate(value))
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{source}: '{dotted}' must be one of {choices}, not {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return _coerce(arg, value, dotted, source)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{source}: '{dotted}' has the wrong type ({type(value).__name__})")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{source}: '{dotted}' must be true or false, not {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{source}: '{dotted}' must be an integer, not {value!r}")
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfigError(f"{source}: '{dotted}' must be {hint.__name__}, not {value!r}")
+    return value

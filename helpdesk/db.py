@@ -1,0 +1,72 @@
+"""The async engine and session factory, tuned per backend (SQLite WAL + busy timeout, asyncpg)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from helpdesk.config import DatabaseSettings
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """An engine for the configured URL.
+
+    SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is on disk before we answer
+    250) and every transaction starts with ``BEGIN IMMEDIATE``: several processes share one
+    file, and a deferred transaction that later upgrades to a write lock fails with
+    SQLITE_BUSY without waiting, where an immediate one waits out the busy timeout.
+    """
+    url = make_url(settings.url)
+    kwargs: dict[str, Any] = {"echo": settings.echo}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": settings.busy_timeout_ms / 1000}
+    else:
+        kwargs["pool_size"] = settings.pool_size
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        _tune_sqlite(engine, settings.busy_timeout_ms)
+    return engine
+
+
+def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error means 'try again later' (locked, busy, connection lost)."""
+    if isinstance(exc, OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError))

@@ -1,0 +1,149 @@
+"""Who is told what: ticket events turned into outbox rows, inside the change's transaction.
+
+Recipients and rules only; the wording lives in templates and is composed at send time
+by the responders. Requesters never receive internal notes. Automatic responses to one
+address are rate-limited per hour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from helpdesk import outbox
+from helpdesk.mailtokens import make_reply_address
+from helpdesk.models import Agent, Contact, Message, MessageRef, Ticket, Watcher
+from helpdesk.runtime import Runtime
+from helpdesk.tickets import TicketEvent
+
+
+class Notifier:
+    """A ticket-service listener that writes the outbox rows an event calls for."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.settings = rt.settings
+
+    async def __call__(self, event: TicketEvent) -> None:
+        if event.action == "message.public" and event.message is not None:
+            if event.message.author_agent_id is not None:
+                await self._relay_agent_reply(event)
+            else:
+                await self._notify_agents(event, "notify_reply", "agent_reply_notice")
+        elif event.action == "ticket.created":
+            await self._notify_agents(event, "notify_new_ticket", "agent_new_ticket")
+        elif event.action == "ticket.assignee" and event.ticket.assignee_id:
+            await self._notify_agents(event, "notify_assignment", "agent_assigned",
+                                      only_assignee=True)
+        elif event.action == "ticket.status":
+            if self.settings.status_class(event.after["status"]) == "resolved":
+                await self._resolved_notice(event)
+            await self._notify_agents(event, "notify_status", "agent_status_changed")
+
+    async def _enqueue(self, event: TicketEvent, *, kind: str, template: str, to: list[str],
+                       context: dict[str, Any] | None = None,
+                       in_reply_to: str | None = None, references: list[str] | None = None
+                       ) -> None:
+        if not to:
+            return
+        from sqlalchemy.ext.asyncio import async_object_session
+
+        session = async_object_session(event.ticket)
+        assert session is not None
+        await outbox.enqueue(
+            session, kind=kind, template=template, to=to, instance_id=self.settings.instance.id,
+            secret=self.rt.secrets[-1], domain=self.rt.mail_domain, at=self.rt.clock(),
+            ticket=event.ticket,
+            about_message_id=event.message.id if event.message else None,
+            in_reply_to=in_reply_to, references=references or [], context=context or {},
+        )
+
+    async def _thread_refs(self, ticket: Ticket) -> tuple[str | None, list[str]]:
+        """In-Reply-To: the requester's last message; References: the thread so far."""
+        from sqlalchemy.ext.asyncio import async_object_session
+
+        session = async_object_session(ticket)
+        assert session is not None
+        last_in = (await session.execute(
+            select(Message.message_id).where(
+                Message.ticket_id == ticket.id, Message.author_contact_id == ticket.requester_id,
+                Message.message_id.is_not(None)).order_by(Message.id.desc()).limit(1)
+        )).scalar_one_or_none()
+        refs = list((await session.execute(
+            select(MessageRef.message_id).where(MessageRef.ticket_id == ticket.id)
+            .order_by(MessageRef.id)
+        )).scalars())[-20:]
+        return last_in, refs
+
+    async def _requester_side(self, ticket: Ticket) -> list[str]:
+        from sqlalchemy.ext.asyncio import async_object_session
+
+        session = async_object_session(ticket)
+        assert session is not None
+        rows = (await session.execute(
+            select(Contact.email).join(Watcher, Watcher.contact_id == Contact.id)
+            .where(Watcher.ticket_id == ticket.id, Contact.is_undeliverable.is_(False))
+        )).scalars().all()
+        people = [] if ticket.requester.is_undeliverable else [ticket.requester.email]
+        return people + [r for r in rows if r not in people]
+
+    async def _relay_agent_reply(self, event: TicketEvent) -> None:
+        in_reply_to, refs = await self._thread_refs(event.ticket)
+        for address in await self._requester_side(event.ticket):
+            await self._enqueue(event, kind="reply", template="agent_reply", to=[address],
+                                in_reply_to=in_reply_to, references=refs)
+
+    async def _resolved_notice(self, event: TicketEvent) -> None:
+        if event.ticket.requester.is_undeliverable:
+            return
+        in_reply_to, refs = await self._thread_refs(event.ticket)
+        await self._enqueue(event, kind="resolved", template="resolved",
+                            to=[event.ticket.requester.email], in_reply_to=in_reply_to,
+                            references=refs)
+
+    async def _notify_agents(self, event: TicketEvent, pref: str, template: str, *,
+                             only_assignee: bool = False) -> None:
+        from sqlalchemy.ext.asyncio import async_object_session
+
+        session = async_object_session(event.ticket)
+        assert session is not None
+        ticket = event.ticket
+        if only_assignee or ticket.assignee_id is not None:
+            agents = [a for a in [await session.get(Agent, ticket.assignee_id)] if a]
+        else:
+            agents = list((await session.execute(
+                select(Agent).where(Agent.is_active.is_(True)))).scalars())
+        actor_email = event.actor.label if event.actor.kind == "agent" else None
+        for agent in agents:
+            if not agent.is_active or not getattr(agent, pref) or agent.email == actor_email:
+                continue
+            reply_to = make_reply_address(self._queue_address(ticket), ticket.number,
+                                          secret=self.rt.secrets[-1], agent_id=agent.id)
+            await self._enqueue(event, kind="agent_notice", template=template, to=[agent.email],
+                                context={"reply_to": reply_to, "action": event.action,
+                                         "before": event.before, "after": event.after})
+
+    def _queue_address(self, ticket: Ticket) -> str:
+        return ticket.queue or self.settings.outbound.sender
+
+
+async def acknowledge(rt: Runtime, session, ticket: Ticket, message: Message | None,  # type: ignore[no-untyped-def]
+                      template: str = "acknowledgement") -> bool:
+    """Queue the new-ticket acknowledgement unless the address hit the hourly limit."""
+    requester = ticket.requester
+    if requester.is_undeliverable:
+        return False
+    now = rt.clock()
+    sent = await outbox.count_recent(session, kind="ack", to=requester.email,
+                                     since=now - outbox.HOUR)
+    if sent >= rt.settings.outbound.ack_limit_per_hour:
+        return False
+    await outbox.enqueue(
+        session, kind="ack", template=template, to=[requester.email],
+        instance_id=rt.settings.instance.id, secret=rt.secrets[-1], domain=rt.mail_domain,
+        at=now, ticket=ticket, about_message_id=message.id if message else None,
+        in_reply_to=message.message_id if message else None,
+        references=[message.message_id] if message and message.message_id else [],
+    )
+    return True

@@ -1,0 +1,63 @@
+"""Outbox rows: every email we send, written in the transaction of the change it announces.
+
+The Message-ID is minted here, at write time, so a row that is retried after a crash goes
+out with the same Message-ID and the recipient's client shows one message, not two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.mailtokens import make_message_id
+from helpdesk.models import MessageRef, OutboxRow, Ticket
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: str,
+    template: str,
+    to: Sequence[str],
+    instance_id: str,
+    secret: str,
+    domain: str,
+    at: datetime,
+    ticket: Ticket | None = None,
+    about_message_id: int | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    context: dict[str, Any] | None = None,
+) -> OutboxRow:
+    """Add one outgoing mail to the caller's transaction and record its Message-ID."""
+    recipients = [a.strip().lower() for a in to if a and a.strip()]
+    if not recipients:
+        raise ValueError("an outbox row needs a recipient")
+    number = ticket.number if ticket is not None else 0
+    row = OutboxRow(
+        kind=kind, template=template, ticket_id=ticket.id if ticket else None,
+        about_message_id=about_message_id, to_addr=recipients[0], recipients=recipients,
+        message_id=make_message_id(number, instance_id=instance_id, secret=secret, domain=domain),
+        in_reply_to=in_reply_to, references=list(references), context=context or {},
+        status="pending", attempts=0, created_at=at, next_attempt_at=at,
+    )
+    session.add(row)
+    if ticket is not None:
+        session.add(MessageRef(message_id=row.message_id, ticket_id=ticket.id, direction="out"))
+    await session.flush()
+    return row
+
+
+async def count_recent(session: AsyncSession, *, kind: str, to: str, since: datetime) -> int:
+    """How many rows of ``kind`` went to ``to`` since ``since`` (auto-responder rate limit)."""
+    return int((await session.execute(
+        select(func.count()).select_from(OutboxRow).where(
+            OutboxRow.to_addr == to.lower(), OutboxRow.kind == kind, OutboxRow.created_at >= since)
+    )).scalar_one())
+
+
+HOUR = timedelta(hours=1)

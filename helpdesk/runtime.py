@@ -1,0 +1,49 @@
+"""The per-process bundle of settings, database, blob store and clock that roles share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from helpdesk import db, schema
+from helpdesk.config import Settings
+from helpdesk.models import utcnow
+from helpdesk.storage import BlobStore
+
+
+@dataclass
+class Runtime:
+    """Everything a role needs, built once in its entry point and passed down."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    store: BlobStore
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, migrate: bool = True,
+                   clock: Callable[[], datetime] = utcnow) -> Runtime:
+        """Connect (and by default create or upgrade the schema) for ``settings``."""
+        engine = db.create_engine(settings.database)
+        if migrate:
+            await schema.migrate(engine)
+        Path(settings.storage.dir).mkdir(parents=True, exist_ok=True)
+        return cls(settings, engine, db.session_factory(engine),
+                   BlobStore(Path(settings.storage.dir) / "blobs"), clock)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Signing secrets, newest last (rotation keeps older ones valid)."""
+        return self.settings.portal.secret_key
+
+    @property
+    def mail_domain(self) -> str:
+        return self.settings.outbound.sender.rpartition("@")[2] or "localhost"
+
+    async def close(self) -> None:
+        await self.engine.dispose()
