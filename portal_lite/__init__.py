@@ -1,0 +1,1 @@
+"""portal_lite: the requester-facing web portal, reached only through signed links."""
