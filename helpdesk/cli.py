@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the edge: never a traceback to the operator
+    except Exception as exc:
         import structlog
 
         from helpdesk.db import is_transient

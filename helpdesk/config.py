@@ -202,6 +202,33 @@ class RoutingRule:
 
 
 @dataclass(frozen=True)
+class SlaPolicySettings:
+    """One SLA policy; targets are minutes per priority (a missing priority has no target)."""
+
+    name: str
+    default: bool = False
+    timezone: str = ""  # "" means [instance] timezone
+    always: bool = False  # 24x7: ignores days/start/end/holidays
+    days: tuple[int, ...] = (0, 1, 2, 3, 4)  # 0 = Monday
+    start: str = "09:00"
+    end: str = "17:00"
+    holidays: tuple[str, ...] = ()  # ISO dates
+    pause_statuses: tuple[str, ...] = ()  # empty: the statuses of the "paused" class
+    first_response_minutes: dict[str, int] = field(default_factory=dict)
+    resolution_minutes: dict[str, int] = field(default_factory=dict)
+    organizations: tuple[str, ...] = ()  # conditions: choose this policy for these
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    tick_seconds: float = 30.0
+    warn_fraction: float = 0.8
+    batch_size: int = 500
+    policies: tuple[SlaPolicySettings, ...] = ()
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
     json: bool = False
@@ -222,6 +249,7 @@ class Settings:
     tickets: TicketSettings = field(default_factory=TicketSettings)
     classify: ClassifySettings = field(default_factory=ClassifySettings)
     routing: tuple[RoutingRule, ...] = ()
+    sla: SlaSettings = field(default_factory=SlaSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<embedded defaults>"
 
@@ -329,6 +357,10 @@ def _coerce(hint: Any, value: Any, dotted: str, source: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{source}: '{dotted}' must be a list")
         return tuple(_coerce(item, v, f"{dotted}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{dotted}' must be a table")
+        return {str(k): _coerce(args[1], v, f"{dotted}.{k}", source) for k, v in value.items()}
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)

@@ -116,7 +116,8 @@ class TicketService:
             stmt = stmt.with_for_update(of=Ticket)
         ticket = (await self.session.execute(stmt)).unique().scalar_one_or_none()
         if ticket is None:
-            raise NotFoundError(f"no ticket {format_number(number, self.settings.tickets.prefix, self.settings.tickets.digits)}")
+            t = self.settings.tickets
+            raise NotFoundError(f"no ticket {format_number(number, t.prefix, t.digits)}")
         return ticket
 
     async def tags(self, ticket: Ticket) -> list[str]:

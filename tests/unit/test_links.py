@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
 from helpdesk.errors import DomainError
-from portal_lite.links import (
+from helpdesk.links import (
     SALTS,
     BadLink,
     LinkClaims,
