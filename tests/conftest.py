@@ -18,6 +18,8 @@ import pytest
 from helpdesk.config import Settings, load_settings
 from helpdesk.runtime import Runtime
 
+pytest_plugins = ["tests.fixtures.dovecot", "tests.fixtures.smtp_sink", "tests.fixtures.browser"]
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 IN_CI = os.environ.get("CI") == "true"
@@ -41,7 +43,7 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Settings:
+def make_settings(tmp_path: Path, db_url: str, **sections: Any) -> Settings:
     """Settings for a test: a config file in ``tmp_path`` with overrides per section."""
     import tomllib  # noqa: F401 - documents the format we write
 
@@ -53,7 +55,10 @@ def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Se
         "logging": {"level": "WARNING"},
     }
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
+        if isinstance(values, list):
+            data[name] = values  # type: ignore[assignment]
+        else:
+            data.setdefault(name, {}).update(values)
     path = tmp_path / "helpdesk.toml"
     path.write_text(_to_toml(data), encoding="utf-8")
     return load_settings(path, environ={})

@@ -1,0 +1,245 @@
+"""Benchmark: SMTP to committed ticket, side by side with two aiosmtpd baselines, in one run.
+
+    python bench/ingest.py [--mails 2000] [--clients 8] [--replies 0.2]
+
+Runs three servers as separate processes on loopback, one after the other, and feeds each
+the same generated mail from the same client (8 concurrent SMTP connections):
+
+* ``bare``:    aiosmtpd whose handler only answers 250 (the protocol's ceiling);
+* ``fsync``:   aiosmtpd that writes each message to a file and fsyncs it before 250
+               (the floor for durable acceptance);
+* ``helpdesk``: `helpdesk mailgate` on SQLite: spool + parse + thread + commit before 250.
+
+Then it sends one 25 MB message to a fresh gateway and reports how far its memory grew.
+Prints mails/s, the ratio to the fsync baseline, and the gateway's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+
+RCPT = "support@support.example.com"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def generate(n: int, reply_share: float) -> list[tuple[str, bytes, int | None]]:
+    """(sender, raw, index of the mail it answers) for n mails, ``reply_share`` replies."""
+    mails: list[tuple[str, bytes, int | None]] = []
+    n_replies = int(n * reply_share)
+    originals: list[tuple[str, str]] = []
+    for i in range(n):
+        is_reply = i >= 100 and len(mails) - len(originals) < n_replies and i % 5 == 4
+        msg = EmailMessage()
+        if is_reply:
+            j = (i * 7919) % max(1, len(originals) - 50)
+            sender, mid = originals[j]
+            msg["Subject"] = f"Re: question {j}"
+            msg["In-Reply-To"] = mid
+            msg["References"] = mid
+            parent: int | None = j
+        else:
+            sender = f"customer{i}@example{i % 50}.org"
+            msg["Subject"] = f"question {len(originals)}"
+            parent = None
+        msg["From"] = f"Customer {i} <{sender}>"
+        msg["To"] = RCPT
+        mid = f"<bench.{i}.{os.getpid()}@example.org>"
+        msg["Message-ID"] = mid
+        msg["Date"] = "Mon, 23 Nov 2026 10:00:00 +0000"
+        msg.set_content(f"Hello,\n\nthis is mail {i}. " + "Some words of text. " * 40
+                        + "\n\nRegards,\nCustomer\n")
+        if not is_reply:
+            originals.append((sender, mid))
+        mails.append((sender, msg.as_bytes(), parent))
+    return mails
+
+
+async def feed(port: int, mails: list[tuple[str, bytes, int | None]], clients: int) -> float:
+    """Send all mails over ``clients`` connections; returns elapsed seconds."""
+    queue: asyncio.Queue[tuple[str, bytes, int | None]] = asyncio.Queue()
+    for m in mails:
+        queue.put_nowait(m)
+
+    async def client() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=120)
+        await smtp.connect()
+        try:
+            while not queue.empty():
+                sender, raw, _ = queue.get_nowait()
+                for attempt in range(20):
+                    try:
+                        await smtp.sendmail(sender, [RCPT], raw)
+                        break
+                    except aiosmtplib.SMTPResponseException as exc:
+                        if exc.code >= 500 or attempt == 19:
+                            raise
+                        await asyncio.sleep(0.05)
+        finally:
+            await smtp.quit()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return time.perf_counter() - start
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def memory_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def start_baseline(kind: str, port: int, spool: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port),
+                             "--spool", str(spool)])
+
+
+def start_gateway(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    cfg = workdir / "helpdesk.toml"
+    cfg.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{workdir / "helpdesk.db"}"\n'
+        f'[storage]\ndir = "{workdir / "data"}"\n'
+        f'[smtp]\nport = {port}\nmax_message_bytes = 30000000\n'
+        '[logging]\nlevel = "WARNING"\n')
+    subprocess.run([sys.executable, "-m", "helpdesk", "--config", str(cfg), "init"],
+                   check=True, capture_output=True)
+    return subprocess.Popen([sys.executable, "-m", "helpdesk", "--config", str(cfg),
+                             "mailgate"], cwd=workdir)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run_one(label: str, proc: subprocess.Popen[bytes], port: int,
+            mails: list[tuple[str, bytes, int | None]], clients: int) -> tuple[float, int]:
+    wait_port(port, proc)
+    elapsed = asyncio.run(feed(port, mails, clients))
+    peak = memory_kb(proc.pid, "VmHWM")
+    stop(proc)
+    rate = len(mails) / elapsed
+    print(f"{label:<10} {len(mails)} mails in {elapsed:6.2f} s = {rate:7.1f} mails/s, "
+          f"peak RSS {peak / 1024:6.1f} MB", flush=True)
+    return rate, peak
+
+
+def big_message_growth(workdir: Path) -> tuple[float, float]:
+    port = free_port()
+    proc = start_gateway(workdir, port)
+    wait_port(port, proc)
+    asyncio.run(feed(port, generate(20, 0.0), 1))  # warm up imports and the database
+    before = memory_kb(proc.pid, "VmRSS")
+    msg = EmailMessage()
+    msg["From"] = "big@example.org"
+    msg["To"] = RCPT
+    msg["Subject"] = "25 MB attachment"
+    msg["Message-ID"] = "<big.1@example.org>"
+    msg.set_content("see attachment")
+    msg.add_attachment(os.urandom(18 * 1024 * 1024), maintype="application",
+                       subtype="octet-stream", filename="big.bin")
+    raw = msg.as_bytes()
+    elapsed = asyncio.run(feed(port, [("big@example.org", raw, None)], 1))
+    peak = memory_kb(proc.pid, "VmHWM")
+    stop(proc)
+    print(f"big mail   {len(raw) / 2**20:.1f} MB accepted in {elapsed:.2f} s; gateway RSS "
+          f"before {before / 1024:.1f} MB, peak {peak / 1024:.1f} MB, "
+          f"growth {(peak - before) / 1024:.1f} MB", flush=True)
+    return len(raw) / 2**20, (peak - before) / 1024
+
+
+def serve_baseline(kind: str, port: int, spool: Path) -> None:
+    from aiosmtpd.controller import Controller
+
+    spool.mkdir(parents=True, exist_ok=True)
+    counter = iter(range(10**9))
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            if kind == "fsync":
+                path = spool / f"{next(counter)}.eml"
+                with open(path, "wb") as fh:
+                    fh.write(envelope.original_content or envelope.content)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port,
+                            data_size_limit=30_000_000)
+    controller.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    controller.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mails", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--replies", type=float, default=0.2)
+    ap.add_argument("--serve", choices=["bare", "fsync"])
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--spool", type=Path)
+    args = ap.parse_args()
+    if args.serve:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        serve_baseline(args.serve, args.port, args.spool)
+        return
+    mails = generate(args.mails, args.replies)
+    replies = sum(1 for m in mails if m[2] is not None)
+    print(f"{len(mails)} mails ({replies} replies), {args.clients} client connections")
+    with tempfile.TemporaryDirectory(prefix="hd-bench-") as tmp:
+        root = Path(tmp)
+        port = free_port()
+        bare, _ = run_one("bare", start_baseline("bare", port, root / "bare"), port, mails,
+                          args.clients)
+        port = free_port()
+        fsync, _ = run_one("fsync", start_baseline("fsync", port, root / "fsync"), port, mails,
+                           args.clients)
+        (root / "gw").mkdir()
+        port = free_port()
+        ours, peak = run_one("helpdesk", start_gateway(root / "gw", port), port, mails,
+                             args.clients)
+        (root / "big").mkdir()
+        size, growth = big_message_growth(root / "big")
+    print()
+    print(f"helpdesk / fsync baseline = {ours / fsync:.2f} (target >= 0.50)")
+    print(f"helpdesk / bare baseline  = {ours / bare:.2f}")
+    print(f"gateway peak RSS          = {peak / 1024:.1f} MB (target < 150 MB)")
+    print(f"growth for a {size:.0f} MB mail  = {growth:.1f} MB (target <= 60 MB)")
+
+
+if __name__ == "__main__":
+    main()

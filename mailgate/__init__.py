@@ -1,0 +1,1 @@
+"""Inbound mail: receivers, parsing, classification, threading and the ingest pipeline."""

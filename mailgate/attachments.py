@@ -1,0 +1,22 @@
+"""Attachments of an inbound message into the blob store, as rows the ticket service can attach."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from helpdesk.storage import BlobStore
+from helpdesk.tickets import NewAttachment
+from mailgate.parse import InboundAttachment
+
+
+async def store_attachments(store: BlobStore,
+                            parts: Sequence[InboundAttachment]) -> list[NewAttachment]:
+    """Write each part durably (before the transaction that references it commits)."""
+    stored = []
+    for part in parts:
+        sha = await asyncio.to_thread(store.put, part.payload)
+        stored.append(NewAttachment(
+            filename=part.filename, content_type=part.content_type, size=len(part.payload),
+            sha256=sha, is_inline=part.is_inline, content_id=part.content_id))
+    return stored

@@ -1,0 +1,339 @@
+"""The one inbound pipeline: every receiver (SMTP, IMAP, pipe) hands raw bytes to `Gateway.ingest`.
+
+What happens to an inbound email, in order:
+
+1. **Spool.** The raw bytes are written to the blob store (fsynced, content-addressed)
+   before anything else. Nothing below can lose them.
+2. **Deduplicate.** The key is the Message-ID *plus* a fingerprint of the content (From,
+   Date, Subject and the body with line endings normalised), because some mailers reuse
+   Message-IDs for different mail and dropping real mail is worse than keeping a
+   duplicate. Mail without a Message-ID is keyed by the fingerprint alone. The key is a
+   unique column of the spool row, so the same mail delivered twice, by SMTP, IMAP or the
+   pipe, in any order and concurrently, makes one entry; the second delivery is
+   acknowledged and reported as a duplicate.
+3. **Parse.** mail-parser/stdlib into an `Inbound`; HTML sanitised. A message that cannot
+   be parsed at all is kept raw as *quarantined* and acknowledged (`helpdesk spool retry`).
+4. **Classify.** Auto-replies, bounces (the bounced address is marked undeliverable),
+   list mail and our own looping mail make no ticket and get no response; the spool row
+   records why.
+5. **Identify** the sender: a contact (created on first sight, organization by domain) or
+   an agent. CC addresses of a first mail become watchers.
+6. **Thread** (see `mailgate.thread.decide_thread`): our signed Message-IDs, our signed
+   plus-address, then known Message-IDs and the subject token, the last two only for a
+   sender who takes part in that ticket. Anyone else's mail opens a new ticket, and the
+   audit log says why. Mail to a merged ticket lands on its target; a reply to a Closed
+   ticket opens a follow-up ticket (or reopens it, by config).
+7. **Apply** in one transaction: the spool row, the message, ticket changes, audit
+   events and outbox rows (acknowledgement) commit together.
+8. **Acknowledge**: the receiver answers 250 / moves the IMAP message / exits 0 only
+   after that commit. A temporary failure raises `TransientError` (451 / exit 75); any
+   other failure quarantines the stored raw message, so it is acknowledged and kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import Literal
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from helpdesk import audit
+from helpdesk.audit import Actor
+from helpdesk.db import is_transient
+from helpdesk.directory import find_agent, get_or_create_contact
+from helpdesk.errors import NotMailError, TransientError
+from helpdesk.models import Contact, InboundSpool, Ticket
+from helpdesk.notify import acknowledge
+from helpdesk.numbering import format_number
+from helpdesk.runtime import Runtime
+from helpdesk.tickets import Listener, TicketService
+from mailgate.attachments import store_attachments
+from mailgate.classify import Classification, classify
+from mailgate.parse import Inbound, looks_like_mail, parse_message
+from mailgate.routing import Route, resolve_queue
+from mailgate.threading_lookup import lookup_thread
+
+log = structlog.get_logger("mailgate.ingest")
+
+Disposition = Literal["ticket", "reply", "ignored", "quarantined", "duplicate"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What became of one message; receivers map it to their acknowledgement."""
+
+    disposition: Disposition
+    spool_id: int
+    ticket: str | None = None
+    reason: str = ""
+
+
+_MBOX_FROM = re.compile(rb"\AFrom [^\r\n]*\r?\n")
+
+
+def dedupe_key(raw: bytes) -> tuple[str, str | None]:
+    """The idempotency key of a raw message and its Message-ID (None when absent).
+
+    Computed from the header block and body bytes only (no full parse), so it is cheap
+    and identical for the same mail arriving by different transports (trace headers such
+    as Received differ and are left out).
+    """
+    raw = _MBOX_FROM.sub(b"", raw, count=1)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = raw.partition(b"\n\n")
+    headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\n\n")
+    mid = (str(headers.get("Message-ID", "")) or "").strip()
+    norm_mid = mid if mid.startswith("<") and mid.endswith(">") and "@" in mid else None
+    body = b"\n".join(line.rstrip() for line in body.replace(b"\r\n", b"\n").split(b"\n"))
+    fp = hashlib.sha256()
+    for name in ("From", "Date", "Subject"):
+        fp.update(" ".join(str(headers.get(name, "")).split()).encode("utf-8", "replace"))
+        fp.update(b"\0")
+    fp.update(body.strip())
+    key = ("m:" + hashlib.sha256(norm_mid.encode()).hexdigest()[:32] + ":" if norm_mid else "n:")
+    return key + fp.hexdigest()[:64], norm_mid
+
+
+class Gateway:
+    """The inbound pipeline bound to one process's runtime."""
+
+    def __init__(self, runtime: Runtime, *, listeners: Sequence[Listener] = ()) -> None:
+        self.rt = runtime
+        self.settings = runtime.settings
+        self.listeners = list(listeners)
+
+    async def ingest(self, raw: bytes, via: str, *, recipients: Sequence[str] = (),
+                     strict: bool = False) -> IngestResult:
+        """Store, deduplicate, parse, classify, thread and apply one raw message.
+
+        Args:
+            raw: the message bytes as received.
+            via: "smtp", "imap" or "pipe", recorded on the spool row and messages.
+            recipients: envelope recipients (SMTP RCPT TO), used to pick the queue.
+            strict: refuse input that is clearly not mail (the pipe's exit 65) instead of
+                quarantining it.
+
+        Raises:
+            NotMailError: only with ``strict``, for empty or binary input.
+            TransientError: storage or database trouble; the sender should retry.
+        """
+        if strict and not looks_like_mail(raw):
+            raise NotMailError("input is not an email (empty, or binary with NUL bytes)")
+        try:
+            sha = await asyncio.to_thread(self.rt.store.put, raw)
+        except OSError as exc:
+            raise TransientError(f"cannot store message: {exc}") from exc
+        key, message_id = dedupe_key(raw)
+        bound = log.bind(message_id=message_id, via=via, sha256=sha[:12])
+        try:
+            return await self._apply(raw, via, sha, key, message_id, recipients, bound)
+        except TransientError:
+            raise
+        except SQLAlchemyError as exc:
+            if is_transient(exc):
+                bound.warning("ingest.transient", error=type(exc).__name__)
+                raise TransientError("database busy, retry later") from exc
+            return await self._quarantine_after_failure(raw, via, sha, key, message_id, exc, bound)
+        except Exception as exc:
+            return await self._quarantine_after_failure(raw, via, sha, key, message_id, exc, bound)
+
+    async def _apply(self, raw: bytes, via: str, sha: str, key: str, message_id: str | None,
+                     recipients: Sequence[str], bound: structlog.BoundLogger) -> IngestResult:
+        rt, s = self.rt, self.settings
+        now = rt.clock()
+        async with rt.sessions() as session, session.begin():
+            spool_id = await _claim_spool(session, key, message_id, sha, len(raw), via, now)
+            if spool_id is None:
+                existing = (await session.execute(
+                    select(InboundSpool).where(InboundSpool.dedupe_key == key))).scalar_one()
+                bound.info("ingest.duplicate", spool=existing.id)
+                return IngestResult("duplicate", existing.id, None,
+                                    f"already received as spool #{existing.id} ({existing.status})")
+            try:
+                msg = parse_message(raw, max_attachment_bytes=s.storage.max_attachment_bytes,
+                                    max_total_attachment_bytes=s.storage.max_attachments_per_message_bytes)
+            except Exception as exc:
+                reason = f"unparseable: {type(exc).__name__}"
+                await _finish_spool(session, spool_id, "quarantined", reason, None, now)
+                bound.warning("ingest.quarantined", reason=reason)
+                return IngestResult("quarantined", spool_id, None, reason)
+            verdict = classify(msg, instance_id=s.instance.id, ignore_lists=s.classify.ignore_lists)
+            if not verdict.makes_ticket:
+                await self._record_ignored(session, msg, verdict, spool_id, now)
+                bound.info("ingest.ignored", kind=verdict.kind, reason=verdict.reason)
+                return IngestResult("ignored", spool_id, None, verdict.reason)
+            if msg.sender is None or not msg.sender.email:
+                reason = "no usable From address"
+                await _finish_spool(session, spool_id, "quarantined", reason, None, now)
+                bound.warning("ingest.quarantined", reason=reason)
+                return IngestResult("quarantined", spool_id, None, reason)
+            result = await self._thread_and_apply(session, msg, verdict, recipients, via,
+                                                  spool_id, now)
+        bound.info("ingest.applied", disposition=result.disposition, ticket=result.ticket)
+        return result
+
+    async def _thread_and_apply(self, session, msg: Inbound, verdict: Classification,  # type: ignore[no-untyped-def]
+                                recipients: Sequence[str], via: str, spool_id: int,
+                                now) -> IngestResult:
+        rt, s = self.rt, self.settings
+        assert msg.sender is not None
+        service = TicketService(session, s, clock=rt.clock, listeners=self.listeners)
+        sender = await get_or_create_contact(session, msg.sender.email, msg.sender.name,
+                                             freemail=s.tickets.freemail_domains)
+        agent = await find_agent(session, msg.sender.email)
+        if agent is not None and not agent.is_active:
+            agent = None
+        route: Route = resolve_queue(s, recipients or _header_recipients(msg), msg)
+        decision = await lookup_thread(session, rt, msg, sender, agent, recipients)
+        ticket: Ticket | None = None
+        if decision.ticket is not None:
+            ticket = await _follow_merges(session, await service.get(decision.ticket))
+        actor = Actor("agent", agent.email, agent.id) if agent else Actor(
+            "contact", sender.email, sender.id)
+        atts = await store_attachments(rt.store, msg.attachments)
+        text = msg.visible_text if ticket is not None else (msg.text or msg.visible_text)
+        if ticket is not None and service.status_class(ticket.status) == "closed":
+            if s.tickets.reply_to_closed == "reopen":
+                await service.set_status(ticket, s.tickets.statuses[0].name, actor,
+                                         reason="reply to a closed ticket")
+            else:
+                followup_of, ticket = ticket, None
+                decision_reason = f"reply to closed {service.reference(followup_of)}"
+                return await self._open(service, session, msg, sender, actor, route, via,
+                                        spool_id, now, atts, decision_reason, verdict,
+                                        followup_of=followup_of)
+        if ticket is None:
+            return await self._open(service, session, msg, sender, actor, route, via, spool_id,
+                                    now, atts, decision.reason, verdict)
+        await service.add_message(
+            ticket, kind="public", text=text, actor=actor,
+            author_contact=None if agent else sender, author_agent=agent, via=via,
+            subject=msg.subject, full_text=msg.text, html=msg.html, message_id=msg.message_id,
+            spool_id=spool_id, attachments=atts)
+        ref = service.reference(ticket)
+        await _finish_spool(session, spool_id, "reply", decision.reason, ticket.id, now)
+        return IngestResult("reply", spool_id, ref, decision.reason)
+
+    async def _open(self, service: TicketService, session, msg: Inbound, sender: Contact,  # type: ignore[no-untyped-def]
+                    actor: Actor, route: Route, via: str, spool_id: int, now,
+                    atts, reason: str, verdict: Classification, *,
+                    followup_of: Ticket | None = None) -> IngestResult:
+        s = self.settings
+        watchers = []
+        for addr in msg.cc:
+            if addr.email and not _is_ours(s, addr.email) and addr.email != sender.email:
+                watchers.append(await get_or_create_contact(
+                    session, addr.email, addr.name, freemail=s.tickets.freemail_domains))
+        ticket, message = await service.open_ticket(
+            requester=sender, subject=msg.subject, text=msg.text or msg.visible_text,
+            actor=actor, channel="email", queue=route.queue, category=route.category,
+            priority=route.priority, full_text=msg.text, html=msg.html,
+            message_id=msg.message_id, spool_id=spool_id, attachments=atts, watchers=watchers,
+            followup_of=followup_of)
+        if route.tags:
+            await service.add_tags(ticket, route.tags, audit.SYSTEM)
+        if route.assignee:
+            assignee = await find_agent(session, route.assignee)
+            if assignee is not None:
+                await service.assign(ticket, assignee, audit.SYSTEM)
+        if not verdict.suppress_autoresponse:
+            await acknowledge(self.rt, session, ticket, message, route.autoresponder_template)
+        if reason:
+            audit.record(session, ticket_id=ticket.id, actor=audit.SYSTEM,
+                         action="ticket.threading", at=now, reason=reason)
+        await _finish_spool(session, spool_id, "ticket", reason, ticket.id, now)
+        return IngestResult("ticket", spool_id, service.reference(ticket), reason)
+
+    async def _record_ignored(self, session, msg: Inbound, verdict: Classification,  # type: ignore[no-untyped-def]
+                              spool_id: int, now) -> None:
+        for addr in verdict.bounced_recipients:
+            await session.execute(
+                update(Contact).where(Contact.email == addr.lower()).values(
+                    is_undeliverable=True, undeliverable_reason=verdict.reason[:500]))
+        await _finish_spool(session, spool_id, "ignored", f"{verdict.kind}: {verdict.reason}",
+                            None, now)
+
+    async def _quarantine_after_failure(self, raw: bytes, via: str, sha: str, key: str,
+                                        message_id: str | None, exc: Exception,
+                                        bound: structlog.BoundLogger) -> IngestResult:
+        reason = f"internal error: {type(exc).__name__}"
+        bound.error("ingest.failed", error=type(exc).__name__, exc_info=exc)
+        try:
+            async with self.rt.sessions() as session, session.begin():
+                now = self.rt.clock()
+                spool_id = await _claim_spool(session, key, message_id, sha, len(raw), via, now)
+                if spool_id is None:
+                    existing = (await session.execute(
+                        select(InboundSpool.id).where(InboundSpool.dedupe_key == key))).scalar_one()
+                    return IngestResult("duplicate", existing, None, "already received")
+                await _finish_spool(session, spool_id, "quarantined", reason, None, now)
+        except Exception as exc2:
+            raise TransientError("cannot record quarantined message") from exc2
+        bound.warning("ingest.quarantined", reason=reason, spool=spool_id)
+        return IngestResult("quarantined", spool_id, None, reason)
+
+    async def retry(self, spool_id: int) -> IngestResult:
+        """Run a quarantined (or any) spool entry through the pipeline again."""
+        async with self.rt.sessions() as session, session.begin():
+            row = await session.get(InboundSpool, spool_id)
+            if row is None:
+                from helpdesk.errors import NotFoundError
+                raise NotFoundError(f"no spool entry {spool_id}")
+            if row.status not in ("quarantined", "failed"):
+                return IngestResult("duplicate", row.id, None, f"already {row.status}")
+            raw = self.rt.store.get(row.sha256)
+            via = row.via
+            await session.delete(row)
+        return await self.ingest(raw, via)
+
+
+async def _claim_spool(session, key: str, message_id: str | None, sha: str, size: int,  # type: ignore[no-untyped-def]
+                       via: str, now) -> int | None:
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(InboundSpool).values(
+        dedupe_key=key, message_id=message_id, sha256=sha, size=size, via=via,
+        status="received", reason="", received_at=now,
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(InboundSpool.id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _finish_spool(session, spool_id: int, status: str, reason: str,  # type: ignore[no-untyped-def]
+                        ticket_id: int | None, now) -> None:
+    await session.execute(update(InboundSpool).where(InboundSpool.id == spool_id).values(
+        status=status, reason=reason[:2000], ticket_id=ticket_id, processed_at=now))
+
+
+async def _follow_merges(session, ticket: Ticket) -> Ticket:  # type: ignore[no-untyped-def]
+    seen = {ticket.id}
+    while ticket.merged_into_id is not None and ticket.merged_into_id not in seen:
+        seen.add(ticket.merged_into_id)
+        target = await session.get(Ticket, ticket.merged_into_id)
+        if target is None:
+            break
+        ticket = target
+    return ticket
+
+
+def _header_recipients(msg: Inbound) -> list[str]:
+    return [a.email for a in (*msg.to, *msg.cc) if a.email]
+
+
+def _is_ours(settings, address: str) -> bool:  # type: ignore[no-untyped-def]
+    domain = address.rpartition("@")[2].lower()
+    return domain in {d.lower() for d in settings.smtp.domains} or address.lower() in {
+        a.lower() for a in settings.smtp.addresses}
+
+
+def ticket_ref(settings, number: int) -> str:  # type: ignore[no-untyped-def]
+    return format_number(number, settings.tickets.prefix, settings.tickets.digits)

@@ -1,0 +1,117 @@
+"""The SMTP receiver: aiosmtpd owns the wire; our handler accepts recipients and hands off DATA.
+
+Not an open relay: RCPT is accepted only for configured domains or addresses (550 5.7.1
+otherwise). DATA is answered 250 only after `Gateway.ingest` has stored the raw bytes
+and committed; any failure answers 451 4.3.0 so the sender's MTA retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from helpdesk.config import SmtpSettings
+from helpdesk.errors import TransientError
+from mailgate.ingest import Gateway
+from mailgate.replies import (
+    R250_OK,
+    R250_QUEUED,
+    R250_STORED,
+    R451_TEMPFAIL,
+    R452_TOO_MANY,
+    R550_RELAY,
+    R552_TOO_BIG,
+)
+
+log = structlog.get_logger("mailgate.smtp")
+MAX_RECIPIENTS = 100
+
+
+def accepts_recipient(settings: SmtpSettings, address: str) -> bool:
+    """Whether ``address`` is ours: a configured address, or any address in our domains."""
+    address = address.strip().lower()
+    local, _, domain = address.rpartition("@")
+    if not local or not domain:
+        return False
+    base = f"{local.split('+', 1)[0]}@{domain}"
+    if base in {a.lower() for a in settings.addresses}:
+        return True
+    return domain in {d.lower() for d in settings.domains}
+
+
+class GatewayHandler:
+    """aiosmtpd handler hooks; each returns the reply line and never touches the socket."""
+
+    def __init__(self, gateway: Gateway, settings: SmtpSettings) -> None:
+        self.gateway = gateway
+        self.settings = settings
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if not accepts_recipient(self.settings, address):
+            log.info("smtp.relay_denied", rcpt=address, peer=str(session.peer))
+            return R550_RELAY
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return R452_TOO_MANY
+        envelope.rcpt_tos.append(address)
+        return R250_OK
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        try:
+            result = await self.gateway.ingest(raw or b"", "smtp", recipients=envelope.rcpt_tos)
+        except TransientError as exc:
+            log.warning("smtp.tempfail", reason=str(exc))
+            return R451_TEMPFAIL
+        except Exception as exc:
+            log.error("smtp.failed", error=type(exc).__name__, exc_info=exc)
+            return R451_TEMPFAIL
+        return R250_QUEUED.format(ref=result.ticket) if result.ticket else R250_STORED
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's server with RFC 3463 enhanced codes on its built-in size refusals."""
+
+    async def push(self, status: str) -> None:
+        if status.startswith("552 Error"):
+            status = R552_TOO_BIG
+        await super().push(status)
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
+    if not settings.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.tls_cert, settings.tls_key or None)
+    return ctx
+
+
+async def start_smtp(gateway: Gateway, settings: SmtpSettings, *, host: str | None = None,
+                     port: int | None = None) -> asyncio.base_events.Server:
+    """Listen on the configured address; returns the asyncio server (its sockets give the port)."""
+    handler = GatewayHandler(gateway, settings)
+    tls = tls_context(settings)
+    loop = asyncio.get_running_loop()
+
+    def factory() -> GatewaySMTP:
+        kwargs: dict[str, Any] = {
+            "data_size_limit": settings.max_message_bytes,
+            "enable_SMTPUTF8": True,
+            "decode_data": False,
+            "ident": "helpdesk ESMTP",
+        }
+        if tls is not None:
+            kwargs["tls_context"] = tls
+            kwargs["require_starttls"] = settings.require_tls
+        return GatewaySMTP(handler, **kwargs)
+
+    server = await loop.create_server(factory, host=host or settings.host,
+                                      port=settings.port if port is None else port)
+    log.info("smtp.listening", addresses=[s.getsockname() for s in server.sockets])
+    return server

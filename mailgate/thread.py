@@ -1,0 +1,297 @@
+"""Decide which ticket an inbound message belongs to, from facts already looked up.
+
+Besides :func:`decide_thread`, the module holds the pure text helpers threading needs:
+reading ticket tokens out of subjects, writing our outbound subject, stripping reply
+prefixes in many languages, and normalising Message-IDs and References.
+
+Trust order (see DESIGN.md, "Threading trusts"):
+
+1. our own Message-ID in In-Reply-To/References whose HMAC verified (``signed_ref``);
+2. a verified signed plus-address recipient, ``support+<token>@`` (``plus_address``);
+3. a Message-ID we received or sent for a ticket (``message_id``), and then
+4. a ticket token in the subject (``subject``),
+
+where 3 and 4 count only when the sender already takes part in that ticket or is an agent,
+because anyone can copy a subject or a Message-ID. Anything else opens a new ticket.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "ThreadDecision",
+    "ThreadFacts",
+    "decide_thread",
+    "find_ticket_numbers",
+    "format_ticket_ref",
+    "normalise_message_id",
+    "outbound_subject",
+    "split_references",
+    "strip_reply_prefixes",
+]
+
+MAX_TICKET_NUMBER = 2**63 - 1  # what a BIGINT column holds
+MAX_MESSAGE_ID_CHARS = 998  # RFC 5322 line limit
+
+# Reply and forward markers in the languages mail clients write them in. Longer forms
+# first is not needed for correctness (a colon must follow), only for reading.
+_REPLY_WORDS = (
+    "antwort", "antw", "fwd", "fw", "re", "aw", "wg", "sv", "vs", "rif", "r", "tr", "enc",
+    "res", "odp", "ynt", "réf.", "réf", "回复", "回覆", "答复", "転送", "返信",
+)  # fmt: skip
+_REPLY_PREFIX_RE = re.compile(
+    r"\s*(?:" + "|".join(map(re.escape, _REPLY_WORDS)) + r")\s*(?:\[[0-9]{1,4}\]\s*)?[:：]\s*",
+    re.IGNORECASE,
+)
+_ANGLE_RE = re.compile(r"<([^<>]*)>")
+_ID_CHARS_RE = re.compile(r"[^\s<>()\x00-\x1f\x7f]+")
+
+
+def strip_reply_prefixes(subject: str) -> str:
+    """Remove leading reply and forward markers, repeated, in any language and case.
+
+    ``Re:``, ``RE :``, ``Re[2]:``, ``AW: WG:``, ``回复：`` (full-width colon) and the like are
+    removed from the start until none is left; the result is stripped of surrounding
+    whitespace. Mailing-list tags such as ``[list]`` are kept: they are part of the subject
+    the sender chose. Idempotent.
+    """
+    text = subject.strip()
+    start = 0  # advance an index rather than re-slice: "Re: " * 10**6 stays linear
+    while match := _REPLY_PREFIX_RE.match(text, start):
+        start = match.end()
+    return text[start:].strip()
+
+
+@functools.lru_cache(maxsize=16)
+def _token_re(prefix: str, *, bracketed: bool = False) -> re.Pattern[str]:
+    token = re.escape(prefix) + r"([0-9]+)"
+    if bracketed:
+        return re.compile(r"\[\s*" + token + r"\s*\]", re.IGNORECASE)
+    # Not glued to a longer word on either side: "XTKT-1" and "TKT-12abc" are not tokens.
+    return re.compile(r"(?<!\w)" + token + r"(?!\w)", re.IGNORECASE)
+
+
+def _ticket_number(digits: str) -> int | None:
+    significant = digits.lstrip("0")
+    if not significant or len(significant) > len(str(MAX_TICKET_NUMBER)):
+        return None
+    number = int(significant)
+    return number if number <= MAX_TICKET_NUMBER else None
+
+
+def find_ticket_numbers(subject: str, prefix: str = "TKT-") -> tuple[int, ...]:
+    """Find every ticket token in a subject, e.g. ``[TKT-000042]``, ``TKT-42``, ``tkt-0042``.
+
+    Tokens match anywhere, in any case, with or without leading zeros and brackets, but not
+    inside a longer word. Zero and numbers beyond a BIGINT are not tickets and are skipped.
+
+    Args:
+        subject: the decoded subject.
+        prefix: the configured ticket prefix, matched literally (it is regex-escaped).
+
+    Returns:
+        The distinct ticket numbers in order of first appearance.
+    """
+    if not prefix:
+        return ()
+    found: dict[int, None] = {}
+    for match in _token_re(prefix).finditer(subject):
+        number = _ticket_number(match.group(1))
+        if number is not None:
+            found.setdefault(number)
+    return tuple(found)
+
+
+def format_ticket_ref(number: int, prefix: str = "TKT-", digits: int = 6) -> str:
+    """Write a ticket reference, zero-padded: ``format_ticket_ref(42) == "TKT-000042"``.
+
+    Raises:
+        ValueError: when ``number`` is negative or ``digits`` is less than 1.
+    """
+    if number < 0 or digits < 1:
+        raise ValueError(f"bad ticket reference: number={number}, digits={digits}")
+    return f"{prefix}{number:0{digits}d}"
+
+
+def outbound_subject(number: int, subject: str, prefix: str = "TKT-", digits: int = 6) -> str:
+    """Write the subject of a mail we send about a ticket: ``[TKT-000042] original``.
+
+    Reply prefixes and every bracketed token of ours (``[TKT-…]``) already in the subject
+    are removed first, so the tag is never doubled however often the subject goes round.
+    Whitespace, line breaks included, collapses to single spaces, so the result is always
+    safe as one header line.
+
+    Raises:
+        ValueError: as :func:`format_ticket_ref`.
+    """
+    ref = format_ticket_ref(number, prefix, digits)
+    text = " ".join(subject.split())
+    tag_re = _token_re(prefix, bracketed=True) if prefix else None
+    while True:
+        stripped = strip_reply_prefixes(text)
+        if tag_re is not None:
+            stripped = " ".join(tag_re.sub(" ", stripped).split())
+        if stripped == text:
+            break
+        text = stripped
+    return f"[{ref}] {text}" if text else f"[{ref}]"
+
+
+def _clean_id(inner: str) -> str | None:
+    inner = inner.strip()
+    if not inner or len(inner) > MAX_MESSAGE_ID_CHARS - 2:
+        return None
+    if not _ID_CHARS_RE.fullmatch(inner):
+        return None
+    return f"<{inner}>"
+
+
+def _without_comments(value: str) -> str:
+    """Drop RFC 5322 comments, nested ones too, in one pass; an unclosed one runs to the end."""
+    if "(" not in value:
+        return value
+    out: list[str] = []
+    depth = 0
+    for ch in value:
+        if ch == "(":
+            if not depth:
+                out.append(" ")  # a comment separates what stands either side of it
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif not depth:
+            out.append(ch)
+    return "".join(out)
+
+
+def normalise_message_id(value: str) -> str | None:
+    """Bring a Message-ID header value to its ``<id>`` form, for storing and comparing.
+
+    Comments and surrounding whitespace go; case is kept, because the part
+    left of the ``@`` is case-sensitive. The first ``<...>`` wins; a value without angle
+    brackets is accepted only when it is one ``local@domain`` word.
+
+    Returns:
+        ``"<id>"``, or None when no usable id is present (empty, whitespace or control
+        characters inside, over 998 characters).
+    """
+    text = _without_comments(value)
+    match = _ANGLE_RE.search(text)
+    if match:
+        return _clean_id(match.group(1))
+    bare = text.strip()
+    if "@" not in bare or "<" in bare or ">" in bare:
+        return None
+    return _clean_id(bare)
+
+
+def split_references(header_value: str) -> tuple[str, ...]:
+    """List the Message-IDs in a References or In-Reply-To value, in order, each once.
+
+    Ids are normalised as :func:`normalise_message_id` does and unusable ones dropped.
+    Comments are removed first, so an old-style ``In-Reply-To: <id@host> (message from
+    John <john@example.com>)`` yields no address as an id. When the value has
+    no angle brackets at all, whitespace- or comma-separated ``local@domain`` words count.
+    """
+    text = _without_comments(header_value)
+    candidates: Iterable[str]
+    if "<" in text:
+        candidates = (f"<{inner}>" for inner in _ANGLE_RE.findall(text))
+    else:
+        candidates = re.split(r"[\s,]+", text)
+    found: dict[str, None] = {}
+    for candidate in candidates:
+        normalised = normalise_message_id(candidate)
+        if normalised is not None:
+            found.setdefault(normalised)
+    return tuple(found)
+
+
+_NOT_PARTICIPANT = "sender is not a participant"
+
+Via = Literal["signed_ref", "plus_address", "message_id", "subject", "new"]
+
+
+@dataclass(frozen=True)
+class ThreadFacts:
+    """What the pipeline learnt about an inbound message before deciding its ticket.
+
+    Attributes:
+        signed_ref_ticket: ticket from one of our Message-IDs in In-Reply-To/References
+            whose HMAC verified.
+        plus_address_ticket: ticket from a verified signed plus-address recipient.
+        known_message_ticket: ticket whose received or sent Message-ID appears in
+            In-Reply-To/References (looked up, not verified).
+        subject_tickets: ticket tokens in the subject that name existing tickets, in order.
+        sender_participates: tickets the sender takes part in (requester, watcher, CC,
+            organization member).
+        sender_is_agent: the sender is a known agent, who may thread onto any ticket.
+    """
+
+    signed_ref_ticket: int | None = None
+    plus_address_ticket: int | None = None
+    known_message_ticket: int | None = None
+    subject_tickets: tuple[int, ...] = ()
+    sender_participates: frozenset[int] = frozenset()
+    sender_is_agent: bool = False
+
+
+@dataclass(frozen=True)
+class ThreadDecision:
+    """Where the message goes and why; ``ticket`` is None exactly when ``via`` is "new"."""
+
+    ticket: int | None
+    via: Via
+    reason: str
+
+
+def decide_thread(f: ThreadFacts, *, prefix: str = "TKT-", digits: int = 6) -> ThreadDecision:
+    """Pick the ticket an inbound message threads onto, or decide to open a new one.
+
+    Args:
+        f: the facts, each already verified or looked up by the caller.
+        prefix: ticket prefix, for the references written into ``reason``.
+        digits: ticket number width, likewise.
+
+    Returns:
+        The decision; its ``reason`` is one line for the audit log, naming what was used
+        and what was ignored and why.
+    """
+
+    def ref(number: int) -> str:
+        return format_ticket_ref(number, prefix, digits) if number >= 0 else str(number)
+
+    def may_join(number: int) -> bool:
+        return f.sender_is_agent or number in f.sender_participates
+
+    who = "agent" if f.sender_is_agent else "participant"
+    if f.signed_ref_ticket is not None:
+        reason = f"signed Message-ID reference to {ref(f.signed_ref_ticket)}"
+        plus = f.plus_address_ticket
+        if plus is not None and plus != f.signed_ref_ticket:
+            reason += f"; plus-address for {ref(plus)} overruled"
+        return ThreadDecision(f.signed_ref_ticket, "signed_ref", reason)
+    if f.plus_address_ticket is not None:
+        reason = f"signed plus-address for {ref(f.plus_address_ticket)}"
+        return ThreadDecision(f.plus_address_ticket, "plus_address", reason)
+    ignored: list[str] = []
+    known = f.known_message_ticket
+    if known is not None:
+        if may_join(known):
+            reason = f"known Message-ID reference to {ref(known)}, sender is {who}"
+            return ThreadDecision(known, "message_id", reason)
+        ignored.append(f"Message-ID reference to {ref(known)} ignored: {_NOT_PARTICIPANT}")
+    for number in f.subject_tickets:
+        if may_join(number):
+            reason = f"subject token {ref(number)}, sender is {who}"
+            if ignored:
+                reason += "; " + "; ".join(ignored)
+            return ThreadDecision(number, "subject", reason)
+        ignored.append(f"subject token {ref(number)} ignored: {_NOT_PARTICIPANT}")
+    reason = "; ".join(ignored) if ignored else "no thread reference"
+    return ThreadDecision(None, "new", f"new ticket: {reason}")

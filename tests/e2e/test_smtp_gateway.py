@@ -1,0 +1,322 @@
+"""The SMTP receiver end to end: real SMTP client, real receiver, real database (both kinds)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from sqlalchemy import func, select
+
+from helpdesk.audit import Actor
+from helpdesk.directory import add_agent
+from helpdesk.mailtokens import make_message_id, make_reply_address
+from helpdesk.models import AuditEvent, Contact, InboundSpool, Message, OutboxRow, Ticket
+from helpdesk.runtime import Runtime
+from helpdesk.tickets import TicketService
+from mailgate.replies import R451_TEMPFAIL, R550_RELAY, R552_TOO_BIG
+from mailgate.service import make_gateway
+from mailgate.smtp import start_smtp
+from tests.conftest import make_settings
+
+SUPPORT = "support@support.example.com"
+
+
+@dataclass
+class Gate:
+    rt: Runtime
+    port: int
+
+    async def send(self, msg: EmailMessage | bytes, *, sender: str = "alice@example.org",
+                   rcpts: list[str] | None = None) -> tuple[int, str]:
+        raw = msg if isinstance(msg, bytes) else msg.as_bytes()
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=self.port, timeout=30) as smtp:
+            errors, reply = await smtp.sendmail(sender, rcpts or [SUPPORT], raw)
+            assert not errors
+            return 250, reply
+
+    async def tickets(self) -> list[Ticket]:
+        async with self.rt.sessions() as session:
+            return list((await session.execute(
+                select(Ticket).order_by(Ticket.number))).unique().scalars())
+
+    async def count(self, model: type, *where: object) -> int:
+        async with self.rt.sessions() as session:
+            return int((await session.execute(
+                select(func.count()).select_from(model).where(*where))).scalar_one())
+
+    async def spool(self) -> list[InboundSpool]:
+        async with self.rt.sessions() as session:
+            return list((await session.execute(
+                select(InboundSpool).order_by(InboundSpool.id))).scalars())
+
+
+async def _start(tmp_path: Path, db_url: str, **sections: dict) -> AsyncIterator[Gate]:  # type: ignore[type-arg]
+    settings = make_settings(tmp_path, db_url, **sections)
+    rt = await Runtime.open(settings)
+    server = await start_smtp(make_gateway(rt), settings.smtp, port=0)
+    try:
+        yield Gate(rt, server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        await server.wait_closed()
+        await rt.close()
+
+
+@pytest.fixture
+async def gate(tmp_path: Path, db_url: str) -> AsyncIterator[Gate]:
+    async for g in _start(tmp_path, db_url, smtp={"max_message_bytes": 200_000},
+                          queues=[{"address": "billing@support.example.com",
+                                   "category": "billing"}]):
+        yield g
+
+
+def mail(subject: str = "Printer on fire", body: str = "It burns.\n", *,
+         sender: str = "Alice <alice@example.org>", to: str = SUPPORT,
+         **headers: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = make_msgid(domain="example.org")
+    msg["Date"] = "Mon, 23 Nov 2026 10:00:00 +0000"
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    return msg
+
+
+# -- item 2: the receiver -------------------------------------------------------------------
+
+async def test_new_mail_becomes_a_ticket_before_250_is_answered(gate: Gate) -> None:
+    _, reply = await gate.send(mail())
+    assert "Queued as TKT-000001" in reply
+    [ticket] = await gate.tickets()
+    assert ticket.subject == "Printer on fire"
+    assert ticket.requester.email == "alice@example.org" and ticket.requester.name == "Alice"
+    assert await gate.count(OutboxRow, OutboxRow.kind == "ack") == 1
+
+
+async def test_foreign_recipients_are_refused_so_we_are_no_open_relay(gate: Gate) -> None:
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=gate.port) as smtp:
+        await smtp.mail("spammer@example.net")
+        with pytest.raises(aiosmtplib.SMTPRecipientRefused) as info:
+            await smtp.rcpt("victim@elsewhere.example")
+        assert f"{info.value.code} {info.value.message}" == R550_RELAY
+        reply = await smtp.rcpt("anything@support.example.com")
+        assert reply.code == 250
+    assert await gate.tickets() == []
+
+
+async def test_size_limit_is_announced_and_enforced_with_552(gate: Gate) -> None:
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=gate.port) as smtp:
+        await smtp.ehlo()
+        assert smtp.esmtp_extensions["size"] == "200000"
+        with pytest.raises(aiosmtplib.SMTPResponseException) as info:
+            await smtp.sendmail("alice@example.org", [SUPPORT],
+                                mail(body="x" * 300_000).as_bytes())
+        assert f"{info.value.code} {info.value.message}" == R552_TOO_BIG
+    assert await gate.tickets() == []
+
+
+async def test_answers_451_when_the_database_is_locked(tmp_path: Path) -> None:
+    db = tmp_path / "helpdesk.db"
+    async for g in _start(tmp_path, f"sqlite+aiosqlite:///{db}",
+                          database={"busy_timeout_ms": 200}):
+        locker = sqlite3.connect(db, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(aiosmtplib.SMTPDataError) as info:
+                await g.send(mail())
+            assert f"{info.value.code} {info.value.message}" == R451_TEMPFAIL
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        await g.send(mail("after the lock"))  # the sender's retry succeeds
+        assert [t.subject for t in await g.tickets()] == ["after the lock"]
+
+
+async def test_queues_give_their_default_category(gate: Gate) -> None:
+    await gate.send(mail("Invoice wrong", to="billing@support.example.com"),
+                    rcpts=["billing@support.example.com"])
+    [ticket] = await gate.tickets()
+    assert (ticket.queue, ticket.category) == ("billing@support.example.com", "billing")
+
+
+async def test_one_mail_to_two_of_our_addresses_makes_one_ticket(gate: Gate) -> None:
+    msg = mail(to=f"{SUPPORT}, billing@support.example.com")
+    await gate.send(msg, rcpts=[SUPPORT, "billing@support.example.com"])
+    await gate.send(msg, rcpts=["billing@support.example.com"])  # split delivery by an MTA
+    assert len(await gate.tickets()) == 1
+
+
+# -- item 4: classify -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("headers", [
+    {"Auto_Submitted": "auto-replied"},
+    {"X_Autoreply": "yes"},
+    {"X_Autorespond": "Out of office"},
+    {"X_Auto_Response_Suppress": "All"},
+    {"Precedence": "bulk"},
+    {"Precedence": "junk"},
+    {"Precedence": "list"},
+    {"List_Id": "<announce.lists.example.org>"},
+    {"List_Unsubscribe": "<mailto:leave@lists.example.org>"},
+    {"X_Helpdesk_Loop": "helpdesk-1"},
+])
+async def test_automatic_mail_makes_no_ticket_and_no_response(gate: Gate,
+                                                              headers: dict[str, str]) -> None:
+    await gate.send(mail("Automatic", **headers))
+    assert await gate.tickets() == []
+    [row] = await gate.spool()
+    assert row.status == "ignored" and row.reason
+    assert await gate.count(OutboxRow) == 0
+
+
+async def test_bounce_marks_the_bounced_recipient_undeliverable(gate: Gate) -> None:
+    await gate.send(mail(sender="bob@example.com"))
+    dsn = (
+        b"From: MAILER-DAEMON@mx.example.com\r\nTo: support@support.example.com\r\n"
+        b"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn1@mx.example.com>\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        b"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.com\r\n\r\n"
+        b"Final-Recipient: rfc822; bob@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        b"--B--\r\n")
+    await gate.send(dsn, sender="")
+    assert len(await gate.tickets()) == 1
+    async with gate.rt.sessions() as session:
+        bob = (await session.execute(
+            select(Contact).where(Contact.email == "bob@example.com"))).scalar_one()
+    assert bob.is_undeliverable
+
+
+# -- items 6 and 7: threading and authorisation ---------------------------------------------
+
+async def test_subject_token_from_the_requester_threads_in_any_spelling(gate: Gate) -> None:
+    await gate.send(mail())
+    for subject in ("Re: [TKT-000001] Printer on fire", "AW: tkt-1 still burning",
+                    "SV: Antw: [Tkt-00001] more", "返信: [TKT-000001] ok"):
+        await gate.send(mail(subject, "more smoke\n"))
+    assert len(await gate.tickets()) == 1
+    assert await gate.count(Message) == 5
+
+
+async def test_a_stranger_cannot_add_to_a_ticket_by_its_token(gate: Gate) -> None:
+    await gate.send(mail())
+    await gate.send(mail("Re: [TKT-000001] Printer on fire", "I am someone else\n",
+                         sender="mallory@evil.example"))
+    tickets = await gate.tickets()
+    assert [t.number for t in tickets] == [1, 2]
+    assert tickets[1].requester.email == "mallory@evil.example"
+    async with gate.rt.sessions() as session:
+        reasons = list((await session.execute(select(AuditEvent.reason).where(
+            AuditEvent.ticket_id == tickets[1].id, AuditEvent.action == "ticket.threading")
+        )).scalars())
+    assert reasons and "not" in reasons[0]
+
+
+async def test_colleague_of_the_same_organization_may_reply(gate: Gate) -> None:
+    await gate.send(mail())
+    await gate.send(mail("Re: [TKT-000001] x", "me too\n", sender="carol@example.org"))
+    assert len(await gate.tickets()) == 1
+
+
+async def test_cc_of_the_first_mail_becomes_watcher_and_may_reply(gate: Gate) -> None:
+    await gate.send(mail(Cc="dave@partner.example"))
+    await gate.send(mail("Re: [TKT-000001] x", "hi\n", sender="dave@partner.example"))
+    assert len(await gate.tickets()) == 1
+
+
+async def test_reply_to_our_signed_message_id_threads_without_a_token(gate: Gate) -> None:
+    await gate.send(mail())
+    mid = make_message_id(1, instance_id="helpdesk-1", secret="test-secret",
+                          domain="support.example.com")
+    await gate.send(mail("a subject without token", "threaded\n", In_Reply_To=mid))
+    assert len(await gate.tickets()) == 1
+    forged = mid.replace("@", "x@")
+    await gate.send(mail("another", "forged\n", sender="x@other.example", In_Reply_To=forged))
+    assert len(await gate.tickets()) == 2
+
+
+async def test_reply_to_known_message_id_of_the_ticket_threads(gate: Gate) -> None:
+    first = mail()
+    await gate.send(first)
+    await gate.send(mail("no token", "ref\n", In_Reply_To=str(first["Message-ID"])))
+    assert len(await gate.tickets()) == 1
+
+
+async def test_signed_plus_address_threads(gate: Gate) -> None:
+    await gate.send(mail())
+    plus = make_reply_address(SUPPORT, 1, secret="test-secret")
+    await gate.send(mail("whatever", "via plus\n", to=plus), rcpts=[plus])
+    assert len(await gate.tickets()) == 1
+    bad = plus[:-25] + "aaaaaaaaaaaaaaaa@support.example.com"
+    await gate.send(mail("whatever", "forged plus\n", sender="x@y.example", to=bad), rcpts=[bad])
+    assert len(await gate.tickets()) == 2
+
+
+async def test_reply_reopens_pending_and_closed_gives_a_followup(gate: Gate) -> None:
+    await gate.send(mail())
+    async with gate.rt.sessions() as session, session.begin():
+        svc = TicketService(session, gate.rt.settings)
+        ticket = await svc.get(1)
+        await svc.set_status(ticket, "Pending", Actor("cli", "test"))
+    await gate.send(mail("Re: [TKT-000001] x", "answer\n"))
+    [ticket] = await gate.tickets()
+    assert ticket.status == "Open"
+    async with gate.rt.sessions() as session, session.begin():
+        svc = TicketService(session, gate.rt.settings)
+        await svc.set_status(await svc.get(1), "Closed", Actor("cli", "test"))
+    await gate.send(mail("Re: [TKT-000001] x", "it is back\n"))
+    tickets = await gate.tickets()
+    assert len(tickets) == 2 and tickets[1].followup_of_id == tickets[0].id
+
+
+async def test_agent_reply_by_mail_is_a_public_reply_and_first_response(gate: Gate) -> None:
+    await gate.send(mail())
+    async with gate.rt.sessions() as session, session.begin():
+        await add_agent(session, "bob@support.example.com", "Bob")
+    await gate.send(mail("Re: [TKT-000001] Printer on fire", "Unplug it.\n",
+                         sender="Bob <bob@support.example.com>"))
+    [ticket] = await gate.tickets()
+    assert ticket.first_response_at is not None
+
+
+# -- item 9: idempotency and quarantine ------------------------------------------------------
+
+async def test_same_message_twice_is_one_entry(gate: Gate) -> None:
+    msg = mail()
+    await gate.send(msg)
+    _, reply = await gate.send(msg)
+    assert len(await gate.tickets()) == 1 and await gate.count(Message) == 1
+    assert reply.startswith("2.0.0")
+
+
+async def test_reused_message_id_with_other_content_is_kept(gate: Gate) -> None:
+    a = mail("first")
+    b = mail("second", "different body\n")
+    b.replace_header("Message-ID", str(a["Message-ID"]))
+    await gate.send(a)
+    await gate.send(b)
+    assert len(await gate.tickets()) == 2
+
+
+async def test_mail_without_any_usable_sender_is_quarantined_then_retried(gate: Gate) -> None:
+    from mailgate.service import make_gateway as gw
+
+    raw = b"Subject: no sender at all\r\nMessage-ID: <q1@x.example>\r\n\r\nbody\r\n"
+    await gate.send(raw)
+    [row] = await gate.spool()
+    assert row.status == "quarantined"
+    assert gate.rt.store.get(row.sha256) == raw.replace(b"\r\n", b"\r\n")
+    result = await gw(gate.rt).retry(row.id)
+    assert result.disposition == "quarantined"  # still no sender, still kept
+    assert len(await gate.spool()) == 1
