@@ -229,6 +229,16 @@ class SlaSettings:
 
 
 @dataclass(frozen=True)
+class CommandSettings:
+    """Agent commands by mail, and how an agent's mail is authenticated."""
+
+    prefix: str = "#"
+    trusted_authserv_ids: tuple[str, ...] = ()
+    accept_spf_pass: bool = True
+    verify_dkim: bool = False
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
     json: bool = False
@@ -250,6 +260,7 @@ class Settings:
     classify: ClassifySettings = field(default_factory=ClassifySettings)
     routing: tuple[RoutingRule, ...] = ()
     sla: SlaSettings = field(default_factory=SlaSettings)
+    commands: CommandSettings = field(default_factory=CommandSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<embedded defaults>"
 
