@@ -33,12 +33,14 @@ What happens to an inbound email, in order:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from email.utils import parseaddr
 from typing import Literal
 
 import structlog
@@ -51,15 +53,18 @@ from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.db import is_transient
 from helpdesk.directory import find_agent, get_or_create_contact
-from helpdesk.errors import NotMailError, TransientError
+from helpdesk.errors import NotFoundError, NotMailError, TransientError
 from helpdesk.models import Contact, InboundSpool, Ticket
 from helpdesk.notify import acknowledge
 from helpdesk.numbering import format_number
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import Listener, TicketService
+from mailgate.agent_auth import AuthResult
+from mailgate.agent_mail import AgentMail, refuse_unauthenticated
+from mailgate.agent_mail import authenticate as authenticate_agent_mail
 from mailgate.attachments import store_attachments
 from mailgate.classify import Classification, classify
-from mailgate.parse import Inbound, looks_like_mail, parse_message
+from mailgate.parse import Address, Inbound, looks_like_mail, parse_message
 from mailgate.routing import Route, resolve_queue
 from mailgate.threading_lookup import lookup_thread
 
@@ -78,6 +83,7 @@ class IngestResult:
     reason: str = ""
 
 
+UNKNOWN_SENDER = "unknown-sender@invalid"
 _MBOX_FROM = re.compile(rb"\AFrom [^\r\n]*\r?\n")
 
 
@@ -114,13 +120,14 @@ class Gateway:
         self.listeners = list(listeners)
 
     async def ingest(self, raw: bytes, via: str, *, recipients: Sequence[str] = (),
-                     strict: bool = False) -> IngestResult:
+                     envelope_sender: str = "", strict: bool = False) -> IngestResult:
         """Store, deduplicate, parse, classify, thread and apply one raw message.
 
         Args:
             raw: the message bytes as received.
             via: "smtp", "imap" or "pipe", recorded on the spool row and messages.
             recipients: envelope recipients (SMTP RCPT TO), used to pick the queue.
+            envelope_sender: SMTP MAIL FROM, the last resort for a mail without From.
             strict: refuse input that is clearly not mail (the pipe's exit 65) instead of
                 quarantining it.
 
@@ -137,7 +144,8 @@ class Gateway:
         key, message_id = dedupe_key(raw)
         bound = log.bind(message_id=message_id, via=via, sha256=sha[:12])
         try:
-            return await self._apply(raw, via, sha, key, message_id, recipients, bound)
+            return await self._apply(raw, via, sha, key, message_id, recipients,
+                                     envelope_sender, bound)
         except TransientError:
             raise
         except SQLAlchemyError as exc:
@@ -149,7 +157,8 @@ class Gateway:
             return await self._quarantine_after_failure(raw, via, sha, key, message_id, exc, bound)
 
     async def _apply(self, raw: bytes, via: str, sha: str, key: str, message_id: str | None,
-                     recipients: Sequence[str], bound: structlog.BoundLogger) -> IngestResult:
+                     recipients: Sequence[str], envelope_sender: str,
+                     bound: structlog.BoundLogger) -> IngestResult:
         rt, s = self.rt, self.settings
         now = rt.clock()
         async with rt.sessions() as session, session.begin():
@@ -173,11 +182,7 @@ class Gateway:
                 await self._record_ignored(session, msg, verdict, spool_id, now)
                 bound.info("ingest.ignored", kind=verdict.kind, reason=verdict.reason)
                 return IngestResult("ignored", spool_id, None, verdict.reason)
-            if msg.sender is None or not msg.sender.email:
-                reason = "no usable From address"
-                await _finish_spool(session, spool_id, "quarantined", reason, None, now)
-                bound.warning("ingest.quarantined", reason=reason)
-                return IngestResult("quarantined", spool_id, None, reason)
+            msg = await self._ensure_sender(session, msg, envelope_sender, bound)
             result = await self._thread_and_apply(session, msg, verdict, recipients, via,
                                                   spool_id, now)
         bound.info("ingest.applied", disposition=result.disposition, ticket=result.ticket)
@@ -194,6 +199,22 @@ class Gateway:
         agent = await find_agent(session, msg.sender.email)
         if agent is not None and not agent.is_active:
             agent = None
+        # A From header is free text: only an authenticated agent is treated as one. Anyone
+        # else writing from an agent's address is an ordinary contact, and the agent is told.
+        claimed, auth = agent, AuthResult(True, "")
+        if agent is not None:
+            auth = await authenticate_agent_mail(session, rt, msg, agent, recipients, spool_id)
+            if not auth.ok:
+                log.info("ingest.agent_unauthenticated", agent=agent.id, reason=auth.reason)
+                agent = None
+
+        async def done(result: IngestResult) -> IngestResult:
+            if claimed is not None and agent is None and result.ticket is not None:
+                await refuse_unauthenticated(rt, session, claimed, msg, auth, spool_id,
+                                             disposition=result.disposition,
+                                             reference=result.ticket)
+            return result
+
         route: Route = resolve_queue(s, recipients or _header_recipients(msg), msg)
         decision = await lookup_thread(session, rt, msg, sender, agent, recipients)
         ticket: Ticket | None = None
@@ -203,27 +224,36 @@ class Gateway:
             "contact", sender.email, sender.id)
         atts = await store_attachments(rt.store, msg.attachments)
         text = msg.visible_text if ticket is not None else (msg.text or msg.visible_text)
-        if ticket is not None and service.status_class(ticket.status) == "closed":
+        if (ticket is not None and agent is None
+                and service.status_class(ticket.status) == "closed"):
             if s.tickets.reply_to_closed == "reopen":
                 await service.set_status(ticket, s.tickets.statuses[0].name, actor,
                                          reason="reply to a closed ticket")
             else:
                 followup_of, ticket = ticket, None
                 decision_reason = f"reply to closed {service.reference(followup_of)}"
-                return await self._open(service, session, msg, sender, actor, route, via,
-                                        spool_id, now, atts, decision_reason, verdict,
-                                        followup_of=followup_of)
+                return await done(await self._open(
+                    service, session, msg, sender, actor, route, via, spool_id, now, atts,
+                    decision_reason, verdict, followup_of=followup_of))
         if ticket is None:
-            return await self._open(service, session, msg, sender, actor, route, via, spool_id,
-                                    now, atts, decision.reason, verdict)
+            return await done(await self._open(service, session, msg, sender, actor, route, via,
+                                               spool_id, now, atts, decision.reason, verdict))
+        ref = service.reference(ticket)
+        if agent is not None:  # authenticated: commands, then reply or note, in this transaction
+            outcome = await AgentMail(rt, service, ticket, agent, msg).apply(
+                via=via, spool_id=spool_id, attachments=atts)
+            reason = decision.reason + (
+                f"; agent commands: {len(outcome.applied)} applied, {len(outcome.failed)} failed"
+                if outcome.applied or outcome.failed else "")
+            await _finish_spool(session, spool_id, "reply", reason, ticket.id, now)
+            return IngestResult("reply", spool_id, ref, reason)
         await service.add_message(
             ticket, kind="public", text=text, actor=actor,
             author_contact=None if agent else sender, author_agent=agent, via=via,
             subject=msg.subject, full_text=msg.text, html=msg.html, message_id=msg.message_id,
             spool_id=spool_id, attachments=atts)
-        ref = service.reference(ticket)
         await _finish_spool(session, spool_id, "reply", decision.reason, ticket.id, now)
-        return IngestResult("reply", spool_id, ref, decision.reason)
+        return await done(IngestResult("reply", spool_id, ref, decision.reason))
 
     async def _open(self, service: TicketService, session, msg: Inbound, sender: Contact,  # type: ignore[no-untyped-def]
                     actor: Actor, route: Route, via: str, spool_id: int, now,
@@ -255,6 +285,29 @@ class Gateway:
         await _finish_spool(session, spool_id, "ticket", reason, ticket.id, now)
         return IngestResult("ticket", spool_id, service.reference(ticket), reason)
 
+    async def _ensure_sender(self, session, msg: Inbound, envelope_sender: str,  # type: ignore[no-untyped-def]
+                             bound: structlog.BoundLogger) -> Inbound:
+        """A requester for every mail: From, else Sender, Reply-To, Return-Path, MAIL FROM.
+
+        Mail with no usable address at all still becomes a ticket (agents can read it),
+        under a contact at the reserved ``.invalid`` domain that is marked undeliverable,
+        so nothing is ever sent to it.
+        """
+        if msg.sender is not None and msg.sender.email:
+            return msg
+        candidates = [msg.headers.get("sender", ""), *[a.email for a in msg.reply_to],
+                      msg.headers.get("return-path", ""), envelope_sender]
+        for value in candidates:
+            email = parseaddr(value)[1].strip().lower()
+            if "@" in email and "." in email.rpartition("@")[2]:
+                bound.info("ingest.sender_fallback", source="header or envelope")
+                return dataclasses.replace(msg, sender=Address(email=email, name=""))
+        contact = await get_or_create_contact(session, UNKNOWN_SENDER, "Unknown sender")
+        contact.is_undeliverable = True
+        contact.undeliverable_reason = "placeholder for mail without any sender address"
+        bound.warning("ingest.no_sender")
+        return dataclasses.replace(msg, sender=Address(email=UNKNOWN_SENDER, name=""))
+
     async def _record_ignored(self, session, msg: Inbound, verdict: Classification,  # type: ignore[no-untyped-def]
                               spool_id: int, now) -> None:
         for addr in verdict.bounced_recipients:
@@ -284,18 +337,28 @@ class Gateway:
         return IngestResult("quarantined", spool_id, None, reason)
 
     async def retry(self, spool_id: int) -> IngestResult:
-        """Run a quarantined (or any) spool entry through the pipeline again."""
+        """Run a quarantined spool entry through the pipeline again.
+
+        The quarantined row stays until the replay has committed: its dedupe key is set
+        aside first (so the replay is not taken for a duplicate), then it is marked
+        ``replayed`` pointing at the new entry. A crash in between leaves it quarantined.
+        """
         async with self.rt.sessions() as session, session.begin():
             row = await session.get(InboundSpool, spool_id)
             if row is None:
-                from helpdesk.errors import NotFoundError
                 raise NotFoundError(f"no spool entry {spool_id}")
-            if row.status not in ("quarantined", "failed"):
-                return IngestResult("duplicate", row.id, None, f"already {row.status}")
-            raw = self.rt.store.get(row.sha256)
-            via = row.via
-            await session.delete(row)
-        return await self.ingest(raw, via)
+            if row.status != "quarantined":
+                return IngestResult("duplicate", row.id, None, f"not quarantined: {row.status}")
+            if not row.dedupe_key.startswith("retry:"):
+                row.dedupe_key = f"retry:{row.id}:{row.dedupe_key}"[:128]
+            raw, via = self.rt.store.get(row.sha256), row.via
+        result = await self.ingest(raw, via)
+        async with self.rt.sessions() as session, session.begin():
+            row = await session.get(InboundSpool, spool_id)
+            if row is not None and result.spool_id != spool_id:
+                row.status = "replayed"
+                row.reason = f"replayed as spool #{result.spool_id}: {result.disposition}"
+        return result
 
 
 async def _claim_spool(session, key: str, message_id: str | None, sha: str, size: int,  # type: ignore[no-untyped-def]

@@ -65,7 +65,8 @@ class GatewayHandler:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         try:
-            result = await self.gateway.ingest(raw or b"", "smtp", recipients=envelope.rcpt_tos)
+            result = await self.gateway.ingest(raw or b"", "smtp", recipients=envelope.rcpt_tos,
+                                               envelope_sender=envelope.mail_from or "")
         except TransientError as exc:
             log.warning("smtp.tempfail", reason=str(exc))
             return R451_TEMPFAIL

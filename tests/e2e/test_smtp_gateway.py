@@ -283,9 +283,11 @@ async def test_reply_reopens_pending_and_closed_gives_a_followup(gate: Gate) -> 
 async def test_agent_reply_by_mail_is_a_public_reply_and_first_response(gate: Gate) -> None:
     await gate.send(mail())
     async with gate.rt.sessions() as session, session.begin():
-        await add_agent(session, "bob@support.example.com", "Bob")
+        agent = await add_agent(session, "bob@support.example.com", "Bob")
+    # Authenticated by the agent's own signed reply address, as agent notifications carry.
+    signed = make_reply_address(SUPPORT, 1, secret="test-secret", agent_id=agent.id)
     await gate.send(mail("Re: [TKT-000001] Printer on fire", "Unplug it.\n",
-                         sender="Bob <bob@support.example.com>"))
+                         sender="Bob <bob@support.example.com>", to=signed), rcpts=[signed])
     [ticket] = await gate.tickets()
     assert ticket.first_response_at is not None
 
@@ -309,14 +311,37 @@ async def test_reused_message_id_with_other_content_is_kept(gate: Gate) -> None:
     assert len(await gate.tickets()) == 2
 
 
-async def test_mail_without_any_usable_sender_is_quarantined_then_retried(gate: Gate) -> None:
-    from mailgate.service import make_gateway as gw
+async def test_mail_without_any_sender_still_makes_a_ticket_and_gets_no_mail(gate: Gate) -> None:
+    await gate.send(b"Subject: no sender at all\r\nMessage-ID: <q1@x.example>\r\n\r\nbody\r\n",
+                    sender="")
+    [ticket] = await gate.tickets()
+    assert ticket.requester.email == "unknown-sender@invalid"
+    assert ticket.requester.is_undeliverable
+    assert await gate.count(OutboxRow, OutboxRow.kind == "ack") == 0
 
-    raw = b"Subject: no sender at all\r\nMessage-ID: <q1@x.example>\r\n\r\nbody\r\n"
-    await gate.send(raw)
+
+async def test_envelope_sender_is_the_last_resort_requester(gate: Gate) -> None:
+    await gate.send(b"Subject: no from header\r\n\r\nbody\r\n", sender="bob@example.com")
+    [ticket] = await gate.tickets()
+    assert ticket.requester.email == "bob@example.com"
+
+
+async def test_internal_failure_quarantines_the_raw_mail_and_retry_replays_it(gate: Gate
+                                                                              ) -> None:
+    from mailgate.ingest import Gateway
+
+    async def explode(event: object) -> None:
+        raise RuntimeError("a bug in a listener")
+
+    raw = mail("will fail once").as_bytes()
+    result = await Gateway(gate.rt, listeners=[explode]).ingest(raw, "smtp")
+    assert result.disposition == "quarantined" and "RuntimeError" in result.reason
     [row] = await gate.spool()
-    assert row.status == "quarantined"
-    assert gate.rt.store.get(row.sha256) == raw.replace(b"\r\n", b"\r\n")
-    result = await gw(gate.rt).retry(row.id)
-    assert result.disposition == "quarantined"  # still no sender, still kept
-    assert len(await gate.spool()) == 1
+    assert row.status == "quarantined" and gate.rt.store.get(row.sha256) == raw
+    assert await gate.tickets() == []  # the failed transaction left nothing half-done
+    retried = await make_gateway(gate.rt).retry(row.id)
+    assert retried.disposition == "ticket"
+    assert [t.subject for t in await gate.tickets()] == ["will fail once"]
+    assert [r.status for r in await gate.spool()] == ["replayed", "ticket"]
+    again = await make_gateway(gate.rt).retry(row.id)
+    assert again.disposition == "duplicate" and len(await gate.tickets()) == 1
