@@ -172,9 +172,11 @@ class TicketService:
             created_at=now,
             updated_at=now,
         )
+        ticket.requester = requester
+        ticket.organization = requester.organization
+        ticket.assignee = None
         self.session.add(ticket)
         await self.session.flush()
-        await self.session.refresh(ticket, ["requester", "organization", "assignee"])
         audit.record(self.session, ticket_id=ticket.id, actor=actor, action="ticket.created",
                      at=now, after=self._snapshot(ticket),
                      reason=f"follow-up of {self.reference(followup_of)}" if followup_of else "")
@@ -249,17 +251,17 @@ class TicketService:
             full_text=full_text if full_text is not None else text, html=html,
             spool_id=spool_id, created_at=at,
         )
+        message.author_contact = author_contact
+        message.author_agent = author_agent
+        message.attachments = [
+            Attachment(filename=a.filename, content_type=a.content_type, size=a.size,
+                       sha256=a.sha256, is_inline=a.is_inline, content_id=a.content_id)
+            for a in attachments
+        ]
         self.session.add(message)
-        await self.session.flush()
-        for a in attachments:
-            self.session.add(Attachment(
-                message_id=message.id, filename=a.filename, content_type=a.content_type,
-                size=a.size, sha256=a.sha256, is_inline=a.is_inline, content_id=a.content_id,
-            ))
         if message_id:
             self.session.add(MessageRef(message_id=message_id, ticket_id=ticket.id, direction="in"))
         await self.session.flush()
-        await self.session.refresh(message, ["attachments", "author_contact", "author_agent"])
         audit.record(self.session, ticket_id=ticket.id, actor=actor, action=f"message.{kind}",
                      at=at, after={"message": message.id, "attachments": len(attachments)})
         return message

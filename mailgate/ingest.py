@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parseaddr
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import select, update
@@ -54,11 +54,12 @@ from helpdesk.audit import Actor
 from helpdesk.db import is_transient
 from helpdesk.directory import find_agent, get_or_create_contact
 from helpdesk.errors import NotFoundError, NotMailError, TransientError
+from helpdesk.groupcommit import GroupCommit
 from helpdesk.models import Contact, InboundSpool, Ticket
 from helpdesk.notify import acknowledge
 from helpdesk.numbering import format_number
 from helpdesk.runtime import Runtime
-from helpdesk.tickets import Listener, TicketService
+from helpdesk.tickets import Listener, NewAttachment, TicketService
 from mailgate.agent_auth import AuthResult
 from mailgate.agent_mail import AgentMail, refuse_unauthenticated
 from mailgate.agent_mail import authenticate as authenticate_agent_mail
@@ -92,23 +93,59 @@ def dedupe_key(raw: bytes) -> tuple[str, str | None]:
 
     Computed from the header block and body bytes only (no full parse), so it is cheap
     and identical for the same mail arriving by different transports (trace headers such
-    as Received differ and are left out).
+    as Received differ and are left out, line endings and trailing blanks are folded).
+    The body is hashed in chunks, so a 25 MB message costs no extra 25 MB copies.
     """
-    raw = _MBOX_FROM.sub(b"", raw, count=1)
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = raw.partition(b"\n\n")
-    headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\n\n")
+    mbox = _MBOX_FROM.match(raw)
+    start = mbox.end() if mbox else 0
+    blank = _BLANK_LINE.search(raw, start)
+    head_end, body_start = (blank.start(), blank.end()) if blank else (len(raw), len(raw))
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw[start:head_end] + b"\n\n")
     mid = (str(headers.get("Message-ID", "")) or "").strip()
     norm_mid = mid if mid.startswith("<") and mid.endswith(">") and "@" in mid else None
-    body = b"\n".join(line.rstrip() for line in body.replace(b"\r\n", b"\n").split(b"\n"))
     fp = hashlib.sha256()
     for name in ("From", "Date", "Subject"):
         fp.update(" ".join(str(headers.get(name, "")).split()).encode("utf-8", "replace"))
         fp.update(b"\0")
-    fp.update(body.strip())
+    _hash_body(fp, memoryview(raw)[body_start:])
     key = ("m:" + hashlib.sha256(norm_mid.encode()).hexdigest()[:32] + ":" if norm_mid else "n:")
     return key + fp.hexdigest()[:64], norm_mid
+
+
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_LINE_END_BLANKS = re.compile(rb"[ \t\r]+\n")
+_CHUNK = 1 << 20
+
+
+def _hash_body(fp: Any, body: memoryview) -> None:
+    """Feed ``fp`` the body without leading blanks, line-end blanks or trailing blanks."""
+    carry = b""
+    started = False
+    for offset in range(0, len(body), _CHUNK):
+        chunk = carry + bytes(body[offset:offset + _CHUNK])
+        if not started:
+            chunk = chunk.lstrip(b" \t\r\n")
+            started = bool(chunk)
+        stripped = chunk.rstrip(b" \t\r\n")
+        carry = chunk[len(stripped):]
+        fp.update(_LINE_END_BLANKS.sub(b"\n", stripped))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One received message on its way into the shared transaction."""
+
+    raw: bytes
+    via: str
+    sha: str
+    key: str
+    message_id: str | None
+    recipients: tuple[str, ...]
+    envelope_sender: str
+    bound: Any
+    msg: Inbound | None
+    parse_error: str
+    attachments: list[NewAttachment]
 
 
 class Gateway:
@@ -118,6 +155,8 @@ class Gateway:
         self.rt = runtime
         self.settings = runtime.settings
         self.listeners = list(listeners)
+        self._committer: GroupCommit[_Job, IngestResult] = GroupCommit(
+            runtime.sessions, self._apply_one)
 
     async def ingest(self, raw: bytes, via: str, *, recipients: Sequence[str] = (),
                      envelope_sender: str = "", strict: bool = False) -> IngestResult:
@@ -159,38 +198,47 @@ class Gateway:
     async def _apply(self, raw: bytes, via: str, sha: str, key: str, message_id: str | None,
                      recipients: Sequence[str], envelope_sender: str,
                      bound: structlog.BoundLogger) -> IngestResult:
-        rt, s = self.rt, self.settings
-        now = rt.clock()
-        async with rt.sessions() as session, session.begin():
-            spool_id = await _claim_spool(session, key, message_id, sha, len(raw), via, now)
-            if spool_id is None:
-                existing = (await session.execute(
-                    select(InboundSpool).where(InboundSpool.dedupe_key == key))).scalar_one()
-                bound.info("ingest.duplicate", spool=existing.id)
-                return IngestResult("duplicate", existing.id, None,
-                                    f"already received as spool #{existing.id} ({existing.status})")
-            try:
-                msg = parse_message(raw, max_attachment_bytes=s.storage.max_attachment_bytes,
-                                    max_total_attachment_bytes=s.storage.max_attachments_per_message_bytes)
-            except Exception as exc:
-                reason = f"unparseable: {type(exc).__name__}"
-                await _finish_spool(session, spool_id, "quarantined", reason, None, now)
-                bound.warning("ingest.quarantined", reason=reason)
-                return IngestResult("quarantined", spool_id, None, reason)
-            verdict = classify(msg, instance_id=s.instance.id, ignore_lists=s.classify.ignore_lists)
-            if not verdict.makes_ticket:
-                await self._record_ignored(session, msg, verdict, spool_id, now)
-                bound.info("ingest.ignored", kind=verdict.kind, reason=verdict.reason)
-                return IngestResult("ignored", spool_id, None, verdict.reason)
-            msg = await self._ensure_sender(session, msg, envelope_sender, bound)
-            result = await self._thread_and_apply(session, msg, verdict, recipients, via,
-                                                  spool_id, now)
-        bound.info("ingest.applied", disposition=result.disposition, ticket=result.ticket)
+        s = self.settings
+        try:
+            msg: Inbound | None = parse_message(
+                raw, max_attachment_bytes=s.storage.max_attachment_bytes,
+                max_total_attachment_bytes=s.storage.max_attachments_per_message_bytes)
+            parse_error = ""
+        except Exception as exc:
+            msg, parse_error = None, f"unparseable: {type(exc).__name__}"
+        atts = await store_attachments(self.rt.store, msg.attachments) if msg else []
+        job = _Job(raw, via, sha, key, message_id, tuple(recipients), envelope_sender, bound,
+                   msg, parse_error, atts)
+        result = await self._committer.submit(job)
+        bound.info("ingest." + ("applied" if result.ticket else result.disposition),
+                   disposition=result.disposition, ticket=result.ticket, reason=result.reason)
         return result
+
+    async def _apply_one(self, session, job: _Job) -> IngestResult:  # type: ignore[no-untyped-def]
+        """One message inside the shared transaction (its own SAVEPOINT)."""
+        s, now = self.settings, self.rt.clock()
+        spool_id = await _claim_spool(session, job.key, job.message_id, job.sha, len(job.raw),
+                                      job.via, now)
+        if spool_id is None:
+            existing = (await session.execute(
+                select(InboundSpool).where(InboundSpool.dedupe_key == job.key))).scalar_one()
+            return IngestResult("duplicate", existing.id, None,
+                                f"already received as spool #{existing.id} ({existing.status})")
+        msg = job.msg
+        if msg is None:
+            await _finish_spool(session, spool_id, "quarantined", job.parse_error, None, now)
+            return IngestResult("quarantined", spool_id, None, job.parse_error)
+        verdict = classify(msg, instance_id=s.instance.id, ignore_lists=s.classify.ignore_lists)
+        if not verdict.makes_ticket:
+            await self._record_ignored(session, msg, verdict, spool_id, now)
+            return IngestResult("ignored", spool_id, None, f"{verdict.kind}: {verdict.reason}")
+        msg = await self._ensure_sender(session, msg, job.envelope_sender, job.bound)
+        return await self._thread_and_apply(session, msg, verdict, job.recipients, job.via,
+                                            spool_id, now, job.attachments)
 
     async def _thread_and_apply(self, session, msg: Inbound, verdict: Classification,  # type: ignore[no-untyped-def]
                                 recipients: Sequence[str], via: str, spool_id: int,
-                                now) -> IngestResult:
+                                now, atts: Sequence[NewAttachment] = ()) -> IngestResult:
         rt, s = self.rt, self.settings
         assert msg.sender is not None
         service = TicketService(session, s, clock=rt.clock, listeners=self.listeners)
@@ -222,7 +270,6 @@ class Gateway:
             ticket = await _follow_merges(session, await service.get(decision.ticket))
         actor = Actor("agent", agent.email, agent.id) if agent else Actor(
             "contact", sender.email, sender.id)
-        atts = await store_attachments(rt.store, msg.attachments)
         text = msg.visible_text if ticket is not None else (msg.text or msg.visible_text)
         if (ticket is not None and agent is None
                 and service.status_class(ticket.status) == "closed"):

@@ -1,0 +1,79 @@
+"""Group commit: concurrent units of work share one transaction, each in its own SAVEPOINT.
+
+Why: on SQLite every transaction takes the one write lock and pays one fsync on commit;
+eight receivers committing separately spend their time waiting on each other's lock and
+fsync. Here the first caller becomes the drainer: it takes everything queued so far,
+runs each unit inside a SAVEPOINT of one transaction, commits once, and only then wakes
+the callers, so each still learns its result after its work is durable. A unit that
+raises is rolled back to its savepoint and gets its own exception; a failure of the
+transaction itself (begin, commit) is given to every unit of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class _Unit(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+    result: R | None = None
+    error: BaseException | None = None
+    done: bool = field(default=False)
+
+
+class GroupCommit(Generic[T, R]):
+    """Apply items with ``apply(session, item)`` in shared, savepointed transactions."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 apply: Callable[[AsyncSession, T], Awaitable[R]], *, max_batch: int = 64) -> None:
+        self.sessions = sessions
+        self.apply = apply
+        self.max_batch = max_batch
+        self._pending: list[_Unit[T, R]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        """Apply ``item``; returns once the transaction that holds it has committed."""
+        unit: _Unit[T, R] = _Unit(item, asyncio.get_running_loop().create_future())
+        self._pending.append(unit)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await asyncio.shield(unit.future)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+            await self._run(batch)
+
+    async def _run(self, batch: list[_Unit[T, R]]) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                for unit in batch:
+                    try:
+                        async with session.begin_nested():
+                            unit.result = await self.apply(session, unit.item)
+                    except Exception as exc:
+                        unit.error = exc
+                    unit.done = True
+        except Exception as exc:
+            for unit in batch:
+                if not unit.future.done():
+                    unit.future.set_exception(exc)
+            return
+        for unit in batch:
+            if unit.future.done():
+                continue
+            if unit.error is not None:
+                unit.future.set_exception(unit.error)
+            else:
+                unit.future.set_result(unit.result)  # type: ignore[arg-type]
