@@ -1,4 +1,4 @@
-"""The mailgate role: the SMTP receiver (and configured IMAP pollers) until told to stop."""
+"""The mailgate role: SMTP receiver and one IMAP poller per configured mailbox, until stopped."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import structlog
 
 from helpdesk.notify import Notifier
 from helpdesk.runtime import Runtime
+from mailgate.imap import run_pollers
 from mailgate.ingest import Gateway
 from mailgate.smtp import start_smtp
 
@@ -19,13 +20,25 @@ def make_gateway(rt: Runtime) -> Gateway:
 
 
 async def serve(rt: Runtime, stop: asyncio.Event) -> None:
+    """Receive mail by SMTP and IMAP until ``stop`` is set, then close both cleanly."""
     gateway = make_gateway(rt)
     server = None
+    pollers: asyncio.Task[None] | None = None
     if rt.settings.smtp.enabled:
         server = await start_smtp(gateway, rt.settings.smtp)
+    if rt.settings.imap:
+        pollers = asyncio.create_task(run_pollers(gateway, rt.settings.imap, stop),
+                                      name="imap-pollers")
     try:
         await stop.wait()
     finally:
+        if pollers is not None:
+            done, _ = await asyncio.wait({pollers}, timeout=10 if stop.is_set() else 0)
+            if not done:
+                if stop.is_set():
+                    log.warning("imap.stop_timeout")
+                pollers.cancel()
+                await asyncio.gather(pollers, return_exceptions=True)
         if server is not None:
             server.close()
             await server.wait_closed()
