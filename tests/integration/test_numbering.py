@@ -69,7 +69,9 @@ async def test_rolled_back_creation_gives_its_number_back(runtime: Runtime) -> N
 
 @pytest.mark.slow
 def test_50_concurrent_ingest_processes_on_one_sqlite_file(tmp_path: Path) -> None:
-    settings: Settings = make_settings(tmp_path, sqlite_url(tmp_path))
+    # 50 interpreters starting at once on 2 cores: allow the lock waits of a busy machine.
+    settings: Settings = make_settings(tmp_path, sqlite_url(tmp_path),
+                                       database={"busy_timeout_ms": 240000})
     cfg = tmp_path / "helpdesk.toml"
     env = {**os.environ, "HELPDESK_CONFIG": str(cfg)}
     init = subprocess.run([sys.executable, "-m", "helpdesk", "init"], env=env, cwd=tmp_path,
@@ -86,7 +88,7 @@ def test_50_concurrent_ingest_processes_on_one_sqlite_file(tmp_path: Path) -> No
         procs[-1].stdin.close()  # type: ignore[union-attr]
     codes = []
     for p in procs:
-        p.wait(timeout=300)
+        p.wait(timeout=600)
         codes.append((p.returncode, p.stderr.read().decode()[-500:]))  # type: ignore[union-attr]
     assert [c for c, _ in codes] == [0] * 50, [e for c, e in codes if c]
 

@@ -73,7 +73,7 @@ def test_cli_stops_with_one_line_and_exit_2_on_a_mistyped_key(tmp_path: Path) ->
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[database]\nulr = "sqlite+aiosqlite:///x.db"\n')
     proc = subprocess.run([sys.executable, "-m", "helpdesk", "--config", str(cfg), "init"],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
