@@ -189,24 +189,35 @@ def tickets() -> None:
 @tickets.command("list")
 @config_option
 @click.option("--status", help="Only tickets in this status.")
+@click.option("--sla", "sla_filter",
+              type=click.Choice(["on_track", "warning", "breached", "paused", "met"]),
+              help="Only tickets whose worst SLA clock is in this state.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @run_async
 async def tickets_list(ctx: click.Context, config_path: str | None, status: str | None,
-                       as_json: bool) -> None:
-    """List tickets, newest first."""
+                       sla_filter: str | None, as_json: bool) -> None:
+    """List tickets, newest first, with their SLA state."""
+    from helpdesk.cli_sla import sla_state, sla_summaries
+
     async def work(rt: Runtime) -> None:
         async with rt.sessions() as session:
             stmt = select(Ticket).order_by(Ticket.number.desc())
             if status:
                 stmt = stmt.where(Ticket.status == status)
-            rows = [ticket_summary(t, rt.settings)
-                    for t in (await session.execute(stmt)).unique().scalars()]
+            found = list((await session.execute(stmt)).unique().scalars())
+            slas = await sla_summaries(session, rt.settings, found, rt.clock())
+            rows = []
+            for t in found:
+                row = ticket_summary(t, rt.settings)
+                row["sla"] = sla_state(slas[t.id])
+                if sla_filter is None or row["sla"] == sla_filter:
+                    rows.append(row)
         if as_json:
             _echo_json(rows)
             return
         for r in rows:
-            click.echo(f"{r['number']}  {r['status']:<11} {r['priority']:<8} "
+            click.echo(f"{r['number']}  {r['status']:<11} {r['priority']:<8} {r['sla']:<9} "
                        f"{(r['requester'] or {}).get('email', ''):<30} {r['subject']}")
     await _with_runtime(ctx, work)
 
@@ -220,10 +231,13 @@ async def tickets_list(ctx: click.Context, config_path: str | None, status: str 
 async def tickets_show(ctx: click.Context, config_path: str | None, ref: str,
                        as_json: bool) -> None:
     """Show one ticket with its whole thread (internal notes included)."""
+    from helpdesk.cli_sla import sla_summary
+
     async def work(rt: Runtime) -> None:
         async with rt.sessions() as session:
             ticket = await load_ticket(session, parse_ticket_ref(rt.settings, ref))
             view = await ticket_detail(session, rt.settings, ticket)
+            view["sla"] = await sla_summary(session, rt.settings, ticket, rt.clock())
         if as_json:
             _echo_json(view)
             return
@@ -359,8 +373,22 @@ async def spool_retry(ctx: click.Context, config_path: str | None, spool_id: int
     await _with_runtime(ctx, work)
 
 
+def _register_commands() -> None:
+    """Attach the command groups that live in their own modules (each imports this one)."""
+    from helpdesk import cli_agents, cli_imap, cli_outbox, cli_portal, cli_sla
+
+    cli.add_command(cli_agents.canned)
+    cli.add_command(cli_agents.time_group)
+    agents.add_command(cli_agents.agents_prefs)
+    cli.add_command(cli_imap.imap)
+    outbox.add_command(cli_outbox.outbox_retry)
+    tickets.add_command(cli_portal.revoke_links)
+    cli.add_command(cli_sla.sla)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the CLI and turns every error into one line and an exit code."""
+    _register_commands()
     try:
         cli.main(args=argv, prog_name="helpdesk", standalone_mode=False)
     except click.exceptions.Abort:

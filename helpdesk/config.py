@@ -85,6 +85,13 @@ class OutboundSettings:
     timeout_seconds: float = 30.0
     max_attempts: int = 8
     ack_limit_per_hour: int = 3
+    templates_dir: str = ""
+    lease_seconds: float = 0.0
+    relay_interval_seconds: float = 1.0
+    relay_batch: int = 100
+    retry_base_seconds: float = 30.0
+    worker_threads: int = 8
+    max_in_flight: int = 200
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,89 @@
+"""`helpdesk tickets revoke-links TKT`: withdraw every portal link to a ticket at once.
+
+Every portal token carries a digest of its ticket's link secret; rotating the secret makes
+every view, rating, download and my-tickets link minted before it answer 410. New mail
+carries links under the new secret. The rotation is audited (never the secret itself).
+
+Registered by the CLI on the ``tickets`` group: ``tickets.add_command(revoke_links)``.
+This module does not import :mod:`helpdesk.cli`, so either may import the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import re
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk import audit
+from helpdesk.audit import Actor
+from helpdesk.config import Settings, load_settings
+from helpdesk.models import Ticket, utcnow
+from helpdesk.numbering import format_number
+from helpdesk.runtime import Runtime
+from helpdesk.views import load_ticket
+
+
+async def rotate_link_secret(session: AsyncSession, ticket: Ticket, actor: Actor, *,
+                             clock: Callable[[], datetime] = utcnow,
+                             reason: str = "") -> None:
+    """Give ``ticket`` a fresh link secret and audit it, in the caller's transaction."""
+    ticket.link_secret = secrets.token_hex(16)
+    now = clock()
+    ticket.updated_at = now
+    audit.record(session, ticket_id=ticket.id, actor=actor, action="ticket.links_revoked",
+                 at=now, after={"links": "revoked"}, reason=reason)
+    await session.flush()
+
+
+def ticket_number(settings: Settings, ref: str) -> int:
+    """The number in ``TKT-000042``, ``tkt-42`` or ``42``.
+
+    Raises:
+        click.BadParameter: nothing that reads as a ticket reference.
+    """
+    prefix = re.escape(settings.tickets.prefix)
+    match = re.fullmatch(rf"\s*(?:{prefix})?0*(\d+)\s*", ref, flags=re.IGNORECASE)
+    if not match or int(match.group(1)) == 0:
+        raise click.BadParameter(f"not a ticket reference: {ref!r}")
+    return int(match.group(1))
+
+
+def _settings(ctx: click.Context, config_path: str | None) -> Settings:
+    obj = ctx.find_root().ensure_object(dict)
+    if "settings" in obj:
+        return obj["settings"]  # type: ignore[no-any-return]
+    path = config_path or obj.get("config_path")
+    obj["settings"] = load_settings(path)
+    return obj["settings"]  # type: ignore[no-any-return]
+
+
+@click.command("revoke-links")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config file (default: $HELPDESK_CONFIG, ./helpdesk.toml).")
+@click.option("--reason", default="", help="Why, for the audit log.")
+@click.argument("ref")
+@click.pass_context
+def revoke_links(ctx: click.Context, config_path: str | None, reason: str, ref: str) -> None:
+    """Withdraw every portal link to ticket REF (view, rating, download, my-tickets)."""
+    settings = _settings(ctx, config_path)
+    number = ticket_number(settings, ref)
+
+    async def work() -> str:
+        rt = await Runtime.open(settings)
+        try:
+            async with rt.sessions() as session, session.begin():
+                ticket = await load_ticket(session, number)
+                await rotate_link_secret(session, ticket, Actor("cli", getpass.getuser()),
+                                         clock=rt.clock, reason=reason)
+        finally:
+            await rt.close()
+        return format_number(number, settings.tickets.prefix, settings.tickets.digits)
+
+    reference = asyncio.run(work())
+    click.echo(f"{reference}: every portal link revoked; new mail carries new links")

@@ -1,0 +1,410 @@
+"""Apply an authenticated agent's mail to a ticket: its command block, its reply, its errors.
+
+The contract (issue "agents work by email"):
+
+- The command block at the top of the body (``mailgate.commands``) runs through the
+  ticket service, in the caller's transaction, together with the message: all of it
+  commits or none of it does. A line that fails (unknown command, bad value, refused
+  action) changes nothing; the other lines still apply, and the agent gets *one* mail
+  (outbox kind ``agent_error``, template ``agent_command_errors``) listing each failed
+  line and why.
+- ``#note`` files the whole mail as an internal note. Otherwise the text after the block
+  (plus any ``#canned`` responses, rendered in a Jinja2 sandbox with ``ticket``,
+  ``requester`` and ``agent``) is a public reply by the agent, which the Notifier relays
+  to the requester and which counts as the first response. A mail holding only commands
+  adds no message, so nothing reaches the requester.
+- ``#merge`` runs last, after every other line has acted on this ticket.
+- ``#help`` answers the agent with the command list (template ``agent_help``).
+
+:func:`refuse_agent_mail` tells an agent whose mail could not be authenticated why no
+command ran (kind ``agent_auth_refused``); the caller has already handled that mail as an
+ordinary contact's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk import audit, outbox
+from helpdesk.audit import Actor
+from helpdesk.directory import find_agent, find_agent_by_name, get_or_create_contact
+from helpdesk.errors import DomainError
+from helpdesk.mailtokens import make_reply_address
+from helpdesk.models import (
+    Agent,
+    CannedResponse,
+    Contact,
+    InboundSpool,
+    Message,
+    MessageRef,
+    Ticket,
+    TimeEntry,
+    Watcher,
+)
+from helpdesk.runtime import Runtime
+from helpdesk.tickets import NewAttachment, TicketService
+from mailgate.agent_auth import AuthResult, authenticate_agent
+from mailgate.commands import Command, describe_commands, parse_commands, parse_due
+from mailgate.parse import Inbound
+
+REFUSALS_PER_HOUR = 5
+"""At most this many "not authenticated" mails to one agent address per hour."""
+
+
+class Refused(DomainError):
+    """Raised when one command line cannot be applied; the message is mailed to the agent."""
+
+
+@dataclass
+class AgentMailOutcome:
+    """What an agent's mail did: the message added (if any), lines applied and failed."""
+
+    message: Message | None = None
+    applied: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    merged_into: Ticket | None = None
+
+
+# -- authentication (the I/O around the pure check) -------------------------------------------
+
+
+async def authenticate(session: AsyncSession, rt: Runtime, msg: Inbound, agent: Agent,
+                       recipients: Sequence[str], spool_id: int) -> AuthResult:
+    """Authenticate mail whose From is ``agent``'s address; reads the raw bytes from the spool."""
+    row = await session.get(InboundSpool, spool_id)
+    raw = await asyncio.to_thread(rt.store.get, row.sha256) if row is not None else b""
+    header_rcpts = [a.email for a in (*msg.to, *msg.cc) if a.email]
+    assert msg.sender is not None
+    return await asyncio.to_thread(
+        authenticate_agent, raw, agent_id=agent.id, from_address=msg.sender.email,
+        recipients=[*recipients, *header_rcpts], secrets=rt.secrets,
+        settings=rt.settings.commands)
+
+
+def agent_reply_address(rt: Runtime, ticket: Ticket, agent: Agent) -> str:
+    """The agent's signed reply address for ``ticket`` (what notifications carry)."""
+    base = ticket.queue or rt.settings.outbound.sender
+    return make_reply_address(base, ticket.number, secret=rt.secrets[-1], agent_id=agent.id)
+
+
+async def _mail_agent(rt: Runtime, session: AsyncSession, ticket: Ticket, agent: Agent,
+                      msg: Inbound, *, kind: str, template: str,
+                      context: dict[str, Any]) -> None:
+    refs = [msg.message_id] if msg.message_id else []
+    await outbox.enqueue(
+        session, kind=kind, template=template, to=[agent.email],
+        instance_id=rt.settings.instance.id, secret=rt.secrets[-1], domain=rt.mail_domain,
+        at=rt.clock(), ticket=ticket, in_reply_to=msg.message_id, references=refs,
+        context={"reply_to": agent_reply_address(rt, ticket, agent),
+                 "agent_subject": msg.subject, **context})
+
+
+async def refuse_agent_mail(rt: Runtime, session: AsyncSession, ticket: Ticket, agent: Agent,
+                            msg: Inbound, auth: AuthResult, *, handled_as: str) -> bool:
+    """Tell the agent why their mail ran no command (rate-limited per address and hour).
+
+    Returns:
+        True when the notice was queued, False when the hourly limit was reached.
+    """
+    now = rt.clock()
+    sent = await outbox.count_recent(session, kind="agent_auth_refused", to=agent.email,
+                                     since=now - outbox.HOUR)
+    if sent >= REFUSALS_PER_HOUR:
+        return False
+    await _mail_agent(rt, session, ticket, agent, msg, kind="agent_auth_refused",
+                      template="agent_auth_refused",
+                      context={"reason": auth.reason, "handled_as": handled_as})
+    return True
+
+
+async def refuse_unauthenticated(rt: Runtime, session: AsyncSession, agent: Agent,
+                                 msg: Inbound, auth: AuthResult, spool_id: int, *,
+                                 disposition: str, reference: str | None) -> bool:
+    """After the pipeline handled an unauthenticated agent's mail as a contact's, tell them.
+
+    The ticket is the one the spool row ended on (a reply's, or the new ticket's).
+
+    Returns:
+        True when a notice was queued.
+    """
+    ticket = (await session.execute(
+        select(Ticket).join(InboundSpool, InboundSpool.ticket_id == Ticket.id)
+        .where(InboundSpool.id == spool_id))).unique().scalar_one_or_none()
+    if ticket is None:
+        return False
+    handled_as = (f"a new ticket, {reference}" if disposition == "ticket"
+                  else f"an ordinary reply on {reference}")
+    return await refuse_agent_mail(rt, session, ticket, agent, msg, auth, handled_as=handled_as)
+
+
+# -- applying ---------------------------------------------------------------------------------
+
+
+def render_canned(body: str, *, ticket: dict[str, Any], requester: dict[str, Any],
+                  agent: dict[str, Any]) -> str:
+    """Render a canned response body in a sandbox; undefined names are errors.
+
+    Raises:
+        Refused: the template does not parse, names an unknown variable or breaks the
+            sandbox.
+    """
+    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                        keep_trailing_newline=False)
+    try:
+        return env.from_string(body).render(ticket=ticket, requester=requester, agent=agent)
+    except jinja2.TemplateError as exc:
+        raise Refused(f"the canned response does not render: {exc}") from exc
+
+
+class AgentMail:
+    """One authenticated agent mail being applied to one ticket, in the caller's transaction."""
+
+    def __init__(self, rt: Runtime, service: TicketService, ticket: Ticket, agent: Agent,
+                 msg: Inbound) -> None:
+        self.rt = rt
+        self.service = service
+        self.session = service.session
+        self.ticket = ticket
+        self.agent = agent
+        self.msg = msg
+        self.actor = Actor("agent", agent.email, agent.id)
+        self.settings = rt.settings
+
+    async def apply(self, *, via: str, spool_id: int,
+                    attachments: Sequence[NewAttachment]) -> AgentMailOutcome:
+        """Run the command block, add the reply or note, mail the agent errors or help."""
+        s = self.settings
+        parsed = parse_commands(self.msg.visible_text, prefix=s.commands.prefix,
+                                ticket_prefix=s.tickets.prefix)
+        out = AgentMailOutcome(failed=[(e.line, e.reason) for e in parsed.errors])
+        texts = [parsed.reply_text.strip()] if parsed.reply_text.strip() else []
+        for cmd in parsed.commands:
+            if cmd.name == "canned":
+                try:
+                    texts.append((await self._canned(cmd.args[0])).strip())
+                    out.applied.append(cmd.line)
+                except DomainError as exc:
+                    out.failed.append((cmd.line, str(exc)))
+        text = "\n\n".join(t for t in texts if t)
+        if parsed.is_note or text or attachments:
+            out.message = await self.service.add_message(
+                self.ticket, kind="internal" if parsed.is_note else "public",
+                text=text or "(no text)", actor=self.actor, author_agent=self.agent, via=via,
+                subject=self.msg.subject, full_text=self.msg.text, html=self.msg.html,
+                message_id=self.msg.message_id, spool_id=spool_id, attachments=attachments)
+        merge: Command | None = None
+        for cmd in parsed.commands:
+            if cmd.name in ("canned", "note"):
+                if cmd.name == "note":
+                    out.applied.append(cmd.line)
+                continue
+            if cmd.name == "merge":
+                merge = cmd
+                continue
+            try:
+                await self._run(cmd)
+                out.applied.append(cmd.line)
+            except DomainError as exc:
+                out.failed.append((cmd.line, str(exc)))
+        if merge is not None:
+            try:
+                out.merged_into = await self._merge(int(merge.args[0]))
+                out.applied.append(merge.line)
+            except DomainError as exc:
+                out.failed.append((merge.line, str(exc)))
+        if out.failed:
+            await _mail_agent(
+                self.rt, self.session, self.ticket, self.agent, self.msg, kind="agent_error",
+                template="agent_command_errors",
+                context={"errors": [{"line": line, "reason": why} for line, why in out.failed],
+                         "applied": out.applied, "prefix": s.commands.prefix})
+        return out
+
+    async def _run(self, cmd: Command) -> None:
+        svc, t, actor, args = self.service, self.ticket, self.actor, cmd.args
+        if cmd.name == "status":
+            await svc.set_status(t, args[0], actor, reason="by mail")
+        elif cmd.name == "close":
+            await svc.set_status(t, self._status_of_class("closed"), actor, reason="by mail")
+        elif cmd.name == "reopen":
+            await svc.set_status(t, self.settings.tickets.statuses[0].name, actor,
+                                 reason="by mail")
+        elif cmd.name == "priority":
+            await svc.set_priority(t, args[0], actor)
+        elif cmd.name == "category":
+            await svc.set_category(t, args[0], actor)
+        elif cmd.name == "assign":
+            await svc.assign(t, await self._agent(args[0]), actor)
+        elif cmd.name == "unassign":
+            await svc.assign(t, None, actor)
+        elif cmd.name == "tag":
+            adds = [a[1:] for a in args if a.startswith("+")]
+            removes = [a[1:] for a in args if a.startswith("-")]
+            if adds:
+                await svc.add_tags(t, adds, actor)
+            if removes:
+                await svc.remove_tags(t, removes, actor)
+        elif cmd.name == "due":
+            await svc.set_due(t, self._due(args[0]), actor)
+        elif cmd.name == "watch":
+            await self._watch(args)
+        elif cmd.name == "unwatch":
+            await self._unwatch(args)
+        elif cmd.name == "time":
+            await self._time(int(args[0]), args[1] if len(args) > 1 else "")
+        elif cmd.name == "help":
+            await _mail_agent(self.rt, self.session, t, self.agent, self.msg, kind="agent_notice",
+                              template="agent_help",
+                              context={"commands": describe_commands(
+                                  self.settings.commands.prefix).splitlines(),
+                                  "prefix": self.settings.commands.prefix})
+        else:  # the parser knows a command this module does not: refuse, never guess
+            raise Refused(f"{cmd.name} is not supported by mail")
+
+    # -- single commands ------------------------------------------------------------------
+
+    def _status_of_class(self, cls: str) -> str:
+        for status in self.settings.tickets.statuses:
+            if status.status_class == cls:
+                return status.name
+        raise Refused(f"no status of class {cls} is configured")
+
+    async def _agent(self, who: str) -> Agent:
+        if who == "me":
+            return self.agent
+        found = await find_agent_by_name(self.session, who)
+        if found is None:
+            raise Refused(f'no agent "{who}" (give an agent\'s email address or unique name)')
+        if not found.is_active:
+            raise Refused(f"{found.email} is not an active agent")
+        return found
+
+    def _due(self, text: str) -> Any:
+        now = self.rt.clock()
+        try:
+            tz = ZoneInfo(self.settings.instance.timezone)
+        except (KeyError, ValueError):
+            tz = ZoneInfo("UTC")
+        due = parse_due(text, now, tz)
+        if due is None:
+            raise Refused(f'"{text}" is not a date this desk can use')
+        if due <= now:
+            raise Refused(f"{due:%Y-%m-%d %H:%M} UTC is in the past")
+        return due
+
+    async def _watch(self, emails: Sequence[str]) -> None:
+        for email in emails:
+            if await find_agent(self.session, email) is not None:
+                raise Refused(f"{email} is an agent; agents follow tickets by assignment")
+        for email in emails:
+            contact = await get_or_create_contact(
+                self.session, email, freemail=self.settings.tickets.freemail_domains)
+            await self.service.add_watcher(self.ticket, contact, self.actor)
+
+    async def _unwatch(self, emails: Sequence[str]) -> None:
+        contacts: list[Contact] = []
+        for email in emails:
+            contact = (await self.session.execute(
+                select(Contact).where(Contact.email == email))).scalar_one_or_none()
+            if contact is None or await self.session.get(
+                    Watcher, (self.ticket.id, contact.id)) is None:
+                raise Refused(f"{email} is not watching {self.service.reference(self.ticket)}")
+            contacts.append(contact)
+        for contact in contacts:
+            await self.service.remove_watcher(self.ticket, contact, self.actor)
+
+    async def _time(self, minutes: int, note: str) -> None:
+        now = self.rt.clock()
+        entry = TimeEntry(ticket_id=self.ticket.id, agent_id=self.agent.id, minutes=minutes,
+                          note=note, created_at=now)
+        self.session.add(entry)
+        await self.session.flush()
+        audit.record(self.session, ticket_id=self.ticket.id, actor=self.actor,
+                     action="ticket.time", at=now,
+                     after={"minutes": minutes, "note": note, "entry": entry.id})
+
+    async def _canned(self, shortcut: str) -> str:
+        row = (await self.session.execute(select(CannedResponse).where(
+            CannedResponse.shortcut == shortcut.lower()))).scalar_one_or_none()
+        if row is None:
+            raise Refused(f'no canned response "{shortcut}" (helpdesk canned list)')
+        t, requester = self.ticket, self.ticket.requester
+        return render_canned(
+            row.body,
+            ticket={"reference": self.service.reference(t), "number": t.number,
+                    "subject": t.subject, "status": t.status, "priority": t.priority,
+                    "category": t.category},
+            requester={"name": requester.name, "email": requester.email,
+                       "first_name": (requester.name.split() or [""])[0]},
+            agent={"name": self.agent.name, "email": self.agent.email})
+
+    # -- merge ----------------------------------------------------------------------------
+
+    async def _merge(self, number: int) -> Ticket:
+        source, svc = self.ticket, self.service
+        target = await svc.get(number)  # NotFoundError is a DomainError: reported
+        seen = {target.id}
+        while target.merged_into_id is not None:
+            nxt = await self.session.get(Ticket, target.merged_into_id)
+            if nxt is None or nxt.id in seen:
+                break
+            seen.add(nxt.id)
+            target = nxt
+        if target.id == source.id:
+            raise Refused("a ticket cannot be merged into itself")
+        if source.merged_into_id is not None:
+            raise Refused(f"{svc.reference(source)} is already merged")
+        if svc.status_class(target.status) == "closed":
+            raise Refused(f"{svc.reference(target)} is closed; reopen it first")
+        await merge_tickets(svc, source, target, self.actor)
+        return target
+
+
+async def merge_tickets(service: TicketService, source: Ticket, target: Ticket,
+                        actor: Actor) -> None:
+    """Merge ``source`` into ``target`` inside the caller's transaction.
+
+    Messages (with their attachments), Message-ID references, time entries and watchers
+    move to the target, and the source's requester becomes a watcher of it; the source is
+    closed with ``merged_into_id`` set, and both tickets get a system message and an audit
+    event. Mail that later threads onto the source follows ``merged_into_id`` to the target.
+    """
+    session, now = service.session, service.clock()
+    src_ref, dst_ref = service.reference(source), service.reference(target)
+    moved = len(list((await session.execute(
+        select(Message.id).where(Message.ticket_id == source.id))).scalars()))
+    await session.execute(update(Message).where(Message.ticket_id == source.id)
+                          .values(ticket_id=target.id))
+    await session.execute(update(MessageRef).where(MessageRef.ticket_id == source.id)
+                          .values(ticket_id=target.id))
+    await session.execute(update(TimeEntry).where(TimeEntry.ticket_id == source.id)
+                          .values(ticket_id=target.id))
+    people = [source.requester, *await service.watchers(source)]
+    for watcher in list((await session.execute(
+            select(Watcher).where(Watcher.ticket_id == source.id))).unique().scalars()):
+        await session.delete(watcher)
+    await session.flush()
+    for contact in people:
+        await service.add_watcher(target, contact, actor)
+    source.merged_into_id = target.id
+    audit.record(session, ticket_id=source.id, actor=actor, action="ticket.merged", at=now,
+                 before={"merged_into": None}, after={"merged_into": dst_ref, "messages": moved})
+    audit.record(session, ticket_id=target.id, actor=actor, action="ticket.merged_in", at=now,
+                 after={"merged": src_ref, "messages": moved})
+    await service.add_message(source, kind="system", actor=actor,
+                              text=f"Merged into {dst_ref} by {actor.label}.")
+    await service.add_message(target, kind="system", actor=actor,
+                              text=f"{src_ref} was merged into this ticket by {actor.label}.")
+    closed = next((s.name for s in service.settings.tickets.statuses
+                   if s.status_class == "closed"), None)
+    if closed is not None:
+        await service.set_status(source, closed, actor, reason=f"merged into {dst_ref}")

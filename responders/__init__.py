@@ -1,0 +1,1 @@
+"""Responders: everything the help desk sends (outbox relay, Dramatiq actors, MIME, SMTP)."""

@@ -1,0 +1,181 @@
+"""Send one outbox row: the Dramatiq actor and the delivery it runs (claim, compose, send, mark).
+
+The actor takes a row id only; the database row is the truth, the broker message a hint.
+A row is sent when :func:`~helpdesk.outbox_ops.claim_for_sending` moves it from
+``queued`` to ``sending``; a message for a row that is not ``queued`` (sent already, in
+another worker's hands, failed) is dropped. Dramatiq's own retries are off for the actor:
+retries are rows put back to ``pending`` with a later ``next_attempt_at`` (exponential
+backoff), found again by the relay.
+
+Outcomes of one attempt:
+
+- accepted (2xx): the row is ``sent``.
+- 4xx, connection refused or lost, timeout: ``attempts + 1``, back to ``pending`` after
+  ``retry_base * 2**(attempts-1)`` (at most an hour); after ``[outbound] max_attempts``
+  the row is ``failed`` and the admin told, as below.
+- 5xx, or a row that cannot be composed (broken template, an internal note addressed to a
+  non-agent): ``failed`` with the server's answer (or the reason); one ``admin_notice`` row
+  to ``[instance] admin_email`` is written in the same transaction. A failed admin notice
+  tells nobody, so failures never loop.
+
+At-least-once, and where a mail can go out twice: the row is marked ``sent`` in its own
+transaction right after the smarthost answered 250 to the end of DATA. A worker that dies
+(SIGKILL, power loss) or loses the database after that 250 and before that commit leaves
+the row in ``sending``; when its lease runs out (``[outbound] lease_seconds``; by default
+the larger of 120 s and 6 x ``timeout_seconds``, i.e. 180 s) the relay claims it again and
+it is sent a second time, with the same Message-ID, so mail clients show it once. The
+window is one SMTP reply plus one small commit per mail in flight (at most ``threads``
+mails per worker process). Outside that window a mail is sent twice only if one send
+outlasts the whole lease (the lease is sized for that not to happen): a row is otherwise
+only sent by the worker that moved it to ``sending``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk import outbox, outbox_ops
+from helpdesk.models import Agent, Contact, Message, OutboxRow, Ticket
+from helpdesk.numbering import format_number
+from helpdesk.runtime import Runtime
+from responders import broker as broker_mod
+from responders.broker import QUEUE, RuntimeBridge, WorkerOptions
+from responders.compose import (
+    AttachmentData,
+    ComposeError,
+    Composer,
+    MessageView,
+    OutgoingRow,
+    ReadModel,
+    TicketView,
+)
+from responders.send import DeliveryError, deliver
+
+log = structlog.get_logger("responders.actors")
+ADMIN_NOTICE = "admin_notice"
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, broker=broker_mod.current())
+def send_outbox_row(row_id: int) -> None:
+    """Send outbox row ``row_id`` unless it is no longer ``queued``."""
+    bridge = RuntimeBridge.of(send_outbox_row.broker)
+    bridge.processing(row_id)
+    bridge.run(deliver_row(bridge.rt, row_id, bridge.options, bridge.composer))
+
+
+ACTORS = (send_outbox_row,)
+
+
+async def deliver_row(rt: Runtime, row_id: int, options: WorkerOptions,
+                      composer: Composer) -> str:
+    """One delivery attempt of a row; returns "skipped", "sent", "retry" or "failed"."""
+    async with rt.sessions() as session, session.begin():
+        if not await outbox_ops.claim_for_sending(session, row_id, now=rt.clock(),
+                                                  lease=options.lease):
+            return "skipped"
+        row = await session.get(OutboxRow, row_id)
+        assert row is not None
+        outgoing = OutgoingRow.from_row(row)
+        read = await load_read_model(rt, session, row)
+    try:
+        message = composer.compose(outgoing, read, now=rt.clock())
+        await deliver(message, rt.settings.outbound, recipients=outgoing.recipients)
+    except ComposeError as exc:
+        return await _finish(rt, row_id, error=f"not composed: {exc}", permanent=True,
+                             options=options)
+    except DeliveryError as exc:
+        return await _finish(rt, row_id, error=exc.reply, permanent=exc.is_permanent,
+                             options=options)
+    async with rt.sessions() as session, session.begin():
+        row = await session.get(OutboxRow, row_id)
+        assert row is not None
+        await outbox_ops.mark_sent(session, row, now=rt.clock())
+    log.info("outbox.sent", row=row_id, kind=outgoing.kind, message_id=outgoing.message_id)
+    return "sent"
+
+
+async def _finish(rt: Runtime, row_id: int, *, error: str, permanent: bool,
+                  options: WorkerOptions) -> str:
+    """Record a failed attempt; tell the admin when the row has failed for good."""
+    async with rt.sessions() as session, session.begin():
+        row = await session.get(OutboxRow, row_id)
+        assert row is not None
+        if permanent:
+            await outbox_ops.mark_failed(session, row, error=error)
+            again = False
+        else:
+            again = await outbox_ops.mark_retry(
+                session, row, now=rt.clock(), error=error,
+                max_attempts=rt.settings.outbound.max_attempts, base=options.retry_base)
+        if not again:
+            await _notify_admin(rt, session, row)
+    event = "outbox.retry" if again else "outbox.failed"
+    log.warning(event, row=row_id, kind=row.kind, attempts=row.attempts, error=error)
+    return "retry" if again else "failed"
+
+
+async def _notify_admin(rt: Runtime, session: AsyncSession, row: OutboxRow) -> None:
+    """One notice to the admin about a failed row, except about an admin notice."""
+    admin = rt.settings.instance.admin_email
+    if row.kind == ADMIN_NOTICE or not admin:
+        return
+    ticket = await session.get(Ticket, row.ticket_id) if row.ticket_id else None
+    await outbox.enqueue(
+        session, kind=ADMIN_NOTICE, template="admin_delivery_failed", to=[admin],
+        instance_id=rt.settings.instance.id, secret=rt.secrets[-1], domain=rt.mail_domain,
+        at=rt.clock(), ticket=ticket,
+        context={"row_id": row.id, "row_kind": row.kind, "recipients": list(row.recipients),
+                 "message_id": row.message_id, "error": row.last_error,
+                 "subject": ticket.subject if ticket else ""},
+    )
+
+
+async def load_read_model(rt: Runtime, session: AsyncSession, row: OutboxRow) -> ReadModel:
+    """Load what :meth:`Composer.compose` needs for ``row`` (ticket, message, recipients)."""
+    recipients = [r.lower() for r in row.recipients]
+    ticket_view = None
+    if row.ticket_id is not None:
+        ticket = await session.get(Ticket, row.ticket_id)
+        if ticket is not None:
+            ticket_view = _ticket_view(rt, ticket)
+    message_view = None
+    if row.about_message_id is not None:
+        message = await session.get(Message, row.about_message_id)
+        if message is not None:
+            message_view = await _message_view(rt, message, forward=row.kind == "reply")
+    contacts = {email: contact_id for email, contact_id in await session.execute(
+        select(Contact.email, Contact.id).where(Contact.email.in_(recipients)))}
+    agents = frozenset((await session.execute(
+        select(Agent.email).where(Agent.email.in_(recipients)))).scalars())
+    return ReadModel(ticket=ticket_view, message=message_view,
+                     contacts={k: v for k, v in contacts.items() if k not in agents},
+                     agents=agents)
+
+
+def _ticket_view(rt: Runtime, ticket: Ticket) -> TicketView:
+    t = rt.settings.tickets
+    return TicketView(
+        id=ticket.id, number=ticket.number, reference=format_number(ticket.number, t.prefix,
+                                                                    t.digits),
+        subject=ticket.subject, status=ticket.status, priority=ticket.priority,
+        queue_address=ticket.queue or rt.settings.outbound.sender,
+        requester_email=ticket.requester.email, requester_name=ticket.requester.name,
+        link_secret=ticket.link_secret)
+
+
+async def _message_view(rt: Runtime, message: Message, *, forward: bool) -> MessageView:
+    author: Any = message.author_agent or message.author_contact
+    attachments: tuple[AttachmentData, ...] = ()
+    if forward:
+        attachments = tuple(
+            AttachmentData(a.filename, a.content_type, rt.store.get(a.sha256))
+            for a in message.attachments)
+    return MessageView(kind=message.kind, text=message.text,
+                       author_name=getattr(author, "name", "") or "",
+                       author_email=getattr(author, "email", "") or "",
+                       attachments=attachments)
