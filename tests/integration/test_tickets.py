@@ -86,7 +86,8 @@ async def test_a_failed_transaction_leaves_neither_change_nor_audit(runtime: Run
             await svc.set_priority(t, "high", BOB)
             raise RuntimeError("crash before commit")
     async with runtime.sessions() as session:
-        t = (await session.execute(select(Ticket).where(Ticket.id == ticket.id))).unique().scalar_one()
+        t = (await session.execute(
+            select(Ticket).where(Ticket.id == ticket.id))).unique().scalar_one()
         assert t.priority == "normal"
     assert "ticket.priority" not in [e.action for e in await _audit(runtime, ticket.id)]
 
