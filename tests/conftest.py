@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -127,6 +128,25 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         yield rt
     finally:
         await rt.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """memory://, or a Redis database of its own (emptied before and after)."""
+    if request.param == "memory":
+        yield "memory://"
+        return
+    require(port_open("127.0.0.1", 6379), "Redis is not running on 127.0.0.1:6379")
+    import redis
+
+    number = random.randint(1, 15)
+    client = redis.Redis(host="127.0.0.1", port=6379, db=number)
+    client.flushdb()
+    try:
+        yield f"redis://127.0.0.1:6379/{number}"
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @pytest.fixture

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +29,7 @@ from helpdesk.directory import get_or_create_contact
 from helpdesk.models import OutboxRow
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import TicketService
-from tests.conftest import make_settings, port_open, require
+from tests.conftest import make_settings
 
 if TYPE_CHECKING:
     from tests.fixtures.smtp_sink import SmtpSink
@@ -71,24 +69,6 @@ RUNNER = textwrap.dedent("""
 
     asyncio.run(main(sys.argv[1]))
 """) % {"lease": LEASE_SECONDS, "threads": THREADS}
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "memory":
-        yield "memory://"
-        return
-    require(port_open("127.0.0.1", 6379), "Redis is not running on 127.0.0.1:6379")
-    import redis
-
-    number = random.randint(1, 15)
-    client = redis.Redis(host="127.0.0.1", port=6379, db=number)
-    client.flushdb()
-    try:
-        yield f"redis://127.0.0.1:6379/{number}"
-    finally:
-        client.flushdb()
-        client.close()
 
 
 @pytest.fixture

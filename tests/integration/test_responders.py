@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import random
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from helpdesk.runtime import Runtime
 from helpdesk.tickets import NewAttachment, TicketService
 from responders.broker import WorkerOptions
 from responders.service import run
-from tests.conftest import make_settings, port_open, require
+from tests.conftest import make_settings
 
 if TYPE_CHECKING:
     from tests.fixtures.smtp_sink import ReceivedMessage, SmtpSink
@@ -43,25 +42,6 @@ BOB = "bob@support.example.com"
 ADMIN = "admin@support.example.com"
 FAST = WorkerOptions(lease=timedelta(seconds=10), poll_interval=0.05,
                      retry_base=timedelta(seconds=0.2), threads=4, max_in_flight=32)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """memory://, or a Redis database of its own (emptied before and after)."""
-    if request.param == "memory":
-        yield "memory://"
-        return
-    require(port_open("127.0.0.1", 6379), "Redis is not running on 127.0.0.1:6379")
-    import redis
-
-    number = random.randint(1, 15)
-    client = redis.Redis(host="127.0.0.1", port=6379, db=number)
-    client.flushdb()
-    try:
-        yield f"redis://127.0.0.1:6379/{number}"
-    finally:
-        client.flushdb()
-        client.close()
 
 
 @pytest.fixture
