@@ -201,7 +201,7 @@ async def tickets_list(ctx: click.Context, config_path: str | None, status: str 
     from helpdesk.cli_sla import sla_state, sla_summaries
 
     async def work(rt: Runtime) -> None:
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             stmt = select(Ticket).order_by(Ticket.number.desc())
             if status:
                 stmt = stmt.where(Ticket.status == status)
@@ -234,7 +234,7 @@ async def tickets_show(ctx: click.Context, config_path: str | None, ref: str,
     from helpdesk.cli_sla import sla_summary
 
     async def work(rt: Runtime) -> None:
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             ticket = await load_ticket(session, parse_ticket_ref(rt.settings, ref))
             view = await ticket_detail(session, rt.settings, ticket)
             view["sla"] = await sla_summary(session, rt.settings, ticket, rt.clock())
@@ -281,7 +281,7 @@ async def agents_add(ctx: click.Context, config_path: str | None, email: str, na
 async def agents_list(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     """List agents."""
     async def work(rt: Runtime) -> None:
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             rows = (await session.execute(select(Agent).order_by(Agent.email))).scalars().all()
         data = [{"email": a.email, "name": a.name, "active": a.is_active} for a in rows]
         if as_json:
@@ -308,7 +308,7 @@ async def outbox_list(ctx: click.Context, config_path: str | None, failed: bool,
                       as_json: bool) -> None:
     """List outbox rows, newest first."""
     async def work(rt: Runtime) -> None:
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             stmt = select(OutboxRow).order_by(OutboxRow.id.desc())
             if failed:
                 stmt = stmt.where(OutboxRow.status == "failed")
@@ -340,7 +340,7 @@ async def spool_list(ctx: click.Context, config_path: str | None, quarantined: b
                      as_json: bool) -> None:
     """List received messages and what became of them."""
     async def work(rt: Runtime) -> None:
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             stmt = select(InboundSpool).order_by(InboundSpool.id.desc())
             if quarantined:
                 stmt = stmt.where(InboundSpool.status == "quarantined")

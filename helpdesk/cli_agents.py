@@ -126,7 +126,7 @@ async def canned_list(ctx: click.Context, config_path: str | None, keyword: str 
             stmt = stmt.where(or_(*(func.lower(col).like(like) for col in (
                 CannedResponse.shortcut, CannedResponse.title, CannedResponse.category,
                 CannedResponse.body))))
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             rows = (await session.execute(stmt)).scalars().all()
         data = [{"shortcut": r.shortcut, "title": r.title, "category": r.category}
                 for r in rows]
@@ -139,7 +139,7 @@ async def canned_list(ctx: click.Context, config_path: str | None, keyword: str 
 
 
 async def _get_canned(rt: Runtime, shortcut: str) -> CannedResponse:
-    async with rt.sessions() as session:
+    async with rt.read_sessions() as session:
         row = (await session.execute(select(CannedResponse).where(
             CannedResponse.shortcut == _shortcut(shortcut)))).scalar_one_or_none()
     if row is None:
@@ -211,7 +211,7 @@ async def billable_minutes(rt: Runtime, since: datetime | None,
         stmt = stmt.where(TimeEntry.created_at >= since)
     if until is not None:
         stmt = stmt.where(TimeEntry.created_at < until)
-    async with rt.sessions() as session:
+    async with rt.read_sessions() as session:
         rows = (await session.execute(stmt)).all()
     return [{"organization": name or "(no organization)", "domain": domain or "",
              "tickets": int(tickets), "entries": int(entries), "minutes": int(minutes or 0),

@@ -105,7 +105,7 @@ async def sla_status(ctx: click.Context, config_path: str | None, ref: str,
     """Show a ticket's first-response and resolution clocks."""
     async def work(rt: Runtime) -> None:
         at = parse_instant(at_text) or rt.clock()
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             ticket = await load_ticket(session, parse_ticket_ref(rt.settings, ref))
             summary = await sla_summary(session, rt.settings, ticket, at)
         if as_json:

@@ -23,13 +23,15 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+def create_engine(settings: DatabaseSettings, *, writer: bool = True) -> AsyncEngine:
     """An engine for the configured URL.
 
     SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is on disk before we answer
-    250) and every transaction starts with ``BEGIN IMMEDIATE``: several processes share one
-    file, and a deferred transaction that later upgrades to a write lock fails with
-    SQLITE_BUSY without waiting, where an immediate one waits out the busy timeout.
+    250) and every writer transaction starts with ``BEGIN IMMEDIATE``: several processes
+    share one file, and a deferred transaction that later upgrades to a write lock fails
+    with SQLITE_BUSY without waiting, where an immediate one waits out the busy timeout.
+    A reader engine (``writer=False``) begins deferred, so page views and listings read
+    their WAL snapshot without queueing behind writers.
     """
     url = make_url(settings.url)
     kwargs: dict[str, Any] = {"echo": settings.echo}
@@ -42,11 +44,11 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
-        _tune_sqlite(engine, settings.busy_timeout_ms)
+        _tune_sqlite(engine, settings.busy_timeout_ms, "BEGIN IMMEDIATE" if writer else "BEGIN")
     return engine
 
 
-def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -59,7 +61,7 @@ def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -24,6 +24,18 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     store: BlobStore
     clock: Callable[[], datetime] = field(default=utcnow)
+    read_engine: AsyncEngine | None = None
+
+    @property
+    def read_sessions(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for reading only: on SQLite they never take the write lock."""
+        if self.read_engine is None:
+            return self.sessions
+        if self._read_sessions is None:
+            self._read_sessions = db.session_factory(self.read_engine)
+        return self._read_sessions
+
+    _read_sessions: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = True,
@@ -33,8 +45,10 @@ class Runtime:
         if migrate:
             await schema.migrate(engine)
         Path(settings.storage.dir).mkdir(parents=True, exist_ok=True)
+        reader = (db.create_engine(settings.database, writer=False)
+                  if db.is_sqlite(settings.database.url) else None)
         return cls(settings, engine, db.session_factory(engine),
-                   BlobStore(Path(settings.storage.dir) / "blobs"), clock)
+                   BlobStore(Path(settings.storage.dir) / "blobs"), clock, reader)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -47,3 +61,5 @@ class Runtime:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()

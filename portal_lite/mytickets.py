@@ -99,7 +99,7 @@ async def my_tickets(request: Request) -> Response:
     """The list of the link holder's tickets, each with its own view link."""
     portal = portal_of(request)
     token: str = request.path_params["token"]
-    async with portal.rt.sessions() as session:
+    async with portal.rt.read_sessions() as session:
         _claims, _anchor, contact = await portal.verify(session, token, Purpose.MY_TICKETS)
         tickets = list((await session.execute(
             select(Ticket).where(visible_to(contact)).order_by(Ticket.id.desc())

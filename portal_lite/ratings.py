@@ -41,7 +41,7 @@ async def rating_page(request: Request) -> Response:
     token: str = request.path_params["token"]
     if request.method == "POST":
         return await _rate(portal, request, token)
-    async with portal.rt.sessions() as session:
+    async with portal.rt.read_sessions() as session:
         _claims, ticket, _contact = await portal.verify(session, token, Purpose.RATE)
         rating = await _rating_of(session, ticket)
     score = parse_score(request.query_params.get("score"))
@@ -73,7 +73,7 @@ async def _rating_of(session: AsyncSession, ticket: Ticket) -> CsatRating | None
 
 async def _rate(portal: Portal, request: Request, token: str) -> Response:
     portal.check_rate(request, token)
-    async with portal.rt.sessions() as session:
+    async with portal.rt.read_sessions() as session:
         await portal.verify(session, token, Purpose.RATE)
     form = await request.form(max_files=0, max_fields=10)
     portal.check_form(request, form, token_scope(token))

@@ -211,7 +211,7 @@ async def healthz(request: Request) -> Response:
     """Liveness and database reachability, for load balancers and systemd checks."""
     portal = portal_of(request)
     try:
-        async with portal.rt.sessions() as session:
+        async with portal.rt.read_sessions() as session:
             await session.execute(select(1))
     except Exception:
         return PlainTextResponse("database unavailable\n", status_code=503)
@@ -227,7 +227,7 @@ async def download(request: Request) -> Response:
     """
     portal = portal_of(request)
     token = request.path_params["token"]
-    async with portal.rt.sessions() as session:
+    async with portal.rt.read_sessions() as session:
         claims, _ticket, _contact = await portal.verify(session, token, Purpose.DOWNLOAD)
         attachment_id = claims.extra.get("attachment")
         row = (await session.execute(

@@ -38,7 +38,7 @@ async def ticket_page(request: Request) -> Response:
     token: str = request.path_params["token"]
     if request.method == "POST":
         return await _reply(portal, request, token)
-    async with portal.rt.sessions() as session:
+    async with portal.rt.read_sessions() as session:
         _claims, ticket, contact = await portal.verify(session, token, Purpose.VIEW)
         context = await _page_context(portal, session, ticket, contact)
     context["sent"] = request.query_params.get("sent") == "1"
@@ -68,7 +68,7 @@ async def _reply(portal: Portal, request: Request, token: str) -> Response:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit * MAX_FILES + 1_048_576:
         raise PortalError(413, "Too large", "The files you sent are too large.")
-    async with portal.rt.sessions() as session:
+    async with portal.rt.read_sessions() as session:
         # Verify before parsing the body: a bad link costs no upload handling.
         await portal.verify(session, token, Purpose.VIEW)
     async with request.form(max_files=MAX_FILES, max_fields=20) as form:
