@@ -345,3 +345,70 @@ async def test_internal_failure_quarantines_the_raw_mail_and_retry_replays_it(ga
     assert [r.status for r in await gate.spool()] == ["replayed", "ticket"]
     again = await make_gateway(gate.rt).retry(row.id)
     assert again.disposition == "duplicate" and len(await gate.tickets()) == 1
+
+
+# -- item 2: STARTTLS; item 8: routing rules -------------------------------------------------
+
+def _self_signed(tmp_path: Path) -> tuple[str, str]:
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+async def test_starttls_is_offered_with_a_certificate_and_can_be_required(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tls.db'}"
+    async for g in _start(tmp_path, url, smtp={"tls_cert": cert, "tls_key": key,
+                                                "require_tls": True}):
+        client_ctx = ssl.create_default_context(cafile=cert)
+        client_ctx.check_hostname = False
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=g.port, start_tls=False) as smtp:
+            await smtp.ehlo()
+            assert smtp.supports_extension("starttls")
+            with pytest.raises(aiosmtplib.SMTPResponseException) as info:
+                await smtp.mail("alice@example.org")
+            assert info.value.code == 530  # must issue STARTTLS first
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=g.port, start_tls=False,
+                                   tls_context=client_ctx) as smtp:
+            await smtp.starttls()
+            await smtp.sendmail("alice@example.org", [SUPPORT], mail("over TLS").as_bytes())
+        assert [t.subject for t in await g.tickets()] == ["over TLS"]
+
+
+async def test_without_a_certificate_no_starttls_is_offered(gate: Gate) -> None:
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=gate.port, start_tls=False) as smtp:
+        await smtp.ehlo()
+        assert not smtp.supports_extension("starttls")
+
+
+async def test_routing_rules_first_match_wins_and_disabled_rules_are_skipped(
+        tmp_path: Path, db_url: str) -> None:
+    rules = [
+        {"name": "off", "enabled": False, "subject": "outage", "priority": "low"},
+        {"name": "outage", "match": "regex", "subject": "(outage|down)",
+         "category": "technical", "priority": "urgent", "tags": ["outage"],
+         "assignee": "oncall@support.example.com"},
+        {"name": "also outage", "subject": "outage", "priority": "high"},
+        {"name": "vip", "sender": "@bigcorp.example", "body": "contract", "tags": ["vip"]},
+    ]
+    async for g in _start(tmp_path, db_url, routing=rules):
+        async with g.rt.sessions() as session, session.begin():
+            await add_agent(session, "oncall@support.example.com", "On call")
+        await g.send(mail("Site is DOWN"))
+        await g.send(mail("Question", "about our contract\n", sender="ceo@bigcorp.example"))
+        await g.send(mail("Hello", "nothing special\n", sender="x@elsewhere.example"))
+        first, second, third = await g.tickets()
+        assert (first.category, first.priority) == ("technical", "urgent")
+        assert first.assignee is not None and first.assignee.email == "oncall@support.example.com"
+        async with g.rt.sessions() as session:
+            svc = TicketService(session, g.rt.settings)
+            assert await svc.tags(first) == ["outage"]
+            assert await svc.tags(second) == ["vip"]
+            assert await svc.tags(third) == []
+        assert (third.category, third.priority) == ("general", "normal")
