@@ -320,7 +320,8 @@ async def outbox_list(ctx: click.Context, config_path: str | None, failed: bool,
             _echo_json(data)
             return
         for d in data:
-            click.echo(f"{d['id']:>6} {d['status']:<8} {d['kind']:<14} {','.join(d['to'])}"
+            to = ",".join(str(a) for a in d["to"] or [])  # type: ignore[union-attr]
+            click.echo(f"{d['id']:>6} {d['status']:<8} {d['kind']:<14} {to}"
                        + (f"  {d['error']}" if d["error"] else ""))
     await _with_runtime(ctx, work)
 

@@ -321,7 +321,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     _apply_env(data, env)
-    settings = _build(Settings, data, "", source)
+    settings: Settings = _build(Settings, data, "", source)
     return dataclasses.replace(settings, source=source)
 
 
@@ -366,7 +366,7 @@ def _build(cls: type[Any], data: Any, where: str, source: str) -> Any:
 def _coerce(hint: Any, value: Any, dotted: str, source: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, dotted, source)
     if origin is tuple:
         item = args[0]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import structlog
 
@@ -25,7 +26,7 @@ ROLE_MODULES = {
     "sla": "sla_daemon.service",
     "portal": "portal_lite.service",
 }
-Serve = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+Serve = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def role_server(role: str) -> Serve | None:
@@ -46,7 +47,7 @@ async def run_roles(settings: Settings, roles: Sequence[str]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
     for role in roles:
         serve = role_server(role)
         if serve is None:

@@ -415,7 +415,8 @@ async def _claim_spool(session, key: str, message_id: str | None, sha: str, size
         dedupe_key=key, message_id=message_id, sha256=sha, size=size, via=via,
         status="received", reason="", received_at=now,
     ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(InboundSpool.id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    spool_id: int | None = (await session.execute(stmt)).scalar_one_or_none()
+    return spool_id
 
 
 async def _finish_spool(session, spool_id: int, status: str, reason: str,  # type: ignore[no-untyped-def]
