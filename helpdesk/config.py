@@ -122,6 +122,7 @@ class ImapSettings:
     quarantine_folder: str = ""
     poll_interval: float = 60.0
     queue: str = ""
+    lease_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

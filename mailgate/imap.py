@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import socket
@@ -349,5 +350,10 @@ async def run_pollers(gateway: Gateway, mailboxes: tuple[ImapSettings, ...] | li
                       holder: str | None = None) -> None:
     """Run one `ImapPoller` per configured mailbox until ``stop`` is set."""
     holder = holder or default_holder()
-    pollers = [ImapPoller(gateway, m, holder=holder, tuning=tuning) for m in mailboxes]
+    pollers = [
+        ImapPoller(gateway, m, holder=holder,
+                   tuning=tuning or dataclasses.replace(PollerTuning(),
+                                                        lease_seconds=m.lease_seconds))
+        for m in mailboxes
+    ]
     await asyncio.gather(*(p.run(stop) for p in pollers))
