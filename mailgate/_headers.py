@@ -1,0 +1,194 @@
+"""Decode raw mail header values and charsets (8-bit, RFC 2047, RFC 2231) into text."""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import functools
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+
+_CHARSET_ALIASES = {
+    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "euc-cn": "gb18030",
+    "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "iso-8859-8-i": "iso-8859-8",
+    "windows-874": "cp874", "x-sjis": "cp932", "shift_jis": "cp932", "shift-jis": "cp932",
+    "iso-8859-1": "cp1252", "latin1": "cp1252", "unicode-1-1-utf-7": "utf-7",
+}
+_WEAK_CODECS = frozenset({None, "cp1252", "ascii"})
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_WS = re.compile(r"\s+")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?]*)\?=")
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+_MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+_BARE_MSGID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
+_FILENAME_PARAM = re.compile(r'(?:file)?name\*?=\s*"?([^";]+)', re.IGNORECASE)
+_ADDRESS = re.compile(r"[\w.+\-=/]+@[\w.\-]+")
+
+
+@dataclass(frozen=True)
+class Address:
+    """One mailbox from an address header."""
+
+    email: str  # lowercased addr-spec, "" if unusable
+    name: str  # decoded display name, "" when none
+
+
+def repair(value: str) -> str:
+    """Turn surrogate-escaped raw 8-bit bytes into text: UTF-8, else U+FFFD."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def decode_header(value: str) -> str:
+    """Unfold, repair and RFC 2047-decode one header value; control characters are dropped."""
+    text = repair(_LINE_BREAK.sub("", str(value)))
+    if "=?" in text:
+        text = decode_words(text)
+    return _CONTROL.sub("", text)
+
+
+def decode_words(text: str) -> str:
+    """Decode RFC 2047 words; adjacent words in one charset are joined before decoding."""
+    pieces: list[tuple[str | None, bytes | str]] = []
+    pos = 0
+    for match in _ENCODED_WORD.finditer(text):
+        gap = text[pos : match.start()]
+        if gap and not (gap.isspace() and pieces and pieces[-1][0] is not None):
+            pieces.append((None, gap))
+        charset = match.group(1).split("*", 1)[0].lower()
+        data = _word_bytes(match.group(2), match.group(3))
+        last = pieces[-1] if pieces else None
+        if last is not None and last[0] == charset and isinstance(last[1], bytes):
+            pieces[-1] = (charset, last[1] + data)
+        else:
+            pieces.append((charset, data))
+        pos = match.end()
+    pieces.append((None, text[pos:]))
+    return "".join(p if isinstance(p, str) else decode_bytes(p, cs) for cs, p in pieces)
+
+
+def _word_bytes(encoding: str, payload: str) -> bytes:
+    raw = payload.encode("utf-8", "surrogateescape")
+    if encoding in "Qq":
+        return binascii.a2b_qp(raw, header=True)
+    clean = _NOT_BASE64.sub("", payload)
+    try:
+        return binascii.a2b_base64(clean + "=" * (-len(clean) % 4))
+    except binascii.Error:
+        return raw
+
+
+@functools.lru_cache(maxsize=256)
+def _codec(charset: str | None) -> str | None:
+    if not charset:
+        return None
+    name = charset.strip().strip("\"'").lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        info = codecs.lookup(name)
+    except Exception:  # LookupError, or ValueError on odd names
+        return None
+    return info.name if getattr(info, "_is_text_encoding", True) else None
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode with the declared charset, else UTF-8, else best effort with U+FFFD."""
+    codec = _codec(charset)
+    # UTF-8 labelled as Latin-1/ASCII is common; real Latin-1 text is almost never valid UTF-8
+    order = ("utf-8", codec) if codec in _WEAK_CODECS else (codec, "utf-8")
+    for attempt in order:
+        if attempt:
+            try:
+                return data.decode(attempt)
+            except (UnicodeDecodeError, LookupError):
+                pass
+    return data.decode(codec or "cp1252", "replace")
+
+
+def header_map(raw_headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Map each lowercased header name to its first value, decoded, whitespace collapsed."""
+    out: dict[str, str] = {}
+    for name, value in raw_headers:
+        if name not in out:
+            out[name] = _WS.sub(" ", decode_header(value)).strip()
+    return out
+
+
+def message_ids(value: str) -> tuple[str, ...]:
+    """The ``<id>`` message ids in a header value, duplicates removed, order kept."""
+    text = repair(_LINE_BREAK.sub("", value))
+    found = _MSGID.findall(text)
+    if not found and _BARE_MSGID.fullmatch(text.strip()):
+        found = [text.strip()]
+    return tuple(dict.fromkeys(f"<{i}>" for i in found))
+
+
+def normalize_email(addr: str) -> str:
+    """The lowercased addr-spec, or "" when it is not a usable ``local@domain``."""
+    addr = _CONTROL.sub("", repair(addr)).strip().strip("<>").strip().rstrip(".")
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in addr):
+        return ""
+    return addr.lower()
+
+
+def subject(values: list[str]) -> str:
+    """The first Subject value decoded, whitespace collapsed; "" when absent or blank."""
+    return _WS.sub(" ", decode_header(values[0])).strip() if values else ""
+
+
+def addresses(values: list[str]) -> tuple[Address, ...]:
+    """Every mailbox in the header values that has an address or a display name."""
+    out = []
+    for name, addr in getaddresses([_LINE_BREAK.sub("", v) for v in values]):
+        email = normalize_email(addr)
+        display = _WS.sub(" ", decode_header(name)).strip()
+        if email or display:
+            out.append(Address(email=email, name=display))
+    return tuple(out)
+
+
+def sender(values: list[str]) -> Address | None:
+    """The first From mailbox with a usable address, else a bare address found in it."""
+    found = next((a for a in addresses(values[:1]) if a.email), None)
+    if found is None:
+        match = _ADDRESS.search(decode_header(values[0]))
+        found = Address(email=match.group(0).lower(), name="") if match else None
+    return found
+
+
+def header_date(values: list[str]) -> datetime | None:
+    """The first Date header value as an aware UTC datetime; None when absent or unreadable."""
+    if not values:
+        return None
+    try:
+        parsed = parsedate_to_datetime(repair(_LINE_BREAK.sub("", values[0])).strip())
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+
+
+def part_filename(part: Message) -> str | None:
+    """The part's filename from the raw headers, with RFC 2231 and RFC 2047 decoded."""
+    probe = Message()
+    for key, value in part.raw_items():
+        if key.lower() in ("content-disposition", "content-type") and key not in probe:
+            probe[key] = repair(_LINE_BREAK.sub("", value))
+    try:
+        name = probe.get_filename()
+    except Exception:  # malformed RFC 2231 parameters
+        match = _FILENAME_PARAM.search(" ".join(str(v) for v in probe.values()))
+        name = match.group(1) if match else None
+    if name is None:
+        return None
+    name = repair(str(name))
+    return decode_words(name) if "=?" in name else name
