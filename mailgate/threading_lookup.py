@@ -8,8 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.mailtokens import parse_reply_address, ticket_from_message_id
-from helpdesk.models import Agent, Contact, MessageRef, Ticket, Watcher
+from helpdesk.models import Agent, Contact, MessageRef, Ticket
 from helpdesk.runtime import Runtime
+from helpdesk.tickets import TicketService
 from mailgate.parse import Inbound
 from mailgate.thread import ThreadDecision, ThreadFacts, decide_thread, find_ticket_numbers
 
@@ -19,18 +20,11 @@ async def _ticket_by_number(session: AsyncSession, number: int) -> Ticket | None
         select(Ticket).where(Ticket.number == number))).unique().scalar_one_or_none()
 
 
-async def _participates(session: AsyncSession, ticket: Ticket, contact: Contact) -> bool:
-    if contact.id == ticket.requester_id:
-        return True
-    if ticket.organization_id is not None and contact.organization_id == ticket.organization_id:
-        return True
-    return await session.get(Watcher, (ticket.id, contact.id)) is not None
-
-
 async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender: Contact,
                         agent: Agent | None, recipients: Sequence[str]) -> ThreadDecision:
     """Gather signed references, known Message-IDs, subject tokens and participation."""
     s = rt.settings
+    service = TicketService(session, s)
     refs = [*msg.in_reply_to, *reversed(msg.references)]
     signed = None
     for ref in refs:
@@ -59,7 +53,7 @@ async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender
     participating = set()
     for number in {n for n in (known, *subject_numbers) if n is not None}:
         ticket = await _ticket_by_number(session, number)
-        if ticket is not None and await _participates(session, ticket, sender):
+        if ticket is not None and await service.participates(ticket, sender):
             participating.add(number)
     return decide_thread(ThreadFacts(
         signed_ref_ticket=signed, plus_address_ticket=plus, known_message_ticket=known,
