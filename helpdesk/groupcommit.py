@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,7 +28,6 @@ class _Unit(Generic[T, R]):
     future: asyncio.Future[R]
     result: R | None = None
     error: BaseException | None = None
-    done: bool = field(default=False)
 
 
 class GroupCommit(Generic[T, R]):
@@ -64,7 +63,6 @@ class GroupCommit(Generic[T, R]):
                             unit.result = await self.apply(session, unit.item)
                     except Exception as exc:
                         unit.error = exc
-                    unit.done = True
         except Exception as exc:
             for unit in batch:
                 if not unit.future.done():

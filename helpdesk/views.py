@@ -16,7 +16,6 @@ from helpdesk.models import (
     Contact,
     CsatRating,
     Message,
-    Organization,
     Ticket,
     TicketTag,
     Watcher,
@@ -110,10 +109,3 @@ async def ticket_detail(session: AsyncSession, settings: Settings, ticket: Ticke
         view["merged_into"] = format_number(
             target.number, settings.tickets.prefix, settings.tickets.digits) if target else None
     return view
-
-
-async def organization_name(session: AsyncSession, org_id: int | None) -> str | None:
-    if org_id is None:
-        return None
-    org = await session.get(Organization, org_id)
-    return org.name if org else None

@@ -57,7 +57,6 @@ from helpdesk.errors import NotFoundError, NotMailError, TransientError
 from helpdesk.groupcommit import GroupCommit
 from helpdesk.models import Contact, InboundSpool, Ticket
 from helpdesk.notify import acknowledge
-from helpdesk.numbering import format_number
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import Listener, NewAttachment, TicketService
 from mailgate.agent_auth import AuthResult
@@ -444,7 +443,3 @@ def _is_ours(settings, address: str) -> bool:  # type: ignore[no-untyped-def]
     domain = address.rpartition("@")[2].lower()
     return domain in {d.lower() for d in settings.smtp.domains} or address.lower() in {
         a.lower() for a in settings.smtp.addresses}
-
-
-def ticket_ref(settings, number: int) -> str:  # type: ignore[no-untyped-def]
-    return format_number(number, settings.tickets.prefix, settings.tickets.digits)
