@@ -65,7 +65,7 @@ from mailgate.agent_mail import authenticate as authenticate_agent_mail
 from mailgate.attachments import store_attachments
 from mailgate.classify import Classification, classify
 from mailgate.parse import Address, Inbound, looks_like_mail, parse_message
-from mailgate.routing import Route, resolve_queue
+from mailgate.routing import Route, accepts_recipient, resolve_queue
 from mailgate.threading_lookup import lookup_thread
 
 log = structlog.get_logger("mailgate.ingest")
@@ -308,7 +308,8 @@ class Gateway:
         s = self.settings
         watchers = []
         for addr in msg.cc:
-            if addr.email and not _is_ours(s, addr.email) and addr.email != sender.email:
+            ours = accepts_recipient(s.smtp, addr.email)
+            if addr.email and not ours and addr.email != sender.email:
                 watchers.append(await get_or_create_contact(
                     session, addr.email, addr.name, freemail=s.tickets.freemail_domains))
         ticket, message = await service.open_ticket(
@@ -437,9 +438,3 @@ async def _follow_merges(session, ticket: Ticket) -> Ticket:  # type: ignore[no-
 
 def _header_recipients(msg: Inbound) -> list[str]:
     return [a.email for a in (*msg.to, *msg.cc) if a.email]
-
-
-def _is_ours(settings, address: str) -> bool:  # type: ignore[no-untyped-def]
-    domain = address.rpartition("@")[2].lower()
-    return domain in {d.lower() for d in settings.smtp.domains} or address.lower() in {
-        a.lower() for a in settings.smtp.addresses}

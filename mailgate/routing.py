@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from helpdesk.config import RoutingRule, Settings
+from helpdesk.config import RoutingRule, Settings, SmtpSettings
 from helpdesk.mailtokens import base_address
 from mailgate.parse import Inbound
 
@@ -68,3 +68,19 @@ def resolve_queue(settings: Settings, recipients: Sequence[str], msg: Inbound) -
                 priority=rule.priority or None, tags=rule.tags, assignee=rule.assignee,
                 autoresponder_template=route.autoresponder_template, rule=rule.name)
     return route
+
+
+def accepts_recipient(settings: SmtpSettings, address: str) -> bool:
+    """Whether ``address`` is ours: a configured address (plus-tags ignored), or in our domains.
+
+    The SMTP receiver refuses anything else (no open relay); the pipeline uses the same
+    rule so that a CC to one of our own addresses never becomes a watcher.
+    """
+    address = address.strip().lower()
+    local, _, domain = address.rpartition("@")
+    if not local or not domain:
+        return False
+    base = f"{local.split('+', 1)[0]}@{domain}"
+    if base in {a.lower() for a in settings.addresses}:
+        return True
+    return domain in {d.lower() for d in settings.domains}

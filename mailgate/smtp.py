@@ -26,21 +26,10 @@ from mailgate.replies import (
     R550_RELAY,
     R552_TOO_BIG,
 )
+from mailgate.routing import accepts_recipient
 
 log = structlog.get_logger("mailgate.smtp")
 MAX_RECIPIENTS = 100
-
-
-def accepts_recipient(settings: SmtpSettings, address: str) -> bool:
-    """Whether ``address`` is ours: a configured address, or any address in our domains."""
-    address = address.strip().lower()
-    local, _, domain = address.rpartition("@")
-    if not local or not domain:
-        return False
-    base = f"{local.split('+', 1)[0]}@{domain}"
-    if base in {a.lower() for a in settings.addresses}:
-        return True
-    return domain in {d.lower() for d in settings.domains}
 
 
 class GatewayHandler:
