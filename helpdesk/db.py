@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from helpdesk import sqlite_inline
 from helpdesk.config import DatabaseSettings
 
 
@@ -31,14 +32,19 @@ def create_engine(settings: DatabaseSettings, *, writer: bool = True) -> AsyncEn
     share one file, and a deferred transaction that later upgrades to a write lock fails
     with SQLITE_BUSY without waiting, where an immediate one waits out the busy timeout.
     A reader engine (``writer=False``) begins deferred, so page views and listings read
-    their WAL snapshot without queueing behind writers.
+    their WAL snapshot without queueing behind writers. The writer runs its statements on
+    the event loop's thread (`helpdesk.sqlite_inline`), the reader through aiosqlite's thread.
     """
     url = make_url(settings.url)
     kwargs: dict[str, Any] = {"echo": settings.echo}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": settings.busy_timeout_ms / 1000}
+        timeout = settings.busy_timeout_ms / 1000
+        if writer and url.database and url.database != ":memory:":
+            kwargs["async_creator"] = sqlite_inline.connector(url.database, timeout=timeout)
+        else:
+            kwargs["connect_args"] = {"timeout": timeout}
     else:
         kwargs["pool_size"] = settings.pool_size
         kwargs["pool_pre_ping"] = True
@@ -51,7 +57,8 @@ def create_engine(settings: DatabaseSettings, *, writer: bool = True) -> AsyncEn
 def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
+        if dbapi_connection.isolation_level is not None:
+            dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
