@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,8 +21,19 @@ def email_domain(email: str) -> str:
     return email.rpartition("@")[2].lower()
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+# Statements built once: every inbound mail runs them, and composing one costs several
+# times what executing it does. Inserts run as Core on the session's connection.
+_NEW_ORG = {
+    "postgresql": pg_insert(Organization).on_conflict_do_nothing(index_elements=["domain"]),
+    "sqlite": sqlite_insert(Organization).on_conflict_do_nothing(index_elements=["domain"]),
+}
+_NEW_CONTACT = {
+    "postgresql": pg_insert(Contact).on_conflict_do_nothing(index_elements=["email"]),
+    "sqlite": sqlite_insert(Contact).on_conflict_do_nothing(index_elements=["email"]),
+}
+_ORG_BY_DOMAIN = select(Organization).where(Organization.domain == bindparam("domain"))
+_CONTACT_BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
+_AGENT_BY_EMAIL = select(Agent).where(Agent.email == bindparam("email"))
 
 
 async def organization_for(session: AsyncSession, email: str,
@@ -31,11 +42,12 @@ async def organization_for(session: AsyncSession, email: str,
     domain = email_domain(email)
     if not domain or "." not in domain or domain in freemail:
         return None
-    stmt = _insert(session)(Organization).values(name=domain, domain=domain)
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["domain"]))
-    return (await session.execute(
-        select(Organization).where(Organization.domain == domain)
-    )).scalar_one()
+    org = (await session.execute(_ORG_BY_DOMAIN, {"domain": domain})).scalar_one_or_none()
+    if org is not None:
+        return org
+    conn = await session.connection()
+    await conn.execute(_NEW_ORG[conn.dialect.name], {"name": domain, "domain": domain})
+    return (await session.execute(_ORG_BY_DOMAIN, {"domain": domain})).scalar_one()
 
 
 async def get_or_create_contact(session: AsyncSession, email: str, name: str = "", *,
@@ -48,26 +60,22 @@ async def get_or_create_contact(session: AsyncSession, email: str, name: str = "
     email = normalise_email(email)
     if not email:
         raise DomainError("a contact needs an email address")
-    contact = (await session.execute(
-        select(Contact).where(Contact.email == email)
-    )).scalar_one_or_none()
+    contact = (await session.execute(_CONTACT_BY_EMAIL, {"email": email})).scalar_one_or_none()
     if contact is not None:
         if name and not contact.name:
             contact.name = name
         return contact
     org = await organization_for(session, email, freemail)
-    stmt = _insert(session)(Contact).values(
-        email=email, name=name, organization_id=org.id if org else None,
-        role="member", is_undeliverable=False, undeliverable_reason="",
-    )
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["email"]))
-    return (await session.execute(select(Contact).where(Contact.email == email))).scalar_one()
+    conn = await session.connection()
+    await conn.execute(_NEW_CONTACT[conn.dialect.name], {
+        "email": email, "name": name, "organization_id": org.id if org else None,
+        "role": "member", "is_undeliverable": False, "undeliverable_reason": ""})
+    return (await session.execute(_CONTACT_BY_EMAIL, {"email": email})).scalar_one()
 
 
 async def find_agent(session: AsyncSession, email: str) -> Agent | None:
     return (await session.execute(
-        select(Agent).where(Agent.email == normalise_email(email))
-    )).scalar_one_or_none()
+        _AGENT_BY_EMAIL, {"email": normalise_email(email)})).scalar_one_or_none()
 
 
 async def find_agent_by_name(session: AsyncSession, name_or_email: str) -> Agent | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.models import Counter
 
 TICKET_COUNTER = "ticket"
+_BUMP = (update(Counter).where(Counter.name == bindparam("counter"))
+         .values(value=Counter.value + 1).returning(Counter.value))
 
 
 async def next_number(session: AsyncSession, name: str = TICKET_COUNTER) -> int:
@@ -19,12 +21,7 @@ async def next_number(session: AsyncSession, name: str = TICKET_COUNTER) -> int:
     numbers are 1..N with no duplicate and no gap. A sequence would be faster but leaves
     gaps on rollback, which operators read as lost tickets.
     """
-    result = await session.execute(
-        update(Counter)
-        .where(Counter.name == name)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
-    )
+    result = await (await session.connection()).execute(_BUMP, {"counter": name})
     value = result.scalar_one_or_none()
     if value is None:
         session.add(Counter(name=name, value=1))

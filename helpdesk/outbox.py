@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.mailtokens import make_message_id
@@ -54,10 +54,13 @@ async def enqueue(
 
 async def count_recent(session: AsyncSession, *, kind: str, to: str, since: datetime) -> int:
     """How many rows of ``kind`` went to ``to`` since ``since`` (auto-responder rate limit)."""
-    return int((await session.execute(
-        select(func.count()).select_from(OutboxRow).where(
-            OutboxRow.to_addr == to.lower(), OutboxRow.kind == kind, OutboxRow.created_at >= since)
-    )).scalar_one())
+    return int((await (await session.connection()).execute(
+        _COUNT_RECENT, {"to": to.lower(), "kind": kind, "since": since})).scalar_one())
+
+
+_COUNT_RECENT = select(func.count()).select_from(OutboxRow).where(
+    OutboxRow.to_addr == bindparam("to"), OutboxRow.kind == bindparam("kind"),
+    OutboxRow.created_at >= bindparam("since"))
 
 
 HOUR = timedelta(hours=1)
