@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -44,6 +45,36 @@ class BlobStore:
             raise
         _fsync_dir(folder)
         return digest
+
+    def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store a stream durably without holding it whole; returns (sha256, size).
+
+        For large attachments decoded on the fly: the digest is known only at the end, so
+        the temporary file lives in the store's root and is renamed into place.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            sha = digest.hexdigest()
+            final = self.path_for(sha)
+            if final.exists() and final.stat().st_size == size:
+                Path(tmp).unlink()
+                return sha, size
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(final.parent)
+        return sha, size
 
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()

@@ -15,8 +15,11 @@ async def store_attachments(store: BlobStore,
     """Write each part durably (before the transaction that references it commits)."""
     stored = []
     for part in parts:
-        sha = await asyncio.to_thread(store.put, part.payload)
+        if part.large is not None:  # decoded from the raw message as it is written
+            sha, size = await asyncio.to_thread(store.put_chunks, part.chunks())
+        else:
+            sha, size = await asyncio.to_thread(store.put, part.payload), len(part.payload)
         stored.append(NewAttachment(
-            filename=part.filename, content_type=part.content_type, size=len(part.payload),
+            filename=part.filename, content_type=part.content_type, size=size,
             sha256=sha, is_inline=part.is_inline, content_id=part.content_id))
     return stored

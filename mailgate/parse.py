@@ -24,7 +24,7 @@ from email.policy import compat32
 from types import MappingProxyType
 from typing import TypeVar
 
-from mailgate import _headers, _html, _reply
+from mailgate import _bigparts, _headers, _html, _reply
 from mailgate._headers import Address as Address  # re-exported: part of the Inbound contract
 
 NO_SUBJECT = "(no subject)"
@@ -56,9 +56,17 @@ class InboundAttachment:
 
     filename: str
     content_type: str  # lowercased "type/subtype"
-    payload: bytes
+    payload: bytes  # empty when ``large`` holds the body
     is_inline: bool
     content_id: str | None  # without angle brackets, as cid: URLs name it
+    large: _bigparts.Elided | None = field(default=None, repr=False)  # decoded while stored
+
+    def chunks(self) -> Iterator[bytes]:
+        """The decoded content, in pieces for a large body (never all of it at once)."""
+        if self.large is not None:
+            yield from self.large.chunks()
+        else:
+            yield self.payload
 
 
 @dataclass(frozen=True)
@@ -115,8 +123,10 @@ def parse_message(
     """
     data = _strip_envelope(raw)
     limits = (max_attachment_bytes, max_total_attachment_bytes)
+    light, elided = _bigparts.lighten(data)
     try:
-        msg = message_from_bytes(data, policy=compat32)
+        msg = message_from_bytes(light, policy=compat32)
+        _bigparts.restore(msg.walk(), elided)
     except Exception as exc:  # deep nesting can exhaust the recursion limit
         return _headers_only(data, f"mime parse failed: {type(exc).__name__}", limits)
     try:
@@ -327,6 +337,9 @@ def _fallback_text(part: Message) -> bool:
 
 
 def _payload_bytes(part: Message) -> bytes:
+    big = _bigparts.elided(part)
+    if big is not None:
+        return big.decode()
     data = part.get_payload(decode=True)
     if isinstance(data, bytes):
         return data
@@ -371,19 +384,21 @@ def _attachments(
             or ctype.startswith(("multipart/", "message/"))
         ):
             continue
-        payload = _payload_bytes(part)
         filename = safe_filename(name or "", len(out) + 1, ctype)
-        if len(payload) > limits[0]:
-            defects.append(f"attachment too large: {filename} ({len(payload)} bytes)")
+        big = _bigparts.elided(part)
+        payload = b"" if big is not None else _payload_bytes(part)
+        size = big.decoded_size() if big is not None else len(payload)
+        if size > limits[0]:
+            defects.append(f"attachment too large: {filename} ({size} bytes)")
             continue
-        if total + len(payload) > limits[1]:
-            defects.append(f"attachment over message total: {filename} ({len(payload)} bytes)")
+        if total + size > limits[1]:
+            defects.append(f"attachment over message total: {filename} ({size} bytes)")
             continue
-        total += len(payload)
+        total += size
         cid_raw = part.get("content-id")
         cid = _headers.decode_header(str(cid_raw)).strip().strip("<>").strip() if cid_raw else ""
         inline = disposition == "inline" or (not disposition and bool(cid))
-        out.append(InboundAttachment(filename, ctype, payload, inline, cid or None))
+        out.append(InboundAttachment(filename, ctype, payload, inline, cid or None, big))
     return tuple(out)
 
 
