@@ -44,10 +44,11 @@ class Elided:
         return self.raw[self.start:self.end].decode("ascii")
 
     def decoded_size(self) -> int:
-        """Close upper bound of the decoded size (line ends and padding left out)."""
+        """The decoded size, from the length of the base64 text alone (no decoding)."""
         lines = self.raw.count(b"\n", self.start, self.end)
         crs = self.raw.count(b"\r", self.start, self.end)
-        return (self.end - self.start - lines - crs) * 3 // 4
+        pads = self.raw.count(b"=", max(self.start, self.end - 8), self.end)
+        return (self.end - self.start - lines - crs) * 3 // 4 - min(pads, 2)
 
     def chunks(self) -> Iterator[bytes]:
         """The decoded bytes, about a megabyte at a time."""
@@ -103,7 +104,12 @@ def restore(parts: Iterator[Message], elided: dict[str, Elided]) -> None:
             continue
         for token, run in elided.items():
             if token in payload:
-                payload = payload.replace(token + "\n", run.text())
+                # Before a boundary the parser gives the line end to the boundary, so the
+                # token may lack its newline there; the run's own last newline goes with it.
+                text = run.text()
+                last_line_end = 2 if text.endswith("\r\n") else 1
+                payload = payload.replace(token + "\n", text).replace(
+                    token, text[:-last_line_end])
         part.set_payload(payload)
 
 

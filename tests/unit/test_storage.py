@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,34 @@ def test_identical_content_is_stored_once_and_no_temp_files_remain(tmp_path: Pat
 def test_path_for_refuses_anything_but_a_digest(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         BlobStore(tmp_path).path_for("../../etc/passwd")
+
+
+def test_put_chunks_stores_a_stream_under_its_sha256(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    pieces = [b"first ", b"", b"second ", b"x" * 100_000]
+    whole = b"".join(pieces)
+    sha, size = store.put_chunks(iter(pieces))
+    assert (sha, size) == (hashlib.sha256(whole).hexdigest(), len(whole))
+    assert store.get(sha) == whole
+    assert store.put(whole) == sha  # the same address as a one-shot put
+
+
+def test_put_chunks_of_known_content_keeps_one_file_and_no_temp_files(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    sha = store.put(b"already here")
+    assert store.put_chunks([b"already", b" here"]) == (sha, 12)
+    assert store.put_chunks([]) == (hashlib.sha256(b"").hexdigest(), 0)
+    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert files == sorted([sha, hashlib.sha256(b"").hexdigest()])
+
+
+def test_put_chunks_leaves_nothing_when_the_stream_fails(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+
+    def broken() -> Iterator[bytes]:
+        yield b"part of it"
+        raise OSError("source went away")
+
+    with pytest.raises(OSError, match="source went away"):
+        store.put_chunks(broken())
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
