@@ -1,0 +1,135 @@
+"""Group commit (`helpdesk.groupcommit`) on a real database, SQLite and PostgreSQL.
+
+Units submitted together share one transaction; one that raises is rolled back alone
+(the batch is re-run with a savepoint per unit) and gets its own exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.groupcommit import GroupCommit
+from helpdesk.models import Organization
+from helpdesk.runtime import Runtime
+
+
+class Refused(Exception):
+    """Raised by a unit that has written and then fails."""
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    fail: bool = False
+    domain: str | None = None
+
+
+class Recorder:
+    """``apply`` for GroupCommit: adds an organization, notes the session, fails on request."""
+
+    def __init__(self) -> None:
+        self.sessions: list[tuple[str, int]] = []
+
+    async def __call__(self, session: AsyncSession, item: Item) -> int:
+        self.sessions.append((item.name, id(session)))
+        org = Organization(name=item.name, domain=item.domain or f"{item.name}.example")
+        session.add(org)
+        await session.flush()  # the failing unit's row is written before it raises
+        if item.fail:
+            raise Refused(item.name)
+        return org.id
+
+
+async def names(rt: Runtime) -> list[str]:
+    async with rt.sessions() as session:
+        return sorted((await session.execute(select(Organization.name))).scalars())
+
+
+async def test_good_units_commit_in_one_transaction(runtime: Runtime) -> None:
+    apply = Recorder()
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, apply)
+    ids = await asyncio.gather(*(committer.submit(Item(f"good{i}")) for i in range(6)))
+    assert len(set(ids)) == 6 and all(isinstance(i, int) for i in ids)
+    assert await names(runtime) == [f"good{i}" for i in range(6)]
+    assert len({sid for _, sid in apply.sessions}) == 1  # one batch, one session
+    async with runtime.sessions() as session:
+        by_id = {o.id: o.name for o in (await session.execute(select(Organization))).scalars()}
+    assert [by_id[i] for i in ids] == [f"good{i}" for i in range(6)]
+
+
+async def test_one_failing_unit_is_rolled_back_alone_and_gets_its_own_exception(
+        runtime: Runtime) -> None:
+    apply = Recorder()
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, apply)
+    items = [Item("a"), Item("b"), Item("bad", fail=True), Item("c"), Item("d")]
+    results = await asyncio.gather(*(committer.submit(i) for i in items),
+                                   return_exceptions=True)
+    assert isinstance(results[2], Refused) and str(results[2]) == "bad"
+    good = [r for n, r in enumerate(results) if n != 2]
+    assert all(isinstance(r, int) for r in good) and len(set(good)) == 4
+    assert await names(runtime) == ["a", "b", "c", "d"]
+    # the first run (no savepoints) was given up and the batch run again
+    assert [n for n, _ in apply.sessions].count("a") == 2
+
+
+async def test_two_failures_of_different_kinds_each_get_their_own(runtime: Runtime) -> None:
+    async with runtime.sessions() as session, session.begin():
+        session.add(Organization(name="taken", domain="taken.example"))
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, Recorder())
+    items = [Item("x"), Item("dup", domain="taken.example"), Item("y"),
+             Item("bad", fail=True), Item("z")]
+    results = await asyncio.gather(*(committer.submit(i) for i in items),
+                                   return_exceptions=True)
+    assert isinstance(results[1], IntegrityError)
+    assert isinstance(results[3], Refused)
+    assert all(isinstance(results[n], int) for n in (0, 2, 4))
+    assert await names(runtime) == ["taken", "x", "y", "z"]
+
+
+async def test_a_single_failing_unit_gets_its_exception_and_writes_nothing(
+        runtime: Runtime) -> None:
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, Recorder())
+    with pytest.raises(Refused, match="alone"):
+        await committer.submit(Item("alone", fail=True))
+    assert await names(runtime) == []
+    assert isinstance(await committer.submit(Item("next")), int)  # the committer still works
+    assert await names(runtime) == ["next"]
+
+
+async def test_all_failing_units_fail_and_nothing_is_written(runtime: Runtime) -> None:
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, Recorder())
+    results = await asyncio.gather(*(committer.submit(Item(f"f{i}", fail=True))
+                                     for i in range(3)), return_exceptions=True)
+    assert [str(r) for r in results] == ["f0", "f1", "f2"]
+    assert all(isinstance(r, Refused) for r in results)
+    assert await names(runtime) == []
+
+
+async def test_batches_are_cut_at_max_batch_and_all_commit(runtime: Runtime) -> None:
+    apply = Recorder()
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, apply, max_batch=3)
+    items = [Item(f"n{i:02}", fail=(i == 4)) for i in range(8)]
+    results = await asyncio.gather(*(committer.submit(i) for i in items),
+                                   return_exceptions=True)
+    assert isinstance(results[4], Refused)
+    assert await names(runtime) == [f"n{i:02}" for i in range(8) if i != 4]
+    first_session = {name: sid for name, sid in reversed(apply.sessions)}
+    assert len({first_session[f"n{i:02}"] for i in range(3)}) == 1
+    assert len(set(first_session.values())) >= 3  # 8 units in batches of at most 3
+
+
+async def test_units_submitted_while_a_batch_runs_go_in_the_next_one(runtime: Runtime) -> None:
+    apply = Recorder()
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, apply)
+    first = asyncio.create_task(committer.submit(Item("early")))
+    await asyncio.sleep(0)  # the drainer starts on 'early' alone
+    await asyncio.sleep(0)
+    late = [asyncio.create_task(committer.submit(Item(f"late{i}"))) for i in range(3)]
+    await asyncio.gather(first, *late)
+    assert await names(runtime) == ["early", "late0", "late1", "late2"]
