@@ -86,7 +86,6 @@ class Inbound:
     subject: str  # decoded, whitespace collapsed; NO_SUBJECT when absent or blank
     date: datetime | None  # aware UTC
     text: str  # the text/plain body (inline text parts joined), else text from the HTML
-    visible_text: str  # text without quoted history and signature
     html: str | None  # sanitised: no scripts, handlers, javascript: or remote images
     attachments: tuple[InboundAttachment, ...]  # named parts and unnamed non-text parts
     headers: Mapping[str, str] = field(hash=False)  # lowercased name -> first value, decoded
@@ -95,6 +94,15 @@ class Inbound:
     content_type: str = "text/plain"  # of the whole message
     part_types: tuple[str, ...] = ()  # every MIME part's type, depth first
     delivery_status: str = ""  # fields of delivery-status / feedback-report parts
+
+    @functools.cached_property
+    def visible_text(self) -> str:
+        """``text`` without quoted history and signature.
+
+        Computed on first use: only replies need it, and reply parsing is a third of the
+        cost of parsing a mail.
+        """
+        return _reply.visible_text(self.text)
 
 
 def looks_like_mail(raw: bytes) -> bool:
@@ -198,7 +206,6 @@ def _build(msg: Message, limits: tuple[int, int]) -> Inbound:
         subject=steps.run("subject", lambda: _headers.subject(every("subject")), "") or NO_SUBJECT,
         date=steps.run("date", lambda: _headers.header_date(every("date")), None),
         text=text,
-        visible_text=_reply.visible_text(text),
         html=html,
         attachments=attachments,
         headers=MappingProxyType(headers),
@@ -239,7 +246,7 @@ def _headers_only(data: bytes, reason: str, limits: tuple[int, int]) -> Inbound:
         del msg["content-type"], msg["content-transfer-encoding"]
         inbound = _build(msg, limits)
         text, cut = _truncate(_clean_text(_headers.repair(body if isinstance(body, str) else "")))
-        return replace(inbound, text=text, visible_text=_reply.visible_text(text),
+        return replace(inbound, text=text,
                        defects=(reason, *inbound.defects), body_truncated=cut)
     except Exception:  # fall through to keeping the bytes as text
         return _raw_inbound(data, reason)
@@ -249,7 +256,7 @@ def _raw_inbound(data: bytes, reason: str) -> Inbound:
     text, cut = _truncate(_clean_text(_headers.decode_bytes(data, None)))
     return Inbound(
         message_id=None, in_reply_to=(), references=(), sender=None, reply_to=(), to=(),
-        cc=(), subject=NO_SUBJECT, date=None, text=text, visible_text=_reply.visible_text(text),
+        cc=(), subject=NO_SUBJECT, date=None, text=text,
         html=None, attachments=(), headers=MappingProxyType({}), defects=(reason,),
         body_truncated=cut,
     )
