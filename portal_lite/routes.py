@@ -41,6 +41,7 @@ from helpdesk.links import (
 )
 from helpdesk.models import Attachment, Contact, Message, Ticket
 from helpdesk.numbering import format_number
+from helpdesk.resources import templates_dir
 from helpdesk.runtime import Runtime
 from portal_lite.security import (
     CSRF_COOKIE,
@@ -54,7 +55,7 @@ from portal_lite.security import (
 
 log = structlog.get_logger("portal_lite")
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates" / "portal"
+TEMPLATE_DIR = templates_dir("portal")
 _PEEK_LIMIT = 4096
 INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 """Attachment types shown inline; everything else (SVG included) downloads as octet-stream."""

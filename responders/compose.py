@@ -47,8 +47,9 @@ from helpdesk.errors import HelpdeskError
 from helpdesk.links import LinkSigner, Purpose, rate_url, view_url
 from helpdesk.mailtokens import make_reply_address
 from helpdesk.models import OutboxRow
+from helpdesk.resources import templates_dir
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "email"
+DEFAULT_TEMPLATES = templates_dir("email")
 REQUESTER_KINDS = frozenset({"ack", "reply", "resolved"})
 """Row kinds addressed to the requester's side: they must carry a portal link."""
 
