@@ -1,0 +1,132 @@
+"""Benchmark: where a gateway's time per mail goes, in-process (no SMTP), in one run.
+
+    python bench/ingest_parts.py [--mails 2000]
+
+Prints milliseconds per mail for:
+
+* ``parse``: `mailgate.parse.parse_message` and `dedupe_key` alone;
+* ``gateway``: `Gateway.ingest` with 8 concurrent callers on SQLite (blob store, group
+  commit, every row of the ticket), as `helpdesk mailgate` runs it minus the SMTP layer;
+* ``orm floor``: only the ORM inserts of the rows a new ticket writes (ticket, message,
+  two message references, outbox row, three audit events), one flush per mail and one
+  flush per eight mails, no lookups, no parsing.
+
+It explains `bench/ingest.py`'s figure: the SMTP-to-ticket rate is bounded by the
+gateway's per-mail CPU on the one SQLite writer, not by fsync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import RCPT, generate
+
+from helpdesk.config import load_settings
+from helpdesk.models import (
+    AuditEvent,
+    Base,
+    Contact,
+    Message,
+    MessageRef,
+    OutboxRow,
+    Ticket,
+)
+from helpdesk.notify import Notifier
+from helpdesk.runtime import Runtime
+from mailgate.ingest import Gateway, dedupe_key
+from mailgate.parse import parse_message
+
+
+def parse_cost(mails: list[bytes]) -> float:
+    start = time.perf_counter()
+    for raw in mails:
+        dedupe_key(raw)
+        parse_message(raw)
+    return (time.perf_counter() - start) / len(mails) * 1000
+
+
+async def gateway_cost(mails: list[tuple[str, bytes, int | None]], root: Path) -> float:
+    cfg = root / "helpdesk.toml"
+    cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{root / "h.db"}"\n'
+                   f'[storage]\ndir = "{root / "data"}"\n[logging]\nlevel = "WARNING"\n')
+    rt = await Runtime.open(load_settings(cfg, environ={}))
+    gateway = Gateway(rt, listeners=[Notifier(rt)])
+    queue = list(reversed(mails))
+
+    async def caller() -> None:
+        while queue:
+            sender, raw, _ = queue.pop()
+            await gateway.ingest(raw, "smtp", recipients=[RCPT], envelope_sender=sender)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(8)))
+    elapsed = time.perf_counter() - start
+    await rt.close()
+    return elapsed / len(mails) * 1000
+
+
+def orm_floor(n: int, per_flush: int, root: Path) -> float:
+    engine = create_engine(f"sqlite:///{root / f'floor{per_flush}.db'}")
+    Base.metadata.create_all(engine)
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        contact = Contact(email="a@example.org", name="", role="member",
+                          is_undeliverable=False, undeliverable_reason="")
+        session.add(contact)
+        session.flush()
+        start = time.perf_counter()
+        for i in range(1, n + 1):
+            session.add(Ticket(id=i, number=i, subject="s", status="Open", priority="normal",
+                               category="general", channel="email", queue="",
+                               requester_id=contact.id, link_secret="x", sla_next_at=now,
+                               created_at=now, updated_at=now))
+            session.add(Message(id=i, ticket_id=i, kind="public", author_contact_id=contact.id,
+                                via="smtp", message_id=f"<{i}@x>", subject="s", text="t" * 800,
+                                full_text="t" * 800, created_at=now))
+            session.add(MessageRef(message_id=f"<{i}@x>", ticket_id=i, direction="in"))
+            session.add(OutboxRow(kind="ack", template="acknowledgement", ticket_id=i,
+                                  about_message_id=i, to_addr="a@example.org",
+                                  recipients=["a@example.org"], message_id=f"<o{i}@x>",
+                                  references=[], context={}, status="pending", attempts=0,
+                                  created_at=now, next_attempt_at=now))
+            session.add(MessageRef(message_id=f"<o{i}@x>", ticket_id=i, direction="out"))
+            for action in ("ticket.created", "message.public", "ticket.threading"):
+                session.add(AuditEvent(ticket_id=i, actor="contact:a@example.org", action=action,
+                                       after={"number": i}, reason="", created_at=now))
+            if i % per_flush == 0:
+                session.flush()
+        session.flush()
+        return (time.perf_counter() - start) / n * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mails", type=int, default=2000)
+    args = ap.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    mails = generate(args.mails, 0.2)
+    with tempfile.TemporaryDirectory(prefix="hd-parts-") as tmp:
+        root = Path(tmp)
+        print(f"{len(mails)} mails, ms per mail")
+        print(f"parse + dedupe key          {parse_cost([m[1] for m in mails]):6.3f}")
+        print(f"gateway (no SMTP), SQLite   {asyncio.run(gateway_cost(mails, root)):6.3f}")
+        print(f"orm floor, flush per mail   {orm_floor(args.mails, 1, root):6.3f}")
+        print(f"orm floor, flush per 8      {orm_floor(args.mails, 8, root):6.3f}")
+
+
+if __name__ == "__main__":
+    main()
