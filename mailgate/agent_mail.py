@@ -16,9 +16,9 @@ The contract (issue "agents work by email"):
 - ``#merge`` runs last, after every other line has acted on this ticket.
 - ``#help`` answers the agent with the command list (template ``agent_help``).
 
-:func:`refuse_agent_mail` tells an agent whose mail could not be authenticated why no
-command ran (kind ``agent_auth_refused``); the caller has already handled that mail as an
-ordinary contact's.
+The mails to the agent (errors, help, and the ``agent_auth_refused`` notice for mail that
+could not be authenticated and was handled as an ordinary contact's) are queued by
+``mailgate._agent_notices`` (its public names are re-exported here).
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk import audit, outbox
+from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.directory import find_agent, find_agent_by_name, get_or_create_contact
 from helpdesk.errors import DomainError
-from helpdesk.mailtokens import make_reply_address
 from helpdesk.models import (
     Agent,
     CannedResponse,
@@ -52,12 +51,14 @@ from helpdesk.models import (
 )
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import NewAttachment, TicketService
+from mailgate._agent_notices import REFUSALS_PER_HOUR as REFUSALS_PER_HOUR
+from mailgate._agent_notices import agent_reply_address as agent_reply_address
+from mailgate._agent_notices import mail_agent
+from mailgate._agent_notices import refuse_agent_mail as refuse_agent_mail
+from mailgate._agent_notices import refuse_unauthenticated as refuse_unauthenticated
 from mailgate.agent_auth import AuthResult, authenticate_agent
 from mailgate.commands import Command, describe_commands, parse_commands, parse_due
 from mailgate.parse import Inbound
-
-REFUSALS_PER_HOUR = 5
-"""At most this many "not authenticated" mails to one agent address per hour."""
 
 
 class Refused(DomainError):
@@ -88,62 +89,6 @@ async def authenticate(session: AsyncSession, rt: Runtime, msg: Inbound, agent: 
         authenticate_agent, raw, agent_id=agent.id, from_address=msg.sender.email,
         recipients=[*recipients, *header_rcpts], secrets=rt.secrets,
         settings=rt.settings.commands)
-
-
-def agent_reply_address(rt: Runtime, ticket: Ticket, agent: Agent) -> str:
-    """The agent's signed reply address for ``ticket`` (what notifications carry)."""
-    base = ticket.queue or rt.settings.outbound.sender
-    return make_reply_address(base, ticket.number, secret=rt.secrets[-1], agent_id=agent.id)
-
-
-async def _mail_agent(rt: Runtime, session: AsyncSession, ticket: Ticket, agent: Agent,
-                      msg: Inbound, *, kind: str, template: str,
-                      context: dict[str, Any]) -> None:
-    refs = [msg.message_id] if msg.message_id else []
-    await outbox.enqueue(
-        session, kind=kind, template=template, to=[agent.email],
-        instance_id=rt.settings.instance.id, secret=rt.secrets[-1], domain=rt.mail_domain,
-        at=rt.clock(), ticket=ticket, in_reply_to=msg.message_id, references=refs,
-        context={"reply_to": agent_reply_address(rt, ticket, agent),
-                 "agent_subject": msg.subject, **context})
-
-
-async def refuse_agent_mail(rt: Runtime, session: AsyncSession, ticket: Ticket, agent: Agent,
-                            msg: Inbound, auth: AuthResult, *, handled_as: str) -> bool:
-    """Tell the agent why their mail ran no command (rate-limited per address and hour).
-
-    Returns:
-        True when the notice was queued, False when the hourly limit was reached.
-    """
-    now = rt.clock()
-    sent = await outbox.count_recent(session, kind="agent_auth_refused", to=agent.email,
-                                     since=now - outbox.HOUR)
-    if sent >= REFUSALS_PER_HOUR:
-        return False
-    await _mail_agent(rt, session, ticket, agent, msg, kind="agent_auth_refused",
-                      template="agent_auth_refused",
-                      context={"reason": auth.reason, "handled_as": handled_as})
-    return True
-
-
-async def refuse_unauthenticated(rt: Runtime, session: AsyncSession, agent: Agent,
-                                 msg: Inbound, auth: AuthResult, spool_id: int, *,
-                                 disposition: str, reference: str | None) -> bool:
-    """After the pipeline handled an unauthenticated agent's mail as a contact's, tell them.
-
-    The ticket is the one the spool row ended on (a reply's, or the new ticket's).
-
-    Returns:
-        True when a notice was queued.
-    """
-    ticket = (await session.execute(
-        select(Ticket).join(InboundSpool, InboundSpool.ticket_id == Ticket.id)
-        .where(InboundSpool.id == spool_id))).unique().scalar_one_or_none()
-    if ticket is None:
-        return False
-    handled_as = (f"a new ticket, {reference}" if disposition == "ticket"
-                  else f"an ordinary reply on {reference}")
-    return await refuse_agent_mail(rt, session, ticket, agent, msg, auth, handled_as=handled_as)
 
 
 # -- applying ---------------------------------------------------------------------------------
@@ -222,7 +167,7 @@ class AgentMail:
             except DomainError as exc:
                 out.failed.append((merge.line, str(exc)))
         if out.failed:
-            await _mail_agent(
+            await mail_agent(
                 self.rt, self.session, self.ticket, self.agent, self.msg, kind="agent_error",
                 template="agent_command_errors",
                 context={"errors": [{"line": line, "reason": why} for line, why in out.failed],
@@ -262,7 +207,7 @@ class AgentMail:
         elif cmd.name == "time":
             await self._time(int(args[0]), args[1] if len(args) > 1 else "")
         elif cmd.name == "help":
-            await _mail_agent(self.rt, self.session, t, self.agent, self.msg, kind="agent_notice",
+            await mail_agent(self.rt, self.session, t, self.agent, self.msg, kind="agent_notice",
                               template="agent_help",
                               context={"commands": describe_commands(
                                   self.settings.commands.prefix).splitlines(),

@@ -34,19 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import parseaddr
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from helpdesk import audit
@@ -59,6 +53,8 @@ from helpdesk.models import Contact, InboundSpool, Ticket
 from helpdesk.notify import acknowledge
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import Listener, NewAttachment, TicketService
+from mailgate import _spool
+from mailgate._dedupe import dedupe_key as dedupe_key  # re-exported: receivers use it
 from mailgate.agent_auth import AuthResult
 from mailgate.agent_mail import AgentMail, refuse_unauthenticated
 from mailgate.agent_mail import authenticate as authenticate_agent_mail
@@ -84,50 +80,6 @@ class IngestResult:
 
 
 UNKNOWN_SENDER = "unknown-sender@invalid"
-_MBOX_FROM = re.compile(rb"\AFrom [^\r\n]*\r?\n")
-
-
-def dedupe_key(raw: bytes) -> tuple[str, str | None]:
-    """The idempotency key of a raw message and its Message-ID (None when absent).
-
-    Computed from the header block and body bytes only (no full parse), so it is cheap
-    and identical for the same mail arriving by different transports (trace headers such
-    as Received differ and are left out, line endings and trailing blanks are folded).
-    The body is hashed in chunks, so a 25 MB message costs no extra 25 MB copies.
-    """
-    mbox = _MBOX_FROM.match(raw)
-    start = mbox.end() if mbox else 0
-    blank = _BLANK_LINE.search(raw, start)
-    head_end, body_start = (blank.start(), blank.end()) if blank else (len(raw), len(raw))
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw[start:head_end] + b"\n\n")
-    mid = (str(headers.get("Message-ID", "")) or "").strip()
-    norm_mid = mid if mid.startswith("<") and mid.endswith(">") and "@" in mid else None
-    fp = hashlib.sha256()
-    for name in ("From", "Date", "Subject"):
-        fp.update(" ".join(str(headers.get(name, "")).split()).encode("utf-8", "replace"))
-        fp.update(b"\0")
-    _hash_body(fp, memoryview(raw)[body_start:])
-    key = ("m:" + hashlib.sha256(norm_mid.encode()).hexdigest()[:32] + ":" if norm_mid else "n:")
-    return key + fp.hexdigest()[:64], norm_mid
-
-
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-_LINE_END_BLANKS = re.compile(rb"[ \t\r]+\n")
-_CHUNK = 1 << 20
-
-
-def _hash_body(fp: Any, body: memoryview) -> None:
-    """Feed ``fp`` the body without leading blanks, line-end blanks or trailing blanks."""
-    carry = b""
-    started = False
-    for offset in range(0, len(body), _CHUNK):
-        chunk = carry + bytes(body[offset:offset + _CHUNK])
-        if not started:
-            chunk = chunk.lstrip(b" \t\r\n")
-            started = bool(chunk)
-        stripped = chunk.rstrip(b" \t\r\n")
-        carry = chunk[len(stripped):]
-        fp.update(_LINE_END_BLANKS.sub(b"\n", stripped))
 
 
 @dataclass(frozen=True)
@@ -216,7 +168,7 @@ class Gateway:
     async def _apply_one(self, session, job: _Job) -> IngestResult:  # type: ignore[no-untyped-def]
         """One message inside the shared transaction (its own SAVEPOINT)."""
         s, now = self.settings, self.rt.clock()
-        spool_id = await _claim_spool(session, job.key, job.message_id, job.sha, len(job.raw),
+        spool_id = await _spool.claim(session, job.key, job.message_id, job.sha, len(job.raw),
                                       job.via, now)
         if spool_id is None:
             existing = (await session.execute(
@@ -225,7 +177,7 @@ class Gateway:
                                 f"already received as spool #{existing.id} ({existing.status})")
         msg = job.msg
         if msg is None:
-            await _finish_spool(session, spool_id, "quarantined", job.parse_error, None, now)
+            await _spool.finish(session, spool_id, "quarantined", job.parse_error, None, now)
             return IngestResult("quarantined", spool_id, None, job.parse_error)
         verdict = classify(msg, instance_id=s.instance.id, ignore_lists=s.classify.ignore_lists)
         if not verdict.makes_ticket:
@@ -291,14 +243,14 @@ class Gateway:
             reason = decision.reason + (
                 f"; agent commands: {len(outcome.applied)} applied, {len(outcome.failed)} failed"
                 if outcome.applied or outcome.failed else "")
-            await _finish_spool(session, spool_id, "reply", reason, ticket.id, now)
+            await _spool.finish(session, spool_id, "reply", reason, ticket.id, now)
             return IngestResult("reply", spool_id, ref, reason)
         await service.add_message(
             ticket, kind="public", text=text, actor=actor,
             author_contact=None if agent else sender, author_agent=agent, via=via,
             subject=msg.subject, full_text=msg.text, html=msg.html, message_id=msg.message_id,
             spool_id=spool_id, attachments=atts)
-        await _finish_spool(session, spool_id, "reply", decision.reason, ticket.id, now)
+        await _spool.finish(session, spool_id, "reply", decision.reason, ticket.id, now)
         return await done(IngestResult("reply", spool_id, ref, decision.reason))
 
     async def _open(self, service: TicketService, session, msg: Inbound, sender: Contact,  # type: ignore[no-untyped-def]
@@ -329,7 +281,7 @@ class Gateway:
         if reason:
             audit.record(session, ticket_id=ticket.id, actor=audit.SYSTEM,
                          action="ticket.threading", at=now, reason=reason)
-        await _finish_spool(session, spool_id, "ticket", reason, ticket.id, now)
+        await _spool.finish(session, spool_id, "ticket", reason, ticket.id, now)
         return IngestResult("ticket", spool_id, service.reference(ticket), reason)
 
     async def _ensure_sender(self, session, msg: Inbound, envelope_sender: str,  # type: ignore[no-untyped-def]
@@ -361,7 +313,7 @@ class Gateway:
             await session.execute(
                 update(Contact).where(Contact.email == addr.lower()).values(
                     is_undeliverable=True, undeliverable_reason=verdict.reason[:500]))
-        await _finish_spool(session, spool_id, "ignored", f"{verdict.kind}: {verdict.reason}",
+        await _spool.finish(session, spool_id, "ignored", f"{verdict.kind}: {verdict.reason}",
                             None, now)
 
     async def _quarantine_after_failure(self, raw: bytes, via: str, sha: str, key: str,
@@ -372,12 +324,12 @@ class Gateway:
         try:
             async with self.rt.sessions() as session, session.begin():
                 now = self.rt.clock()
-                spool_id = await _claim_spool(session, key, message_id, sha, len(raw), via, now)
+                spool_id = await _spool.claim(session, key, message_id, sha, len(raw), via, now)
                 if spool_id is None:
                     existing = (await session.execute(
                         select(InboundSpool.id).where(InboundSpool.dedupe_key == key))).scalar_one()
                     return IngestResult("duplicate", existing, None, "already received")
-                await _finish_spool(session, spool_id, "quarantined", reason, None, now)
+                await _spool.finish(session, spool_id, "quarantined", reason, None, now)
         except Exception as exc2:
             raise TransientError("cannot record quarantined message") from exc2
         bound.warning("ingest.quarantined", reason=reason, spool=spool_id)
@@ -406,35 +358,6 @@ class Gateway:
                 row.status = "replayed"
                 row.reason = f"replayed as spool #{result.spool_id}: {result.disposition}"
         return result
-
-
-# Built once: composing a statement costs more than running it (~150 µs against ~25 µs).
-# They run on the session's connection, as Core: the spool row is never loaded as an object.
-_CLAIM = {
-    name: insert(InboundSpool).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    .returning(InboundSpool.id)
-    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
-_FINISH = update(InboundSpool).where(InboundSpool.id == bindparam("spool_id")).values(
-    status=bindparam("new_status"), reason=bindparam("new_reason"),
-    ticket_id=bindparam("new_ticket"), processed_at=bindparam("at"))
-
-
-async def _claim_spool(session, key: str, message_id: str | None, sha: str, size: int,  # type: ignore[no-untyped-def]
-                       via: str, now) -> int | None:
-    conn = await session.connection()
-    spool_id: int | None = (await conn.execute(_CLAIM[conn.dialect.name], {
-        "dedupe_key": key, "message_id": message_id, "sha256": sha, "size": size, "via": via,
-        "status": "received", "reason": "", "received_at": now,
-    })).scalar_one_or_none()
-    return spool_id
-
-
-async def _finish_spool(session, spool_id: int, status: str, reason: str,  # type: ignore[no-untyped-def]
-                        ticket_id: int | None, now) -> None:
-    await (await session.connection()).execute(_FINISH, {
-        "spool_id": spool_id, "new_status": status, "new_reason": reason[:2000],
-        "new_ticket": ticket_id, "at": now})
 
 
 async def _follow_merges(session, ticket: Ticket) -> Ticket:  # type: ignore[no-untyped-def]

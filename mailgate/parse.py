@@ -1,12 +1,13 @@
 """Turn the raw bytes of one inbound mail into an ``Inbound`` value, never raising.
 
 Parsing is on the gateway's hot path and meets every kind of broken mail, so the MIME
-structure comes from the standard library's lenient, fast ``compat32`` parser and ``_headers``
-decodes headers (RFC 2047, raw 8-bit), charsets and filenames itself. mail-parser is not
-used: it wraps the same ``compat32`` parser, costs about five times as much, logs, and raises
-on some real mail. Every sub-step degrades instead of failing: an undecodable byte becomes
-U+FFFD, a header that cannot be read is left out, and the reason is kept in
-``Inbound.defects``. Input that has no mail headers at all is kept whole as the body text.
+structure comes from the standard library's lenient, fast ``compat32`` parser (``_mime``
+finds the bodies in it) and ``_headers`` decodes headers (RFC 2047, raw 8-bit), charsets
+and filenames itself. mail-parser is not used: it wraps the same ``compat32`` parser, costs
+about five times as much, logs, and raises on some real mail. Every sub-step degrades
+instead of failing: an undecodable byte becomes U+FFFD, a header that cannot be read is
+left out, and the reason is kept in ``Inbound.defects``. Input that has no mail headers at
+all is kept whole as the body text.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from email.policy import compat32
 from types import MappingProxyType
 from typing import TypeVar
 
-from mailgate import _bigparts, _headers, _html, _reply
+from mailgate import _bigparts, _headers, _html, _mime, _reply
 from mailgate._headers import Address as Address  # re-exported: part of the Inbound contract
 
 NO_SUBJECT = "(no subject)"
 MAX_BODY_CHARS = 2_000_000  # text or HTML longer than this is cut and body_truncated set
-_MAX_PARTS = 1000
-_MAX_DEPTH = 50
 _MAIL_HEADERS = frozenset(
     {"from", "to", "cc", "subject", "date", "message-id", "received", "return-path",
      "mime-version", "content-type", "reply-to", "sender", "in-reply-to", "references",
@@ -40,14 +39,10 @@ _EXTENSIONS = {
     "image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "application/pdf": ".pdf",
     "text/calendar": ".ics", "message/rfc822": ".eml", "text/plain": ".txt",
 }
-_REPORT_TYPES = frozenset(
-    {"message/delivery-status", "message/global-delivery-status", "message/feedback-report"}
-)
 _MBOX_FROM = re.compile(rb"From [^\s:][^\n]*\n(?=[\x21-\x39\x3b-\x7e]+[ \t]*:)")
 _BODY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _WS = re.compile(r"\s+")
 _T = TypeVar("_T")
-_Walked = list[tuple[Message, "Message | None"]]
 
 
 @dataclass(frozen=True)
@@ -186,7 +181,7 @@ def _build(msg: Message, limits: tuple[int, int]) -> Inbound:
     def ids(name: str) -> tuple[str, ...]:
         return _headers.message_ids(" ".join(every(name)))
 
-    walked: _Walked = steps.run("mime walk", lambda: _walk(msg), [(msg, None)])
+    walked: _mime.Walked = steps.run("mime walk", lambda: _mime.walk(msg), [(msg, None)])
     text, html, used, truncated = _bodies(msg, walked, steps)
     for part, _ in walked:
         steps.defects.extend(type(d).__name__ for d in getattr(part, "defects", ()))
@@ -211,19 +206,20 @@ def _build(msg: Message, limits: tuple[int, int]) -> Inbound:
         headers=MappingProxyType(headers),
         defects=tuple(dict.fromkeys(steps.defects)),
         body_truncated=truncated,
-        content_type=_ctype(msg),
-        part_types=tuple(_ctype(p) for p, _ in walked),
+        content_type=_mime.ctype(msg),
+        part_types=tuple(_mime.ctype(p) for p, _ in walked),
         delivery_status=steps.run("delivery status", lambda: _report_text(walked), ""),
     )
 
 
-def _bodies(msg: Message, walked: _Walked, steps: _Steps) -> tuple[str, str | None, set[int], bool]:
+def _bodies(msg: Message, walked: _mime.Walked,
+            steps: _Steps) -> tuple[str, str | None, set[int], bool]:
     """Text, sanitised HTML, the ids of the parts used for them, and whether one was cut."""
-    plain = steps.run("plain body", lambda: _best_body(msg, "plain"), None)
-    html_part = steps.run("html body", lambda: _best_body(msg, "html"), None)
-    parts: list[Message] = steps.run("text parts", lambda: _text_parts(plain, walked), [])
+    plain = steps.run("plain body", lambda: _mime.best_body(msg, "plain"), None)
+    html_part = steps.run("html body", lambda: _mime.best_body(msg, "html"), None)
+    parts: list[Message] = steps.run("text parts", lambda: _mime.text_parts(plain, walked), [])
     if not parts and html_part is None:
-        parts = [p for p, _ in walked if _fallback_text(p)][:1]
+        parts = [p for p, _ in walked if _mime.fallback_text(p)][:1]
     text = steps.run("text", lambda: "\n".join(_part_text(p) for p in parts), "")
     raw_html = ""
     if html_part is not None:
@@ -270,79 +266,6 @@ def _strip_envelope(raw: bytes) -> bytes:
     return data
 
 
-# --- MIME structure ----------------------------------------------------------------------
-
-
-def _ctype(part: Message) -> str:
-    try:
-        return part.get_content_type()
-    except Exception:
-        return "application/octet-stream"
-
-
-def _disposition(part: Message) -> str:
-    value = part.get("content-disposition")
-    return str(value).split(";", 1)[0].strip().lower() if value is not None else ""
-
-
-def _walk(msg: Message) -> _Walked:
-    """Every part, depth first, with its parent; DSN field blocks are not parts."""
-    out: _Walked = []
-    stack: list[tuple[Message, Message | None, int]] = [(msg, None, 0)]
-    while stack and len(out) < _MAX_PARTS:
-        part, parent, depth = stack.pop()
-        out.append((part, parent))
-        payload = part.get_payload()
-        if isinstance(payload, list) and depth < _MAX_DEPTH and _ctype(part) not in _REPORT_TYPES:
-            stack.extend((c, part, depth + 1) for c in reversed(payload) if isinstance(c, Message))
-    return out
-
-
-def _find_body(part: Message, subtype: str, depth: int = 0) -> Iterator[Message]:
-    """The body search of ``EmailMessage.get_body``, on ``compat32`` parts."""
-    if depth > _MAX_DEPTH or _disposition(part) == "attachment":
-        return
-    maintype, _, sub = _ctype(part).partition("/")
-    if maintype == "text":
-        if sub == subtype:
-            yield part
-        return
-    payload = part.get_payload()
-    if maintype != "multipart" or not isinstance(payload, list):
-        return
-    children = [c for c in payload if isinstance(c, Message)]
-    if sub == "related" and children:
-        start = part.get_param("start")
-        match = [c for c in children if start and c.get("content-id") == start]
-        children = match[:1] or children[:1]
-    for child in children:
-        yield from _find_body(child, subtype, depth + 1)
-
-
-def _best_body(msg: Message, subtype: str) -> Message | None:
-    return next(_find_body(msg, subtype), None)
-
-
-def _text_parts(plain: Message | None, walked: _Walked) -> list[Message]:
-    """The chosen text/plain part plus later inline text siblings (Apple Mail splits text)."""
-    if plain is None:
-        return []
-    parent = next((p for c, p in walked if c is plain), None)
-    if parent is None or _ctype(parent) != "multipart/mixed":
-        return [plain]
-    siblings = [c for c in parent.get_payload() if isinstance(c, Message)]
-    later = siblings[siblings.index(plain) + 1 :] if plain in siblings else []
-    return [plain] + [c for c in later if _ctype(c) == "text/plain" and _is_bare_text(c)]
-
-
-def _is_bare_text(part: Message) -> bool:
-    return _disposition(part) != "attachment" and _headers.part_filename(part) is None
-
-
-def _fallback_text(part: Message) -> bool:
-    return _ctype(part).startswith("text/") and _is_bare_text(part)
-
-
 def _payload_bytes(part: Message) -> bytes:
     big = _bigparts.elided(part)
     if big is not None:
@@ -370,9 +293,8 @@ def _truncate(text: str) -> tuple[str, bool]:
     return (text[:MAX_BODY_CHARS], True) if len(text) > MAX_BODY_CHARS else (text, False)
 
 
-
 def _attachments(
-    walked: _Walked,
+    walked: _mime.Walked,
     skip: set[int],
     limits: tuple[int, int],
     defects: list[str],
@@ -383,9 +305,9 @@ def _attachments(
     for part, _ in walked:
         if isinstance(part.get_payload(), list) or id(part) in skip:
             continue
-        ctype = _ctype(part)
+        ctype = _mime.ctype(part)
         name = _headers.part_filename(part)
-        disposition = _disposition(part)
+        disposition = _mime.disposition(part)
         if name is None and disposition != "attachment" and (
             ctype in ("text/plain", "text/html", "text/rfc822-headers")
             or ctype.startswith(("multipart/", "message/"))
@@ -409,10 +331,10 @@ def _attachments(
     return tuple(out)
 
 
-def _report_text(walked: _Walked) -> str:
+def _report_text(walked: _mime.Walked) -> str:
     chunks: list[str] = []
     for part, _ in walked:
-        if _ctype(part) not in _REPORT_TYPES:
+        if _mime.ctype(part) not in _mime.REPORT_TYPES:
             continue
         payload = part.get_payload()
         if isinstance(payload, list):

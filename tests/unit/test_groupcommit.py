@@ -35,8 +35,10 @@ class Recorder:
 
     def __init__(self) -> None:
         self.sessions: list[tuple[str, int]] = []
+        self._alive: list[AsyncSession] = []  # so no two sessions ever share an id()
 
     async def __call__(self, session: AsyncSession, item: Item) -> int:
+        self._alive.append(session)
         self.sessions.append((item.name, id(session)))
         org = Organization(name=item.name, domain=item.domain or f"{item.name}.example")
         session.add(org)

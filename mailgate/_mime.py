@@ -1,0 +1,95 @@
+"""Find one's way around a parsed mail's MIME tree: its parts, and which of them is the body.
+
+Why a module of its own: ``parse`` uses the standard library's ``compat32`` parser for
+speed, and ``compat32`` messages have no ``get_body`` or ``iter_parts``. These functions
+are that navigation, bounded (at most ``_MAX_PARTS`` parts, ``_MAX_DEPTH`` levels) so a
+hostile or broken mail cannot make it run away, and tolerant of malformed headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email.message import Message
+
+from mailgate import _headers
+
+_MAX_PARTS = 1000
+_MAX_DEPTH = 50
+REPORT_TYPES = frozenset(
+    {"message/delivery-status", "message/global-delivery-status", "message/feedback-report"}
+)
+Walked = list[tuple[Message, "Message | None"]]  # (part, parent), depth first
+
+
+def ctype(part: Message) -> str:
+    """The part's lowercased ``type/subtype``; ``application/octet-stream`` if unreadable."""
+    try:
+        return part.get_content_type()
+    except Exception:
+        return "application/octet-stream"
+
+
+def disposition(part: Message) -> str:
+    """The part's Content-Disposition value (``inline``, ``attachment``), or ""."""
+    value = part.get("content-disposition")
+    return str(value).split(";", 1)[0].strip().lower() if value is not None else ""
+
+
+def walk(msg: Message) -> Walked:
+    """Every part, depth first, with its parent; DSN field blocks are not parts."""
+    out: Walked = []
+    stack: list[tuple[Message, Message | None, int]] = [(msg, None, 0)]
+    while stack and len(out) < _MAX_PARTS:
+        part, parent, depth = stack.pop()
+        out.append((part, parent))
+        payload = part.get_payload()
+        if isinstance(payload, list) and depth < _MAX_DEPTH and ctype(part) not in REPORT_TYPES:
+            stack.extend((c, part, depth + 1) for c in reversed(payload) if isinstance(c, Message))
+    return out
+
+
+def best_body(msg: Message, subtype: str) -> Message | None:
+    """The first ``text/<subtype>`` part ``EmailMessage.get_body`` would choose, or None."""
+    return next(_find_body(msg, subtype), None)
+
+
+def text_parts(plain: Message | None, walked: Walked) -> list[Message]:
+    """The chosen text/plain part plus later inline text siblings (Apple Mail splits text)."""
+    if plain is None:
+        return []
+    parent = next((p for c, p in walked if c is plain), None)
+    if parent is None or ctype(parent) != "multipart/mixed":
+        return [plain]
+    siblings = [c for c in parent.get_payload() if isinstance(c, Message)]
+    later = siblings[siblings.index(plain) + 1 :] if plain in siblings else []
+    return [plain] + [c for c in later if ctype(c) == "text/plain" and _is_bare_text(c)]
+
+
+def fallback_text(part: Message) -> bool:
+    """Whether ``part`` may serve as the text when there is neither text/plain nor HTML."""
+    return ctype(part).startswith("text/") and _is_bare_text(part)
+
+
+def _find_body(part: Message, subtype: str, depth: int = 0) -> Iterator[Message]:
+    """The body search of ``EmailMessage.get_body``, on ``compat32`` parts."""
+    if depth > _MAX_DEPTH or disposition(part) == "attachment":
+        return
+    maintype, _, sub = ctype(part).partition("/")
+    if maintype == "text":
+        if sub == subtype:
+            yield part
+        return
+    payload = part.get_payload()
+    if maintype != "multipart" or not isinstance(payload, list):
+        return
+    children = [c for c in payload if isinstance(c, Message)]
+    if sub == "related" and children:
+        start = part.get_param("start")
+        match = [c for c in children if start and c.get("content-id") == start]
+        children = match[:1] or children[:1]
+    for child in children:
+        yield from _find_body(child, subtype, depth + 1)
+
+
+def _is_bare_text(part: Message) -> bool:
+    return disposition(part) != "attachment" and _headers.part_filename(part) is None
