@@ -13,7 +13,10 @@ What happens to a message in the watched folder:
    \\Seen when none is set; a quarantined message goes to ``quarantine_folder`` when set.
    A `TransientError` leaves the message where it is, and the next round tries it again
    (``last_uid`` does not pass it). A crash between commit and move only means the next
-   round sees the message again and the pipeline answers "duplicate".
+   round sees the message again and the pipeline answers "duplicate". A server that dies
+   inside its own MOVE (a copy, then an expunge) can leave a message in both folders; it
+   is moved again, so the processed folder may hold that one mail twice. Tickets are
+   never doubled: the pipeline's key decides that, not the folder.
 4. **Wait** for news: IDLE when the server offers it (woken by EXISTS), bounded by
    ``poll_interval`` as a safety net; plain polling every ``poll_interval`` otherwise.
 
