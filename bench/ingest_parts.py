@@ -12,14 +12,17 @@ Prints milliseconds per mail for:
   flush per eight mails, no lookups, no parsing.
 
 It explains `bench/ingest.py`'s figure: the SMTP-to-ticket rate is bounded by the
-gateway's per-mail CPU on the one SQLite writer, not by fsync.
+gateway's per-mail CPU on the one SQLite writer, not by fsync. With ``--profile`` it also
+prints the gateway run's CPU time by library (cProfile; the run itself is slower then).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import logging
+import pstats
 import sys
 import tempfile
 import time
@@ -113,9 +116,32 @@ def orm_floor(n: int, per_flush: int, root: Path) -> float:
         return (time.perf_counter() - start) / n * 1000
 
 
+def cpu_by_library(profile: cProfile.Profile) -> list[tuple[str, float]]:
+    """Share of profiled CPU time per library (SQLAlchemy by subpackage), largest first."""
+    shares: dict[str, float] = {}
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    for (path, _, name), (_, _, own, _, _) in stats.items():
+        if "/sqlalchemy/" in path:
+            key = "sqlalchemy." + path.split("/sqlalchemy/")[1].split("/")[0]
+        elif path == "~":
+            key = "sqlite3 (C)" if "sqlite3" in name else "builtins, greenlet (C)"
+        elif "/email/" in path:
+            key = "stdlib email"
+        elif "asyncio" in path:
+            key = "asyncio"
+        elif any(f"/{pkg}/" in path for pkg in ("helpdesk", "mailgate", "bench")):
+            key = "helpdesk (ours)"
+        else:
+            key = "other"
+        shares[key] = shares.get(key, 0.0) + own
+    total = sum(shares.values()) or 1.0
+    return sorted(((k, v / total) for k, v in shares.items()), key=lambda kv: -kv[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mails", type=int, default=2000)
+    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     mails = generate(args.mails, 0.2)
@@ -126,6 +152,15 @@ def main() -> None:
         print(f"gateway (no SMTP), SQLite   {asyncio.run(gateway_cost(mails, root)):6.3f}")
         print(f"orm floor, flush per mail   {orm_floor(args.mails, 1, root):6.3f}")
         print(f"orm floor, flush per 8      {orm_floor(args.mails, 8, root):6.3f}")
+        if args.profile:
+            (root / "profiled").mkdir()
+            profile = cProfile.Profile()
+            profile.enable()
+            asyncio.run(gateway_cost(mails, root / "profiled"))
+            profile.disable()
+            print("gateway CPU by library (profiled run):")
+            for name, share in cpu_by_library(profile):
+                print(f"  {share * 100:5.1f}%  {name}")
 
 
 if __name__ == "__main__":
