@@ -122,14 +122,22 @@ class InlineConnection:
         self._conn.create_function(*args, **kwargs)
 
     async def close(self) -> None:
-        self.stop()
+        """Close after any BEGIN or COMMIT in flight, without blocking the event loop."""
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._waiter, conn.close)
+            self._waiter.shutdown(wait=True)  # idle by now: returns at once
 
     def stop(self) -> None:
-        """Close now (also SQLAlchemy's terminate); a BEGIN or COMMIT in flight finishes first."""
-        if self._connection is not None:
-            self._waiter.shutdown(wait=True)
-            self._connection.close()
-            self._connection = None
+        """SQLAlchemy's terminate (a cancelled task's connection): never wait on the loop.
+
+        A BEGIN in flight may be waiting out another process's lock; the close is queued
+        behind it on the connection's own thread.
+        """
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            self._waiter.submit(conn.close)
+            self._waiter.shutdown(wait=False)
 
 
 def connector(path: str, *, timeout: float) -> Callable[[], Awaitable[InlineConnection]]:

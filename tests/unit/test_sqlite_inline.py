@@ -246,3 +246,27 @@ async def test_closing_the_engine_stops_the_waiter_threads(tmp_path: Path) -> No
     await engine.dispose()
     after = {t.ident for t in threading.enumerate() if t.name.startswith("sqlite-wait")}
     assert after <= before
+
+
+async def test_terminate_while_begin_waits_for_a_lock_does_not_block_the_loop(
+        tmp_path: Path) -> None:
+    """SQLAlchemy terminates the connection of a cancelled task from the event loop; a BEGIN
+    of that connection may be waiting out another process's lock on its own thread."""
+    path = str(tmp_path / "terminate.db")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    conn = await sqlite_inline.connector(path, timeout=2.0)()
+    cursor = conn.cursor()
+    begin = asyncio.ensure_future(cursor.execute("BEGIN IMMEDIATE"))
+    await asyncio.sleep(0.2)  # the BEGIN is now waiting for the holder's lock
+    assert not begin.done()
+    started = time.perf_counter()
+    conn.stop()
+    assert time.perf_counter() - started < 0.1
+    holder.execute("COMMIT")
+    holder.close()
+    await asyncio.wait_for(begin, 5)  # the BEGIN got the lock; the close ran after it
+    with pytest.raises(ValueError):
+        conn.cursor()
