@@ -169,7 +169,7 @@ def big_message_growth(workdir: Path) -> tuple[float, float]:
     msg["Subject"] = "25 MB attachment"
     msg["Message-ID"] = "<big.1@example.org>"
     msg.set_content("see attachment")
-    msg.add_attachment(os.urandom(18 * 1024 * 1024), maintype="application",
+    msg.add_attachment(os.urandom(19 * 1024 * 1024), maintype="application",  # 25.6 MB as base64
                        subtype="octet-stream", filename="big.bin")
     raw = msg.as_bytes()
     elapsed = asyncio.run(feed(port, [("big@example.org", raw, None)], 1))
