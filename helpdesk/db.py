@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -69,6 +70,19 @@ def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)
+
+
+def insert_or_ignore(model: Any, key: str) -> dict[str, postgresql.Insert | sqlite.Insert]:
+    """``INSERT ... ON CONFLICT (key) DO NOTHING`` for each backend, by dialect name.
+
+    Both backends spell it the same, but SQLAlchemy builds it from each dialect's own
+    ``insert``. Build it once (at import) and pick with ``connection.dialect.name``; the
+    values come as execute parameters.
+    """
+    return {
+        "postgresql": postgresql.insert(model).on_conflict_do_nothing(index_elements=[key]),
+        "sqlite": sqlite.insert(model).on_conflict_do_nothing(index_elements=[key]),
+    }
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

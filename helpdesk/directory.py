@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from helpdesk.db import insert_or_ignore
 from helpdesk.errors import DomainError
 from helpdesk.models import Agent, Contact, Organization
 
@@ -23,14 +22,8 @@ def email_domain(email: str) -> str:
 
 # Statements built once: every inbound mail runs them, and composing one costs several
 # times what executing it does. Inserts run as Core on the session's connection.
-_NEW_ORG = {
-    "postgresql": pg_insert(Organization).on_conflict_do_nothing(index_elements=["domain"]),
-    "sqlite": sqlite_insert(Organization).on_conflict_do_nothing(index_elements=["domain"]),
-}
-_NEW_CONTACT = {
-    "postgresql": pg_insert(Contact).on_conflict_do_nothing(index_elements=["email"]),
-    "sqlite": sqlite_insert(Contact).on_conflict_do_nothing(index_elements=["email"]),
-}
+_NEW_ORG = insert_or_ignore(Organization, "domain")
+_NEW_CONTACT = insert_or_ignore(Contact, "email")
 _ORG_BY_DOMAIN = select(Organization).where(Organization.domain == bindparam("domain"))
 _CONTACT_BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
 _AGENT_BY_EMAIL = select(Agent).where(Agent.email == bindparam("email"))

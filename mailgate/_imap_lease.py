@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from helpdesk.db import insert_or_ignore
 from helpdesk.models import ImapState
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -37,12 +36,13 @@ class MailboxState:
     last_uid: int
 
 
+_NEW_ROW = insert_or_ignore(ImapState, "mailbox")
+
+
 async def _ensure_row(session: AsyncSession, mailbox: str) -> None:
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(ImapState)
-        .values(mailbox=mailbox, uidvalidity=0, last_uid=0, holder="", lease_until=None)
-        .on_conflict_do_nothing(index_elements=["mailbox"]))
+    await session.execute(_NEW_ROW[session.get_bind().dialect.name], {
+        "mailbox": mailbox, "uidvalidity": 0, "last_uid": 0, "holder": "",
+        "lease_until": None})
 
 
 async def acquire(sessions: Sessions, mailbox: str, holder: str, now: datetime,

@@ -11,17 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import bindparam, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from helpdesk.db import insert_or_ignore
 from helpdesk.models import InboundSpool
 
-_CLAIM = {
-    name: insert(InboundSpool).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    .returning(InboundSpool.id)
-    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
+_CLAIM = {name: stmt.returning(InboundSpool.id)
+          for name, stmt in insert_or_ignore(InboundSpool, "dedupe_key").items()}
 _FINISH = update(InboundSpool).where(InboundSpool.id == bindparam("spool_id")).values(
     status=bindparam("new_status"), reason=bindparam("new_reason"),
     ticket_id=bindparam("new_ticket"), processed_at=bindparam("at"))
