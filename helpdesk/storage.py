@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -29,21 +29,9 @@ class BlobStore:
         """Store ``data`` durably and return its sha256 hex digest."""
         digest = hashlib.sha256(data).hexdigest()
         final = self.path_for(digest)
-        if final.exists() and final.stat().st_size == len(data):
-            return digest
-        folder = final.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(folder)
+        if not _holds(final, len(data)):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _place(_write_synced(final.parent, [data]), final)
         return digest
 
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]:
@@ -52,28 +40,24 @@ class BlobStore:
         For large attachments decoded on the fly: the digest is known only at the end, so
         the temporary file lives in the store's root and is renamed into place.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in chunks:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            sha = digest.hexdigest()
-            final = self.path_for(sha)
-            if final.exists() and final.stat().st_size == size:
-                Path(tmp).unlink()
-                return sha, size
+
+        def counted() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = _write_synced(self.root, counted())
+        sha = digest.hexdigest()
+        final = self.path_for(sha)
+        if _holds(final, size):
+            tmp.unlink()
+        else:
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(final.parent)
+            _place(tmp, final)
         return sha, size
 
     def get(self, sha256: str) -> bytes:
@@ -81,6 +65,36 @@ class BlobStore:
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).exists()
+
+
+def _holds(final: Path, size: int) -> bool:
+    """Whether the blob is already stored (identical content is stored once)."""
+    return final.exists() and final.stat().st_size == size
+
+
+def _write_synced(folder: Path, chunks: Iterable[bytes]) -> Path:
+    """Write ``chunks`` to a new temporary file in ``folder`` and fsync it; its path."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _place(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final`` and fsync the folder, so the name survives a crash."""
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(final.parent)
 
 
 def _fsync_dir(folder: Path) -> None:
