@@ -9,4 +9,5 @@ R451_TEMPFAIL = "451 4.3.0 Temporary local problem, please retry"
 R452_TOO_MANY = "452 4.5.3 Too many recipients"
 R550_RELAY = "550 5.7.1 Relaying denied: recipient not accepted here"
 R552_TOO_BIG = "552 5.3.4 Message exceeds the size limit"
+R500_LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"  # aiosmtpd's wording
 R554_NO_RCPT = "554 5.5.1 No valid recipients"

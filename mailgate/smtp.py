@@ -24,6 +24,7 @@ from mailgate.replies import (
     R250_STORED,
     R451_TEMPFAIL,
     R452_TOO_MANY,
+    R500_LINE_TOO_LONG,
     R550_RELAY,
     R552_TOO_BIG,
 )
@@ -115,7 +116,7 @@ class GatewaySMTP(SMTP):
             try:
                 line = await self._reader.readuntil(b"\r\n")
             except asyncio.LimitOverrunError as exc:  # longer than the reader's limit
-                refusal = refusal or "500 Line too long (see RFC5321 4.5.3.1.6)"
+                refusal = refusal or R500_LINE_TOO_LONG
                 await self._reader.read(exc.consumed)
                 continue
             except asyncio.CancelledError:  # connection reset during DATA
@@ -127,7 +128,7 @@ class GatewaySMTP(SMTP):
             if limit and size > limit:
                 refusal = refusal or R552_TOO_BIG
             elif len(line) > self.line_length_limit:
-                refusal = refusal or "500 Line too long (see RFC5321 4.5.3.1.6)"
+                refusal = refusal or R500_LINE_TOO_LONG
             if not refusal:
                 buffer.write(memoryview(line)[1:] if line.startswith(b".") else line)
         if refusal:
