@@ -21,12 +21,13 @@ is the part of aiosqlite's API that the dialect calls.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-_WAITING = ("BEGIN", "COMMIT", "END")
+_WAITING = re.compile(r"\s*(?:BEGIN|COMMIT|END)\b", re.IGNORECASE)  # the calls that wait
 
 
 class InlineCursor:
@@ -63,7 +64,7 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
-        if sql.lstrip()[:6].upper().startswith(_WAITING):
+        if _WAITING.match(sql):
             await asyncio.get_running_loop().run_in_executor(
                 self._waiter, self._cursor.execute, sql, parameters)
         else:
