@@ -30,6 +30,7 @@ _CHUNK = 1 << 20
 # Possessive: a plain ``(...)+`` keeps a backtracking state per line (60 MB for 25 MB).
 _RUNS = re.compile(rb"(?m)^(?:[A-Za-z0-9+/=]{4,998}+\r?\n)++")
 _ATTR = "_helpdesk_elided"
+_TOKEN = "helpdesk-elided-"  # + a per-parse nonce and a counter: cannot occur in real mail
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def lighten(data: bytes) -> tuple[bytes, dict[str, Elided]]:
         start, end = match.span()
         if end - start < ELIDE_AT_LEAST:
             continue
-        token = f"helpdesk-elided-{nonce}-{len(elided)}"
+        token = f"{_TOKEN}{nonce}-{len(elided)}"
         elided[token] = Elided(data, start, end)
         pieces += [data[last:start], token.encode(), b"\n"]
         last = end
@@ -95,7 +96,7 @@ def restore(parts: Iterator[Message], elided: dict[str, Elided]) -> None:
         return
     for part in parts:
         payload = part.get_payload()
-        if not isinstance(payload, str) or "helpdesk-elided-" not in payload:
+        if not isinstance(payload, str) or _TOKEN not in payload:
             continue
         found = elided.get(payload.strip())
         cte = str(part.get("content-transfer-encoding", "")).strip().lower()
