@@ -28,6 +28,21 @@ class Actor:
 SYSTEM = Actor("system", "helpdesk")
 
 
+def values(
+    *,
+    ticket_id: int | None,
+    actor: Actor,
+    action: str,
+    at: datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    """The columns of one audit event: `record` adds them as an object, Core writers insert."""
+    return {"ticket_id": ticket_id, "actor": str(actor), "action": action, "before": before,
+            "after": after, "reason": reason, "created_at": at}
+
+
 def record(
     session: AsyncSession,
     *,
@@ -40,14 +55,7 @@ def record(
     reason: str = "",
 ) -> AuditEvent:
     """Add an audit event to the caller's transaction (it commits with the change)."""
-    event = AuditEvent(
-        ticket_id=ticket_id,
-        actor=str(actor),
-        action=action,
-        before=before,
-        after=after,
-        reason=reason,
-        created_at=at,
-    )
+    event = AuditEvent(**values(ticket_id=ticket_id, actor=actor, action=action, at=at,
+                                before=before, after=after, reason=reason))
     session.add(event)
     return event

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk.db import insert_or_ignore
 from helpdesk.errors import DomainError
@@ -22,48 +23,69 @@ def email_domain(email: str) -> str:
 
 # Statements built once: every inbound mail runs them, and composing one costs several
 # times what executing it does. Inserts run as Core on the session's connection.
-_NEW_ORG = insert_or_ignore(Organization, "domain")
-_NEW_CONTACT = insert_or_ignore(Contact, "email")
-_ORG_BY_DOMAIN = select(Organization).where(Organization.domain == bindparam("domain"))
-_CONTACT_BY_EMAIL = select(Contact).where(Contact.email == bindparam("email"))
+_CONTACT_COLUMNS = (Contact.id, Contact.email, Contact.name, Contact.organization_id,
+                    Contact.is_undeliverable)
+# RETURNING gives the new row in the same statement; nothing comes back when another
+# transaction inserted the key first, and then the row is read.
+_NEW_ORG = {name: stmt.returning(Organization.id)
+            for name, stmt in insert_or_ignore(Organization, "domain").items()}
+_NEW_CONTACT = {name: stmt.returning(*_CONTACT_COLUMNS)
+                for name, stmt in insert_or_ignore(Contact, "email").items()}
+_ORG_ID_BY_DOMAIN = select(Organization.id).where(Organization.domain == bindparam("domain"))
+_CONTACT_BY_EMAIL = select(*_CONTACT_COLUMNS).where(Contact.email == bindparam("email"))
+_SET_CONTACT_NAME = update(Contact).where(Contact.id == bindparam("contact")).values(
+    name=bindparam("new_name"))
 _AGENT_BY_EMAIL = select(Agent).where(Agent.email == bindparam("email"))
 
 
-async def organization_for(session: AsyncSession, email: str,
-                           freemail: Sequence[str]) -> Organization | None:
-    """The organization of an address's domain, created on first sight; None for freemail."""
+async def organization_id_for(conn: AsyncConnection, email: str,
+                              freemail: Sequence[str]) -> int | None:
     domain = email_domain(email)
     if not domain or "." not in domain or domain in freemail:
         return None
-    org = (await session.execute(_ORG_BY_DOMAIN, {"domain": domain})).scalar_one_or_none()
-    if org is not None:
-        return org
-    conn = await session.connection()
-    await conn.execute(_NEW_ORG[conn.dialect.name], {"name": domain, "domain": domain})
-    return (await session.execute(_ORG_BY_DOMAIN, {"domain": domain})).scalar_one()
+    org_id = (await conn.execute(_ORG_ID_BY_DOMAIN, {"domain": domain})).scalar_one_or_none()
+    if org_id is not None:
+        return int(org_id)
+    org_id = (await conn.execute(_NEW_ORG[conn.dialect.name],
+                                 {"name": domain, "domain": domain})).scalar_one_or_none()
+    if org_id is None:
+        org_id = (await conn.execute(_ORG_ID_BY_DOMAIN, {"domain": domain})).scalar_one()
+    return int(org_id)
 
 
 async def get_or_create_contact(session: AsyncSession, email: str, name: str = "", *,
                                 freemail: Sequence[str] = ()) -> Contact:
-    """The contact for an address (case-insensitive), created with its organization if new.
+    """The contact for an address (case-insensitive), created with its organization if new."""
+    row = await ensure_contact(await session.connection(), email, name, freemail=freemail)
+    contact = await session.get(Contact, row.id, populate_existing=True)
+    assert contact is not None
+    return contact
 
+
+async def ensure_contact(conn: AsyncConnection, email: str, name: str = "", *,
+                         freemail: Sequence[str] = ()) -> Row[Any]:
+    """The contact row for an address (id, email, name, organization_id, is_undeliverable).
+
+    Created with its organization when new, its display name filled in when it had none.
     Uses INSERT ... ON CONFLICT so that two gateways seeing a new sender at once both
-    end up with the same row instead of one of them failing.
+    end up with the same row instead of one of them failing. Core only: the gateway's
+    batch writer needs no ORM object, and `get_or_create_contact` loads one from it.
     """
     email = normalise_email(email)
     if not email:
         raise DomainError("a contact needs an email address")
-    contact = (await session.execute(_CONTACT_BY_EMAIL, {"email": email})).scalar_one_or_none()
-    if contact is not None:
-        if name and not contact.name:
-            contact.name = name
-        return contact
-    org = await organization_for(session, email, freemail)
-    conn = await session.connection()
-    await conn.execute(_NEW_CONTACT[conn.dialect.name], {
-        "email": email, "name": name, "organization_id": org.id if org else None,
-        "role": "member", "is_undeliverable": False, "undeliverable_reason": ""})
-    return (await session.execute(_CONTACT_BY_EMAIL, {"email": email})).scalar_one()
+    row = (await conn.execute(_CONTACT_BY_EMAIL, {"email": email})).one_or_none()
+    if row is not None:
+        if name and not row.name:
+            await conn.execute(_SET_CONTACT_NAME, {"contact": row.id, "new_name": name})
+            row = (await conn.execute(_CONTACT_BY_EMAIL, {"email": email})).one()
+        return row
+    org_id = await organization_id_for(conn, email, freemail)
+    row = (await conn.execute(_NEW_CONTACT[conn.dialect.name], {
+        "email": email, "name": name, "organization_id": org_id,
+        "role": "member", "is_undeliverable": False, "undeliverable_reason": ""})).one_or_none()
+    return row if row is not None else (
+        await conn.execute(_CONTACT_BY_EMAIL, {"email": email})).one()
 
 
 async def find_agent(session: AsyncSession, email: str) -> Agent | None:

@@ -7,6 +7,8 @@ address are rate-limited per hour.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -113,14 +115,12 @@ class Notifier:
             agents = [a for a in [await session.get(Agent, ticket.assignee_id)] if a]
         else:
             agents = list((await session.execute(
-                select(Agent).where(Agent.is_active.is_(True)))).scalars())
+                select(Agent).where(Agent.is_active.is_(True)).order_by(Agent.id))).scalars())
         actor_email = event.actor.label if event.actor.kind == "agent" else None
-        for agent in agents:
-            if not agent.is_active or not getattr(agent, pref) or agent.email == actor_email:
-                continue
-            reply_to = make_reply_address(self._queue_address(ticket), ticket.number,
-                                          secret=self.rt.secrets[-1], agent_id=agent.id)
-            await self._enqueue(event, kind="agent_notice", template=template, to=[agent.email],
+        for email, reply_to in agent_notices(
+                agents, pref=pref, actor_email=actor_email, number=ticket.number,
+                queue_address=self._queue_address(ticket), secret=self.rt.secrets[-1]):
+            await self._enqueue(event, kind="agent_notice", template=template, to=[email],
                                 context={"reply_to": reply_to, "action": event.action,
                                          "before": event.before, "after": event.after})
 
@@ -128,22 +128,47 @@ class Notifier:
         return ticket.queue or self.settings.outbound.sender
 
 
+def agent_notices(agents: Iterable[Any], *, pref: str, actor_email: str | None, number: int,
+                  queue_address: str, secret: str) -> list[tuple[str, str]]:
+    """(address, signed reply-to) for each agent who wants notice ``pref`` of a ticket event.
+
+    Inactive agents, agents who turned ``pref`` off, and the agent who acted are skipped.
+    Takes ORM agents or Core rows alike, so the gateway's Core writer picks the same people.
+    """
+    return [(agent.email, make_reply_address(queue_address, number, secret=secret,
+                                             agent_id=agent.id))
+            for agent in agents
+            if agent.is_active and getattr(agent, pref) and agent.email != actor_email]
+
+
 async def acknowledge(rt: Runtime, session, ticket: Ticket, message: Message | None,  # type: ignore[no-untyped-def]
                       template: str = "acknowledgement") -> bool:
     """Queue the new-ticket acknowledgement unless the address hit the hourly limit."""
     requester = ticket.requester
-    if requester.is_undeliverable:
-        return False
     now = rt.clock()
-    sent = await outbox.count_recent(session, kind="ack", to=requester.email,
-                                     since=now - outbox.HOUR)
-    if sent >= rt.settings.outbound.ack_limit_per_hour:
+    if not await may_acknowledge(rt, session, requester.email, requester.is_undeliverable, now):
         return False
-    await outbox.enqueue(
-        session, kind="ack", template=template, to=[requester.email],
-        instance_id=rt.settings.instance.id, secret=rt.secrets[-1], domain=rt.mail_domain,
-        at=now, ticket=ticket, about_message_id=message.id if message else None,
-        in_reply_to=message.message_id if message else None,
-        references=[message.message_id] if message and message.message_id else [],
-    )
+    await outbox.add(session, ack_values(
+        rt, to=requester.email, template=template, ticket_id=ticket.id, number=ticket.number,
+        message_pk=message.id if message else None,
+        message_id=message.message_id if message else None, at=now))
     return True
+
+
+async def may_acknowledge(rt: Runtime, session, email: str, undeliverable: bool,  # type: ignore[no-untyped-def]
+                          now: datetime) -> bool:
+    """No acknowledgement to an undeliverable address, nor past the hourly limit per address."""
+    if undeliverable:
+        return False
+    sent = await outbox.count_recent(session, kind="ack", to=email, since=now - outbox.HOUR)
+    return sent < rt.settings.outbound.ack_limit_per_hour
+
+
+def ack_values(rt: Runtime, *, to: str, template: str, ticket_id: int, number: int,
+               message_pk: int | None, message_id: str | None, at: datetime) -> dict[str, Any]:
+    """The outbox row of a new ticket's acknowledgement, threaded onto the requester's mail."""
+    return outbox.row_values(
+        kind="ack", template=template, to=[to], instance_id=rt.settings.instance.id,
+        secret=rt.secrets[-1], domain=rt.mail_domain, at=at, ticket_id=ticket_id,
+        ticket_number=number, about_message_id=message_pk, in_reply_to=message_id,
+        references=[message_id] if message_id else [])

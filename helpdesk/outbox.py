@@ -17,6 +17,37 @@ from helpdesk.mailtokens import make_message_id
 from helpdesk.models import MessageRef, OutboxRow, Ticket
 
 
+def row_values(
+    *,
+    kind: str,
+    template: str,
+    to: Sequence[str],
+    instance_id: str,
+    secret: str,
+    domain: str,
+    at: datetime,
+    ticket_id: int | None = None,
+    ticket_number: int = 0,
+    about_message_id: int | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns of one outbox row, its Message-ID minted now (see the module docstring)."""
+    recipients = [a.strip().lower() for a in to if a and a.strip()]
+    if not recipients:
+        raise ValueError("an outbox row needs a recipient")
+    return {
+        "kind": kind, "template": template, "ticket_id": ticket_id,
+        "about_message_id": about_message_id, "to_addr": recipients[0],
+        "recipients": recipients,
+        "message_id": make_message_id(ticket_number, instance_id=instance_id, secret=secret,
+                                      domain=domain),
+        "in_reply_to": in_reply_to, "references": list(references), "context": context or {},
+        "status": "pending", "attempts": 0, "created_at": at, "next_attempt_at": at,
+    }
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -34,20 +65,21 @@ async def enqueue(
     context: dict[str, Any] | None = None,
 ) -> OutboxRow:
     """Add one outgoing mail to the caller's transaction and record its Message-ID."""
-    recipients = [a.strip().lower() for a in to if a and a.strip()]
-    if not recipients:
-        raise ValueError("an outbox row needs a recipient")
-    number = ticket.number if ticket is not None else 0
-    row = OutboxRow(
-        kind=kind, template=template, ticket_id=ticket.id if ticket else None,
-        about_message_id=about_message_id, to_addr=recipients[0], recipients=recipients,
-        message_id=make_message_id(number, instance_id=instance_id, secret=secret, domain=domain),
-        in_reply_to=in_reply_to, references=list(references), context=context or {},
-        status="pending", attempts=0, created_at=at, next_attempt_at=at,
-    )
+    return await add(session, row_values(
+        kind=kind, template=template, to=to, instance_id=instance_id, secret=secret,
+        domain=domain, at=at, ticket_id=ticket.id if ticket else None,
+        ticket_number=ticket.number if ticket is not None else 0,
+        about_message_id=about_message_id, in_reply_to=in_reply_to, references=references,
+        context=context))
+
+
+async def add(session: AsyncSession, values: dict[str, Any]) -> OutboxRow:
+    """Add a row built by `row_values`; a ticket's rows also become threading references."""
+    row = OutboxRow(**values)
     session.add(row)
-    if ticket is not None:
-        session.add(MessageRef(message_id=row.message_id, ticket_id=ticket.id, direction="out"))
+    if row.ticket_id is not None:
+        session.add(MessageRef(message_id=row.message_id, ticket_id=row.ticket_id,
+                               direction="out"))
     await session.flush()
     return row
 

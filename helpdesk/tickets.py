@@ -108,6 +108,23 @@ class TicketService:
         t = self.settings.tickets
         return format_number(ticket.number, t.prefix, t.digits)
 
+    def new_ticket_values(self, *, number: int, requester_id: int,
+                          organization_id: int | None, subject: str, channel: str, queue: str,
+                          category: str | None, priority: str | None,
+                          followup_of_id: int | None, at: datetime) -> dict[str, Any]:
+        """The columns of a new ticket: `open_ticket` and the gateway's Core writer share them."""
+        t = self.settings.tickets
+        return {
+            "number": number, "subject": " ".join(subject.split()) or "(no subject)",
+            "status": t.statuses[0].name,
+            "priority": self.canonical_priority(priority or t.default_priority),
+            "category": self.canonical_category(category or t.categories[0]),
+            "channel": self.canonical_channel(channel), "queue": queue,
+            "requester_id": requester_id, "organization_id": organization_id,
+            "link_secret": secrets.token_hex(16), "followup_of_id": followup_of_id,
+            "sla_next_at": at, "created_at": at, "updated_at": at,
+        }
+
     # -- lookups ----------------------------------------------------------------------
 
     async def get(self, number: int, *, for_update: bool = False) -> Ticket:
@@ -156,29 +173,18 @@ class TicketService:
     ) -> tuple[Ticket, Message]:
         """Create a ticket with its first public message; the number is taken last-moment."""
         now = self.clock()
-        ticket = Ticket(
-            number=await next_number(self.session),
-            subject=" ".join(subject.split()) or "(no subject)",
-            status=self.settings.tickets.statuses[0].name,
-            priority=self.canonical_priority(priority or self.settings.tickets.default_priority),
-            category=self.canonical_category(category or self.settings.tickets.categories[0]),
-            channel=self.canonical_channel(channel),
-            queue=queue,
-            requester_id=requester.id,
-            organization_id=requester.organization_id,
-            link_secret=secrets.token_hex(16),
-            followup_of_id=followup_of.id if followup_of else None,
-            sla_next_at=now,
-            created_at=now,
-            updated_at=now,
-        )
+        ticket = Ticket(**self.new_ticket_values(
+            number=await next_number(self.session), requester_id=requester.id,
+            organization_id=requester.organization_id, subject=subject, channel=channel,
+            queue=queue, category=category, priority=priority,
+            followup_of_id=followup_of.id if followup_of else None, at=now))
         ticket.requester = requester
         ticket.organization = requester.organization
         ticket.assignee = None
         self.session.add(ticket)
         await self.session.flush()
         audit.record(self.session, ticket_id=ticket.id, actor=actor, action="ticket.created",
-                     at=now, after=self._snapshot(ticket),
+                     at=now, after=self.snapshot(ticket),
                      reason=f"follow-up of {self.reference(followup_of)}" if followup_of else "")
         for contact in watchers:
             if contact.id != requester.id:
@@ -189,7 +195,7 @@ class TicketService:
             via=channel, subject=subject, full_text=full_text, html=html,
             message_id=message_id, spool_id=spool_id, attachments=attachments, at=now,
         )
-        await self._emit(TicketEvent("ticket.created", ticket, actor, after=self._snapshot(ticket),
+        await self._emit(TicketEvent("ticket.created", ticket, actor, after=self.snapshot(ticket),
                                      message=message))
         return ticket, message
 
@@ -243,21 +249,15 @@ class TicketService:
                            via: str, subject: str, full_text: str | None, html: str | None,
                            message_id: str | None, spool_id: int | None,
                            attachments: Sequence[NewAttachment], at: datetime) -> Message:
-        message = Message(
+        message = Message(**message_values(
             ticket_id=ticket.id, kind=kind,
             author_contact_id=author_contact.id if author_contact else None,
-            author_agent_id=author_agent.id if author_agent else None,
-            via=via, message_id=message_id, subject=subject, text=text,
-            full_text=full_text if full_text is not None else text, html=html,
-            spool_id=spool_id, created_at=at,
-        )
+            author_agent_id=author_agent.id if author_agent else None, via=via,
+            message_id=message_id, subject=subject, text=text, full_text=full_text, html=html,
+            spool_id=spool_id, at=at))
         message.author_contact = author_contact
         message.author_agent = author_agent
-        message.attachments = [
-            Attachment(filename=a.filename, content_type=a.content_type, size=a.size,
-                       sha256=a.sha256, is_inline=a.is_inline, content_id=a.content_id)
-            for a in attachments
-        ]
+        message.attachments = [Attachment(**row) for row in attachment_values(attachments)]
         self.session.add(message)
         if message_id:
             self.session.add(MessageRef(message_id=message_id, ticket_id=ticket.id, direction="in"))
@@ -392,7 +392,7 @@ class TicketService:
 
     # -- internals --------------------------------------------------------------------
 
-    def _snapshot(self, ticket: Ticket) -> dict[str, Any]:
+    def snapshot(self, ticket: Any) -> dict[str, Any]:
         return {
             "number": self.reference(ticket), "subject": ticket.subject, "status": ticket.status,
             "priority": ticket.priority, "category": ticket.category, "channel": ticket.channel,
@@ -402,6 +402,25 @@ class TicketService:
     async def _emit(self, event: TicketEvent) -> None:
         for listener in self.listeners:
             await listener(event)
+
+
+def message_values(*, ticket_id: int, kind: str, author_contact_id: int | None,
+                   author_agent_id: int | None, via: str, message_id: str | None, subject: str,
+                   text: str, full_text: str | None, html: str | None, spool_id: int | None,
+                   at: datetime) -> dict[str, Any]:
+    """The columns of a message row (the full text defaults to the visible text)."""
+    return {"ticket_id": ticket_id, "kind": kind, "author_contact_id": author_contact_id,
+            "author_agent_id": author_agent_id, "via": via, "message_id": message_id,
+            "subject": subject, "text": text,
+            "full_text": full_text if full_text is not None else text, "html": html,
+            "spool_id": spool_id, "created_at": at}
+
+
+def attachment_values(attachments: Sequence[NewAttachment]) -> list[dict[str, Any]]:
+    """Attachment columns but the message id, which the caller's insert supplies."""
+    return [{"filename": a.filename, "content_type": a.content_type,
+             "size": a.size, "sha256": a.sha256, "is_inline": a.is_inline,
+             "content_id": a.content_id} for a in attachments]
 
 
 def _jsonable(value: Any) -> Any:

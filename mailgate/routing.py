@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from helpdesk.config import RoutingRule, Settings, SmtpSettings
 from helpdesk.mailtokens import base_address
-from mailgate.parse import Inbound
+from mailgate.parse import Address, Inbound
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,9 @@ def accepts_recipient(settings: SmtpSettings, address: str) -> bool:
     if base in {a.lower() for a in settings.addresses}:
         return True
     return domain in {d.lower() for d in settings.domains}
+
+
+def cc_watchers(settings: SmtpSettings, msg: Inbound, sender: str) -> list[Address]:
+    """The CC addresses of a first mail that become watchers: not ours, not the sender."""
+    return [a for a in msg.cc
+            if a.email and not accepts_recipient(settings, a.email) and a.email != sender]

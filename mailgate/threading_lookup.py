@@ -1,59 +1,97 @@
-"""Looks up the facts a threading decision needs (I/O), then asks the pure `decide_thread`."""
+"""Looks up the facts a threading decision needs (I/O), then asks the pure `decide_thread`.
+
+Core queries of a few columns only: every inbound mail runs them, on the ORM path and on
+the gateway's Core writer alike, and no ticket object is needed to decide.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk.mailtokens import parse_reply_address, ticket_from_message_id
-from helpdesk.models import Agent, Contact, MessageRef, Ticket
+from helpdesk.models import Agent, MessageRef, Ticket, Watcher
 from helpdesk.runtime import Runtime
-from helpdesk.tickets import TicketService
 from mailgate.parse import Inbound
 from mailgate.thread import ThreadDecision, ThreadFacts, decide_thread, find_ticket_numbers
 
 
-async def _ticket_by_number(session: AsyncSession, number: int) -> Ticket | None:
-    return (await session.execute(
-        select(Ticket).where(Ticket.number == number))).unique().scalar_one_or_none()
+class Person(Protocol):
+    """A sender as threading sees it: an ORM contact or a Core contact row."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def organization_id(self) -> int | None: ...
 
 
-async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender: Contact,
+_TICKET_BY_NUMBER = select(Ticket.id, Ticket.number, Ticket.requester_id,
+                           Ticket.organization_id).where(Ticket.number == bindparam("number"))
+_WATCHES = select(Watcher.contact_id).where(
+    Watcher.ticket_id == bindparam("ticket"), Watcher.contact_id == bindparam("contact"))
+
+
+class _Tickets:
+    """Ticket rows by number, each read once per lookup."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.rows: dict[int, Row[Any] | None] = {}
+
+    async def get(self, number: int) -> Row[Any] | None:
+        if number not in self.rows:
+            self.rows[number] = (await self.conn.execute(
+                _TICKET_BY_NUMBER, {"number": number})).one_or_none()
+        return self.rows[number]
+
+
+async def participates(conn: AsyncConnection, ticket: Row[Any], sender: Person) -> bool:
+    """Requester, same organization, or watcher/CC: who may add to a ticket by reference."""
+    if sender.id == ticket.requester_id:
+        return True
+    if ticket.organization_id is not None and sender.organization_id == ticket.organization_id:
+        return True
+    return (await conn.execute(_WATCHES, {"ticket": ticket.id, "contact": sender.id})
+            ).first() is not None
+
+
+async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender: Person,
                         agent: Agent | None, recipients: Sequence[str]) -> ThreadDecision:
     """Gather signed references, known Message-IDs, subject tokens and participation."""
     s = rt.settings
-    service = TicketService(session, s)
+    conn = await session.connection()
+    tickets = _Tickets(conn)
     refs = [*msg.in_reply_to, *reversed(msg.references)]
     signed = None
     for ref in refs:
         number = ticket_from_message_id(ref, instance_id=s.instance.id, secrets=rt.secrets)
-        if number is not None and await _ticket_by_number(session, number) is not None:
+        if number is not None and await tickets.get(number) is not None:
             signed = number
             break
     plus = None
     header_rcpts = [a.email for a in (*msg.to, *msg.cc) if a.email]
     for rcpt in [*recipients, *header_rcpts]:
         token = parse_reply_address(rcpt, secrets=rt.secrets)
-        if token is not None and await _ticket_by_number(session, token.ticket) is not None:
+        if token is not None and await tickets.get(token.ticket) is not None:
             plus = token.ticket
             break
     known = None
     if refs:
-        row = (await session.execute(
+        row = (await conn.execute(
             select(Ticket.number).join(MessageRef, MessageRef.ticket_id == Ticket.id)
             .where(MessageRef.message_id.in_(refs)).order_by(MessageRef.id.desc()).limit(1)
         )).scalar_one_or_none()
         known = int(row) if row is not None else None
-    subject_numbers = []
-    for number in find_ticket_numbers(msg.subject, s.tickets.prefix):
-        if await _ticket_by_number(session, number) is not None:
-            subject_numbers.append(number)
+    subject_numbers = [number for number in find_ticket_numbers(msg.subject, s.tickets.prefix)
+                       if await tickets.get(number) is not None]
     participating = set()
     for number in {n for n in (known, *subject_numbers) if n is not None}:
-        ticket = await _ticket_by_number(session, number)
-        if ticket is not None and await service.participates(ticket, sender):
+        ticket = await tickets.get(number)
+        if ticket is not None and await participates(conn, ticket, sender):
             participating.add(number)
     return decide_thread(ThreadFacts(
         signed_ref_ticket=signed, plus_address_ticket=plus, known_message_ticket=known,
