@@ -51,9 +51,11 @@ from helpdesk.errors import NotFoundError, NotMailError, TransientError
 from helpdesk.groupcommit import GroupCommit
 from helpdesk.models import Contact, InboundSpool, Ticket
 from helpdesk.notify import acknowledge
+from helpdesk.numbering import format_number
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import Listener, NewAttachment, TicketService
 from mailgate import _spool
+from mailgate._corewriter import CoreWriter
 from mailgate._dedupe import dedupe_key as dedupe_key  # re-exported: receivers use it
 from mailgate.agent_auth import AuthResult
 from mailgate.agent_mail import AgentMail, refuse_unauthenticated
@@ -61,7 +63,7 @@ from mailgate.agent_mail import authenticate as authenticate_agent_mail
 from mailgate.attachments import store_attachments
 from mailgate.classify import Classification, classify
 from mailgate.parse import Address, Inbound, looks_like_mail, parse_message
-from mailgate.routing import Route, accepts_recipient, resolve_queue
+from mailgate.routing import Route, cc_watchers, resolve_queue
 from mailgate.threading_lookup import lookup_thread
 
 log = structlog.get_logger("mailgate.ingest")
@@ -102,10 +104,14 @@ class _Job:
 class Gateway:
     """The inbound pipeline bound to one process's runtime."""
 
-    def __init__(self, runtime: Runtime, *, listeners: Sequence[Listener] = ()) -> None:
+    def __init__(self, runtime: Runtime, *, listeners: Sequence[Listener] = (),
+                 core_writer: bool = True) -> None:
         self.rt = runtime
         self.settings = runtime.settings
         self.listeners = list(listeners)
+        # New tickets and participants' replies as Core rows (see mailgate/_corewriter.py);
+        # off, every mail takes the TicketService path (the differential test's reference).
+        self._core = CoreWriter(runtime, self.listeners) if core_writer else None
         self._committer: GroupCommit[_Job, IngestResult] = GroupCommit(
             runtime.sessions, self._apply_one)
 
@@ -183,6 +189,14 @@ class Gateway:
         if not verdict.makes_ticket:
             await self._record_ignored(session, msg, verdict, spool_id, now)
             return IngestResult("ignored", spool_id, None, f"{verdict.kind}: {verdict.reason}")
+        if self._core is not None:
+            written = await self._core.apply(session, msg, verdict, job.recipients, job.via,
+                                             spool_id, now, job.attachments)
+            if written is not None:
+                disposition, number, reason = written
+                t = s.tickets
+                return IngestResult(disposition, spool_id,  # type: ignore[arg-type]
+                                    format_number(number, t.prefix, t.digits), reason)
         msg = await self._ensure_sender(session, msg, job.envelope_sender, job.bound)
         return await self._thread_and_apply(session, msg, verdict, job.recipients, job.via,
                                             spool_id, now, job.attachments)
@@ -258,12 +272,9 @@ class Gateway:
                     atts, reason: str, verdict: Classification, *,
                     followup_of: Ticket | None = None) -> IngestResult:
         s = self.settings
-        watchers = []
-        for addr in msg.cc:
-            ours = accepts_recipient(s.smtp, addr.email)
-            if addr.email and not ours and addr.email != sender.email:
-                watchers.append(await get_or_create_contact(
-                    session, addr.email, addr.name, freemail=s.tickets.freemail_domains))
+        watchers = [await get_or_create_contact(session, addr.email, addr.name,
+                                                freemail=s.tickets.freemail_domains)
+                    for addr in cc_watchers(s.smtp, msg, sender.email)]
         ticket, message = await service.open_ticket(
             requester=sender, subject=msg.subject, text=msg.text or msg.visible_text,
             actor=actor, channel="email", queue=route.queue, category=route.category,
