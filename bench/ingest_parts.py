@@ -6,14 +6,12 @@ Prints milliseconds per mail for:
 
 * ``parse``: `mailgate.parse.parse_message` and `dedupe_key` alone;
 * ``gateway``: `Gateway.ingest` with 8 concurrent callers on SQLite (blob store, group
-  commit, every row of the ticket), as `helpdesk mailgate` runs it minus the SMTP layer;
+  commit, every row of the ticket), as `helpdesk mailgate` runs it minus the SMTP layer,
+  once with every mail on the ORM path (`TicketService`) and once with the Core writer
+  (`mailgate/_corewriter.py`) taking new tickets and participants' replies;
 * ``orm floor``: only the ORM inserts of the rows a new ticket writes (ticket, message,
   two message references, outbox row, three audit events), one flush per mail and one
-  flush per eight mails, no lookups, no parsing;
-* ``core writer sketch``: what a batch writer in SQLAlchemy Core could reach for the same
-  mails: dedupe key, parse, spool claim, contact lookup or insert, ticket number, then the
-  same rows per table with one ``executemany`` per batch of eight, on the gateway's own
-  engine (not a product path: no threading, no notices, no rate limit).
+  flush per eight mails, no lookups, no parsing.
 
 It explains `bench/ingest.py`'s figure: the SMTP-to-ticket rate is bounded by the
 gateway's per-mail CPU on the one SQLite writer, not by fsync. With ``--profile`` it also
@@ -34,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
-from sqlalchemy import bindparam, create_engine
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -66,12 +64,14 @@ def parse_cost(mails: list[bytes]) -> float:
     return (time.perf_counter() - start) / len(mails) * 1000
 
 
-async def gateway_cost(mails: list[tuple[str, bytes, int | None]], root: Path) -> float:
+async def gateway_cost(mails: list[tuple[str, bytes, int | None]], root: Path, *,
+                       core_writer: bool = True) -> float:
+    root.mkdir(exist_ok=True)
     cfg = root / "helpdesk.toml"
     cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{root / "h.db"}"\n'
                    f'[storage]\ndir = "{root / "data"}"\n[logging]\nlevel = "WARNING"\n')
     rt = await Runtime.open(load_settings(cfg, environ={}))
-    gateway = Gateway(rt, listeners=[Notifier(rt)])
+    gateway = Gateway(rt, listeners=[Notifier(rt)], core_writer=core_writer)
     queue = list(reversed(mails))
 
     async def caller() -> None:
@@ -120,79 +120,6 @@ def orm_floor(n: int, per_flush: int, root: Path) -> float:
         return (time.perf_counter() - start) / n * 1000
 
 
-async def core_sketch(mails: list[tuple[str, bytes, int | None]], root: Path) -> float:
-    from sqlalchemy import func, insert, select, update
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    from helpdesk.models import Counter, InboundSpool
-
-    cfg = root / "helpdesk.toml"
-    cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{root / "h.db"}"\n'
-                   f'[storage]\ndir = "{root / "data"}"\n[logging]\nlevel = "WARNING"\n')
-    rt = await Runtime.open(load_settings(cfg, environ={}))
-    claim = sqlite_insert(InboundSpool).on_conflict_do_nothing(
-        index_elements=["dedupe_key"]).returning(InboundSpool.id)
-    by_email = select(Contact.id).where(Contact.email == bindparam("email"))
-    new_contact = insert(Contact).returning(Contact.id)
-    bump = (update(Counter).where(Counter.name == "ticket")
-            .values(value=Counter.value + bindparam("n")).returning(Counter.value))
-    tables = (Ticket, Message, MessageRef, AuditEvent, OutboxRow)
-    start = time.perf_counter()
-    for first in range(0, len(mails), 8):
-        batch = mails[first:first + 8]
-        async with rt.sessions() as session, session.begin():
-            conn = await session.connection()
-            await conn.execute(sqlite_insert(Counter).values(name="ticket", value=0)
-                               .on_conflict_do_nothing())
-            next_id = {t: int((await conn.execute(select(func.max(t.id)))).scalar() or 0)
-                       for t in (Ticket, Message)}
-            last = int((await conn.execute(bump, {"n": len(batch)})).scalar_one())
-            rows: dict[type, list[dict[str, object]]] = {t: [] for t in tables}
-            now = datetime.now(UTC)
-            for k, (sender, raw, _) in enumerate(batch):
-                key, mid = dedupe_key(raw)
-                msg = parse_message(raw)
-                spool = (await conn.execute(claim, {
-                    "dedupe_key": key, "message_id": mid, "sha256": "0" * 64,
-                    "size": len(raw), "via": "smtp", "status": "ticket", "reason": "",
-                    "received_at": now})).scalar_one()
-                contact = (await conn.execute(by_email, {"email": sender})).scalar()
-                if contact is None:
-                    contact = (await conn.execute(new_contact, {
-                        "email": sender, "name": "", "role": "member",
-                        "is_undeliverable": False, "undeliverable_reason": ""})).scalar_one()
-                tid = next_id[Ticket] = next_id[Ticket] + 1
-                mid_ = next_id[Message] = next_id[Message] + 1
-                rows[Ticket].append({
-                    "id": tid, "number": last - len(batch) + k + 1, "subject": msg.subject,
-                    "status": "Open", "priority": "normal", "category": "general",
-                    "channel": "email", "queue": "", "requester_id": contact,
-                    "link_secret": "x", "sla_next_at": now, "created_at": now,
-                    "updated_at": now})
-                rows[Message].append({
-                    "id": mid_, "ticket_id": tid, "kind": "public", "author_contact_id": contact,
-                    "via": "smtp", "message_id": mid, "subject": msg.subject, "text": msg.text,
-                    "full_text": msg.text, "spool_id": spool, "created_at": now})
-                rows[MessageRef] += [
-                    {"message_id": mid or "", "ticket_id": tid, "direction": "in"},
-                    {"message_id": f"<o{tid}@x>", "ticket_id": tid, "direction": "out"}]
-                rows[OutboxRow].append({
-                    "kind": "ack", "template": "acknowledgement", "ticket_id": tid,
-                    "about_message_id": mid_, "to_addr": sender, "recipients": [sender],
-                    "message_id": f"<o{tid}@x>", "references": [], "context": {},
-                    "status": "pending", "attempts": 0, "created_at": now,
-                    "next_attempt_at": now})
-                rows[AuditEvent] += [{"ticket_id": tid, "actor": f"contact:{sender}",
-                                      "action": a, "after": {"n": tid}, "reason": "",
-                                      "created_at": now}
-                                     for a in ("ticket.created", "message.public", "threading")]
-            for table in tables:
-                await conn.execute(insert(table), rows[table])
-    elapsed = time.perf_counter() - start
-    await rt.close()
-    return elapsed / len(mails) * 1000
-
-
 def cpu_by_library(profile: cProfile.Profile) -> list[tuple[str, float]]:
     """Share of profiled CPU time per library (SQLAlchemy by subpackage), largest first."""
     shares: dict[str, float] = {}
@@ -226,14 +153,13 @@ def main() -> None:
         root = Path(tmp)
         print(f"{len(mails)} mails, ms per mail")
         print(f"parse + dedupe key          {parse_cost([m[1] for m in mails]):6.3f}")
-        print(f"gateway (no SMTP), SQLite   {asyncio.run(gateway_cost(mails, root)):6.3f}")
+        orm = asyncio.run(gateway_cost(mails, root / "orm", core_writer=False))
+        print(f"gateway (no SMTP), ORM path {orm:6.3f}")
+        core = asyncio.run(gateway_cost(mails, root / "core"))
+        print(f"gateway (no SMTP), Core wr. {core:6.3f}")
         print(f"orm floor, flush per mail   {orm_floor(args.mails, 1, root):6.3f}")
         print(f"orm floor, flush per 8      {orm_floor(args.mails, 8, root):6.3f}")
-        (root / "sketch").mkdir()
-        sketch = asyncio.run(core_sketch(mails, root / "sketch"))
-        print(f"core writer sketch, SQLite  {sketch:6.3f}")
         if args.profile:
-            (root / "profiled").mkdir()
             profile = cProfile.Profile()
             profile.enable()
             asyncio.run(gateway_cost(mails, root / "profiled"))
