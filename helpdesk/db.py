@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import event
+from sqlalchemy import Row, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
 
 from helpdesk import sqlite_inline
 from helpdesk.config import DatabaseSettings
+
+# A row of a Core select, read by attribute (``row.id``); its columns are the statement's.
+CoreRow: TypeAlias = "Row[*tuple[Any, ...]]"
 
 
 def is_sqlite(url: str) -> bool:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from helpdesk.db import insert_or_ignore
+from helpdesk.db import CoreRow, insert_or_ignore
 from helpdesk.errors import DomainError
 from helpdesk.models import Agent, Contact, Organization
 
@@ -63,7 +62,7 @@ async def get_or_create_contact(session: AsyncSession, email: str, name: str = "
 
 
 async def ensure_contact(conn: AsyncConnection, email: str, name: str = "", *,
-                         freemail: Sequence[str] = ()) -> Row[Any]:
+                         freemail: Sequence[str] = ()) -> CoreRow:
     """The contact row for an address (id, email, name, organization_id, is_undeliverable).
 
     Created with its organization when new, its display name filled in when it had none.

@@ -27,11 +27,12 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk import audit, outbox
 from helpdesk.audit import Actor
+from helpdesk.db import CoreRow
 from helpdesk.directory import ensure_contact
 from helpdesk.models import Agent, Attachment, AuditEvent, Message, MessageRef, OutboxRow, Ticket
 from helpdesk.notify import Notifier, ack_values, agent_notices, may_acknowledge
@@ -113,8 +114,8 @@ class _Unit:
     """The rows of one mail, collected per table and inserted in the ORM path's order."""
 
     def __init__(self, owner: CoreWriter, conn: AsyncConnection, session: AsyncSession,
-                 sender: Row[Any], msg: Inbound, via: str, spool_id: int, now: datetime,
-                 attachments: Sequence[NewAttachment], agents: Sequence[Row[Any]]) -> None:
+                 sender: CoreRow, msg: Inbound, via: str, spool_id: int, now: datetime,
+                 attachments: Sequence[NewAttachment], agents: Sequence[CoreRow]) -> None:
         self.rt, self.agents = owner.rt, agents
         self.conn, self.session, self.sender, self.msg = conn, session, sender, msg
         self.via, self.spool_id, self.now, self.attachments = via, spool_id, now, attachments
@@ -146,7 +147,7 @@ class _Unit:
         await self._write(ticket_id, "ticket", reason)
         return int(ticket.number)
 
-    async def reply(self, ticket: Row[Any], *, reason: str) -> None:
+    async def reply(self, ticket: CoreRow, *, reason: str) -> None:
         msg = self.msg
         message = await self._message(ticket.id, msg.visible_text, self.via, msg.text)
         await self.conn.execute(_TOUCH, {"ticket": ticket.id, "at": self.now})
@@ -176,7 +177,7 @@ class _Unit:
                     after={"message": message, "attachments": len(self.attachments)})
         return message
 
-    def _notices(self, ticket: Any, message: int, agents: Sequence[Row[Any]], pref: str,
+    def _notices(self, ticket: Any, message: int, agents: Sequence[CoreRow], pref: str,
                  template: str, action: str, after: dict[str, Any]) -> None:
         queue_address = ticket.queue or self.rt.settings.outbound.sender
         for email, reply_to in agent_notices(agents, pref=pref, actor_email=None,

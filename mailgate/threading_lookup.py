@@ -7,11 +7,12 @@ the gateway's Core writer alike, and no ticket object is needed to decide.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from helpdesk.db import CoreRow
 from helpdesk.mailtokens import parse_reply_address, ticket_from_message_id
 from helpdesk.models import Agent, MessageRef, Ticket, Watcher
 from helpdesk.runtime import Runtime
@@ -40,16 +41,16 @@ class _Tickets:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-        self.rows: dict[int, Row[Any] | None] = {}
+        self.rows: dict[int, CoreRow | None] = {}
 
-    async def get(self, number: int) -> Row[Any] | None:
+    async def get(self, number: int) -> CoreRow | None:
         if number not in self.rows:
             self.rows[number] = (await self.conn.execute(
                 _TICKET_BY_NUMBER, {"number": number})).one_or_none()
         return self.rows[number]
 
 
-async def participates(conn: AsyncConnection, ticket: Row[Any], sender: Person) -> bool:
+async def participates(conn: AsyncConnection, ticket: CoreRow, sender: Person) -> bool:
     """Requester, same organization, or watcher/CC: who may add to a ticket by reference."""
     if sender.id == ticket.requester_id:
         return True
