@@ -48,7 +48,7 @@ from helpdesk.tickets import (
 from mailgate import _spool
 from mailgate.classify import Classification
 from mailgate.parse import Inbound
-from mailgate.routing import cc_watchers, resolve_queue
+from mailgate.routing import cc_watchers, header_recipients, resolve_queue
 from mailgate.threading_lookup import lookup_thread
 
 _AGENT_COLUMNS = (Agent.id, Agent.email, Agent.is_active, Agent.notify_new_ticket,
@@ -85,12 +85,11 @@ class CoreWriter:
         sender = await ensure_contact(conn, msg.sender.email, msg.sender.name,
                                       freemail=s.tickets.freemail_domains)
         agents = session.info.get(_AGENTS_KEY)
-        if agents is None:  # read once per batch: the batch holds the write lock
+        if agents is None:  # once per batch: agents change rarely (and SQLite holds the lock)
             agents = session.info[_AGENTS_KEY] = (await conn.execute(_AGENTS)).all()
         if any(agent.email == sender.email for agent in agents):
             return None  # agents: authentication, commands, notes
-        route = resolve_queue(s, recipients or [a.email for a in (*msg.to, *msg.cc) if a.email],
-                              msg)
+        route = resolve_queue(s, recipients or header_recipients(msg), msg)
         decision = await lookup_thread(session, self.rt, msg, sender, None, recipients)
         writer = _Unit(self, conn, session, sender, msg, via, spool_id, now, attachments,
                        agents if self.notify else [])

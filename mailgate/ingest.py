@@ -63,7 +63,7 @@ from mailgate.agent_mail import authenticate as authenticate_agent_mail
 from mailgate.attachments import store_attachments
 from mailgate.classify import Classification, classify
 from mailgate.parse import Address, Inbound, looks_like_mail, parse_message
-from mailgate.routing import Route, cc_watchers, resolve_queue
+from mailgate.routing import Route, cc_watchers, header_recipients, resolve_queue
 from mailgate.threading_lookup import lookup_thread
 
 log = structlog.get_logger("mailgate.ingest")
@@ -228,7 +228,7 @@ class Gateway:
                                              reference=result.ticket)
             return result
 
-        route: Route = resolve_queue(s, recipients or _header_recipients(msg), msg)
+        route: Route = resolve_queue(s, recipients or header_recipients(msg), msg)
         decision = await lookup_thread(session, rt, msg, sender, agent, recipients)
         ticket: Ticket | None = None
         if decision.ticket is not None:
@@ -381,6 +381,3 @@ async def _follow_merges(session, ticket: Ticket) -> Ticket:  # type: ignore[no-
         ticket = target
     return ticket
 
-
-def _header_recipients(msg: Inbound) -> list[str]:
-    return [a.email for a in (*msg.to, *msg.cc) if a.email]

@@ -90,3 +90,8 @@ def cc_watchers(settings: SmtpSettings, msg: Inbound, sender: str) -> list[Addre
     """The CC addresses of a first mail that become watchers: not ours, not the sender."""
     return [a for a in msg.cc
             if a.email and not accepts_recipient(settings, a.email) and a.email != sender]
+
+
+def header_recipients(msg: Inbound) -> list[str]:
+    """To and Cc addresses: the queue's clue when no envelope recipient is known (the pipe)."""
+    return [a.email for a in (*msg.to, *msg.cc) if a.email]

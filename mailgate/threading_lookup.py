@@ -17,6 +17,7 @@ from helpdesk.mailtokens import parse_reply_address, ticket_from_message_id
 from helpdesk.models import Agent, MessageRef, Ticket, Watcher
 from helpdesk.runtime import Runtime
 from mailgate.parse import Inbound
+from mailgate.routing import header_recipients
 from mailgate.thread import ThreadDecision, ThreadFacts, decide_thread, find_ticket_numbers
 
 
@@ -74,8 +75,7 @@ async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender
             signed = number
             break
     plus = None
-    header_rcpts = [a.email for a in (*msg.to, *msg.cc) if a.email]
-    for rcpt in [*recipients, *header_rcpts]:
+    for rcpt in [*recipients, *header_recipients(msg)]:
         token = parse_reply_address(rcpt, secrets=rt.secrets)
         if token is not None and await tickets.get(token.ticket) is not None:
             plus = token.ticket
