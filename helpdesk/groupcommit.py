@@ -11,12 +11,17 @@ so a batch first runs without them. If anything in it raises, that transaction i
 back whole and the batch runs again with a SAVEPOINT per unit: the unit that raises is
 rolled back alone and gets its own exception. A failure of the transaction itself
 (begin, commit) is given to every unit of the batch.
+
+``before_commit`` runs beside each batch and must finish before it commits: the gateway
+makes the batch's raw mails durable there, one sync for the batch instead of two fsyncs
+per mail. If it fails, the batch rolls back and every unit gets the error.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -38,10 +43,12 @@ class GroupCommit(Generic[T, R]):
     """Apply items with ``apply(session, item)`` in shared, savepointed transactions."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
-                 apply: Callable[[AsyncSession, T], Awaitable[R]], *, max_batch: int = 64) -> None:
+                 apply: Callable[[AsyncSession, T], Awaitable[R]], *, max_batch: int = 64,
+                 before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
         self.sessions = sessions
         self.apply = apply
         self.max_batch = max_batch
+        self.before_commit = before_commit
         self._pending: list[_Unit[T, R]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -62,13 +69,14 @@ class GroupCommit(Generic[T, R]):
         if await self._run_plain(batch):
             return
         try:
-            async with self.sessions() as session, session.begin():
+            async with self.sessions() as session, session.begin(), self._ready() as ready:
                 for unit in batch:
                     try:
                         async with session.begin_nested():
                             unit.result = await self.apply(session, unit.item)
                     except Exception as exc:
                         unit.error = exc
+                await ready
         except Exception as exc:
             for unit in batch:
                 if not unit.future.done():
@@ -79,15 +87,33 @@ class GroupCommit(Generic[T, R]):
     async def _run_plain(self, batch: list[_Unit[T, R]]) -> bool:
         """The batch in one transaction without savepoints; False when anything raised."""
         try:
-            async with self.sessions() as session, session.begin():
+            async with self.sessions() as session, session.begin(), self._ready() as ready:
                 for unit in batch:
                     unit.result = await self.apply(session, unit.item)
+                await ready
         except Exception as exc:
             if len(batch) > 1:
                 return False  # rolled back whole: run again, a savepoint per unit
             batch[0].error = exc
         self._wake(batch)
         return True
+
+    @contextlib.asynccontextmanager
+    async def _ready(self) -> AsyncIterator[asyncio.Future[None]]:
+        """``before_commit``, started now so that it overlaps the batch's work."""
+        if self.before_commit is None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            yield done
+            return
+        task = asyncio.ensure_future(self.before_commit())
+        try:
+            yield task
+        finally:
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await task  # retrieved, so an error is not reported twice
 
     @staticmethod
     def _wake(batch: list[_Unit[T, R]]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 
@@ -19,20 +21,63 @@ class BlobStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._unsynced: set[Path] = set()
 
     def path_for(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise ValueError("not a sha256 hex digest")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
-    def put(self, data: bytes) -> str:
-        """Store ``data`` durably and return its sha256 hex digest."""
+    def put(self, data: bytes, *, durable: bool = True) -> str:
+        """Store ``data`` and return its sha256 hex digest.
+
+        With ``durable`` the bytes survive a crash once this returns. Without it they are
+        written and renamed into place but not fsynced: the caller must call `sync` before
+        it commits anything that points at them. That lets a batch of mails share one
+        sync instead of paying two fsyncs each.
+        """
         digest = hashlib.sha256(data).hexdigest()
         final = self.path_for(digest)
-        if not _holds(final, len(data)):
-            final.parent.mkdir(parents=True, exist_ok=True)
+        if _holds(final, len(data)):
+            # Another writer (this process or not) may not have synced it yet.
+            if durable:
+                _fsync_path(final)
+            else:
+                self._note_unsynced(final)
+            return digest
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if durable:
             _place(_write_synced(final.parent, [data]), final)
+        else:
+            os.replace(_write(final.parent, [data]), final)
+            self._note_unsynced(final)
         return digest
+
+    def _note_unsynced(self, path: Path) -> None:
+        with self._lock:
+            self._unsynced.add(path)
+
+    def sync(self) -> None:
+        """Make every blob `put` without ``durable`` so far durable (data and names).
+
+        One ``syncfs`` of the store's filesystem where Linux offers it, else an fsync per
+        file and folder. A blob that was already there with its full size is not written
+        again: ext4 (data=ordered), XFS and btrfs extend a file's size on disk only after
+        its data is written, so after a crash a file either holds its bytes or is short.
+        """
+        with self._sync_lock:  # a second caller returns only after the first's sync
+            with self._lock:
+                pending, self._unsynced = self._unsynced, set()
+            if not pending:
+                return
+            try:
+                _sync_all(self.root, pending)
+            except BaseException:
+                with self._lock:
+                    self._unsynced |= pending
+                raise
 
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         """Store a stream durably without holding it whole; returns (sha256, size).
@@ -74,13 +119,18 @@ def _holds(final: Path, size: int) -> bool:
 
 def _write_synced(folder: Path, chunks: Iterable[bytes]) -> Path:
     """Write ``chunks`` to a new temporary file in ``folder`` and fsync it; its path."""
+    return _write(folder, chunks, fsync=True)
+
+
+def _write(folder: Path, chunks: Iterable[bytes], *, fsync: bool = False) -> Path:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -94,12 +144,45 @@ def _place(tmp: Path, final: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(final.parent)
+    _fsync_path(final.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _sync_all(root: Path, paths: set[Path]) -> None:
+    if _SYNCFS is not None:
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), str(root))
+        finally:
+            os.close(fd)
+        return
+    for path in paths:
+        _fsync_path(path)
+    for folder in {path.parent for path in paths}:
+        _fsync_path(folder)
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a folder by name."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    """Linux's ``syncfs(2)`` from the C library, or None where there is none."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    fn = getattr(libc, "syncfs", None)
+    if fn is None:
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_SYNCFS = _find_syncfs()

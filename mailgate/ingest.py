@@ -2,8 +2,9 @@
 
 What happens to an inbound email, in order:
 
-1. **Spool.** The raw bytes are written to the blob store (fsynced, content-addressed)
-   before anything else. Nothing below can lose them.
+1. **Spool.** The raw bytes are written to the blob store (content-addressed) before
+   anything else, and synced before the transaction that records them commits (one sync
+   per group-commit batch). Nothing below can lose them.
 2. **Deduplicate.** The key is the Message-ID *plus* a fingerprint of the content (From,
    Date, Subject and the body with line endings normalised), because some mailers reuse
    Message-IDs for different mail and dropping real mail is worse than keeping a
@@ -113,7 +114,7 @@ class Gateway:
         # off, every mail takes the TicketService path (the differential test's reference).
         self._core = CoreWriter(runtime, self.listeners) if core_writer else None
         self._committer: GroupCommit[_Job, IngestResult] = GroupCommit(
-            runtime.sessions, self._apply_one)
+            runtime.sessions, self._apply_one, before_commit=self._blobs_durable)
 
     async def ingest(self, raw: bytes, via: str, *, recipients: Sequence[str] = (),
                      envelope_sender: str = "", strict: bool = False) -> IngestResult:
@@ -134,7 +135,7 @@ class Gateway:
         if strict and not looks_like_mail(raw):
             raise NotMailError("input is not an email (empty, or binary with NUL bytes)")
         try:
-            sha = await asyncio.to_thread(self.rt.store.put, raw)
+            sha = await asyncio.to_thread(self.rt.store.put, raw, durable=False)
         except OSError as exc:
             raise TransientError(f"cannot store message: {exc}") from exc
         key, message_id = dedupe_key(raw)
@@ -151,6 +152,14 @@ class Gateway:
             return await self._quarantine_after_failure(raw, via, sha, key, message_id, exc, bound)
         except Exception as exc:
             return await self._quarantine_after_failure(raw, via, sha, key, message_id, exc, bound)
+
+    async def _blobs_durable(self) -> None:
+        """Sync the raw mails and attachments written so far: one sync for a whole batch,
+        before its rows commit (the blob store's `sync`)."""
+        try:
+            await asyncio.to_thread(self.rt.store.sync)
+        except OSError as exc:
+            raise TransientError(f"cannot sync stored messages: {exc}") from exc
 
     async def _apply(self, raw: bytes, via: str, sha: str, key: str, message_id: str | None,
                      recipients: Sequence[str], envelope_sender: str,
@@ -333,6 +342,7 @@ class Gateway:
         reason = f"internal error: {type(exc).__name__}"
         bound.error("ingest.failed", error=type(exc).__name__, exc_info=exc)
         try:
+            await self._blobs_durable()
             async with self.rt.sessions() as session, session.begin():
                 now = self.rt.clock()
                 spool_id = await _spool.claim(session, key, message_id, sha, len(raw), via, now)

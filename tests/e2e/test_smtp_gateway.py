@@ -141,6 +141,22 @@ async def test_answers_451_when_the_database_is_locked(tmp_path: Path) -> None:
         assert [t.subject for t in await g.tickets()] == ["after the lock"]
 
 
+async def test_answers_451_and_keeps_no_row_when_the_blob_store_cannot_sync(
+        gate: Gate, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raw mails are synced once per batch, before its commit: no sync, no row, no 250."""
+    def broken() -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gate.rt.store, "sync", broken)
+    with pytest.raises(aiosmtplib.SMTPDataError) as info:
+        await gate.send(mail())
+    assert f"{info.value.code} {info.value.message}" == R451_TEMPFAIL
+    assert await gate.tickets() == [] and await gate.spool() == []
+    monkeypatch.undo()
+    await gate.send(mail("after the disk was freed"))  # the sender's retry succeeds
+    assert [t.subject for t in await gate.tickets()] == ["after the disk was freed"]
+
+
 async def test_queues_give_their_default_category(gate: Gate) -> None:
     await gate.send(mail("Invoice wrong", to="billing@support.example.com"),
                     rcpts=["billing@support.example.com"])

@@ -135,3 +135,31 @@ async def test_units_submitted_while_a_batch_runs_go_in_the_next_one(runtime: Ru
     late = [asyncio.create_task(committer.submit(Item(f"late{i}"))) for i in range(3)]
     await asyncio.gather(first, *late)
     assert await names(runtime) == ["early", "late0", "late1", "late2"]
+
+
+async def test_before_commit_finishes_before_the_batch_commits(runtime: Runtime) -> None:
+    seen: list[list[str]] = []
+
+    async def before_commit() -> None:
+        await asyncio.sleep(0.05)  # longer than the units: commit must wait for it
+        async with runtime.read_sessions() as session:  # another connection: none committed
+            seen.append(list((await session.execute(select(Organization.name))).scalars()))
+
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, Recorder(),
+                                                    before_commit=before_commit)
+    await asyncio.gather(*(committer.submit(Item(f"u{i}")) for i in range(3)))
+    assert seen == [[]]
+    assert await names(runtime) == ["u0", "u1", "u2"]
+
+
+async def test_a_failing_before_commit_fails_every_unit_and_commits_nothing(
+        runtime: Runtime) -> None:
+    async def before_commit() -> None:
+        raise OSError(5, "Input/output error")
+
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, Recorder(),
+                                                    before_commit=before_commit)
+    results = await asyncio.gather(*(committer.submit(Item(f"u{i}")) for i in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results)
+    assert await names(runtime) == []

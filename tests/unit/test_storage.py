@@ -62,3 +62,59 @@ def test_put_chunks_leaves_nothing_when_the_stream_fails(tmp_path: Path) -> None
     with pytest.raises(OSError, match="source went away"):
         store.put_chunks(broken())
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_put_without_durable_waits_for_one_sync_of_the_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import helpdesk.storage as storage
+
+    synced: list[set[Path]] = []
+    monkeypatch.setattr(storage, "_sync_all", lambda root, paths: synced.append(set(paths)))
+    store = BlobStore(tmp_path)
+    a, b = store.put(b"one", durable=False), store.put(b"two", durable=False)
+    store.put(b"one", durable=False)  # already there: still synced with this batch
+    assert store.get(a) == b"one" and store.get(b) == b"two"
+    store.sync()
+    store.sync()  # nothing new: no second sync
+    assert synced == [{store.path_for(a), store.path_for(b)}]
+
+
+def test_a_failed_sync_keeps_its_blobs_for_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import helpdesk.storage as storage
+
+    store = BlobStore(tmp_path)
+    digest = store.put(b"mail", durable=False)
+
+    def broken(root: Path, paths: set[Path]) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(storage, "_sync_all", broken)
+    with pytest.raises(OSError):
+        store.sync()
+    synced: list[set[Path]] = []
+    monkeypatch.setattr(storage, "_sync_all", lambda root, paths: synced.append(set(paths)))
+    store.sync()
+    assert synced == [{store.path_for(digest)}]
+
+
+def test_without_syncfs_every_file_and_folder_is_fsynced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import helpdesk.storage as storage
+
+    fsynced: list[Path] = []
+    monkeypatch.setattr(storage, "_SYNCFS", None)
+    monkeypatch.setattr(storage, "_fsync_path", fsynced.append)
+    store = BlobStore(tmp_path)
+    paths = [store.path_for(store.put(data, durable=False)) for data in (b"x", b"y")]
+    store.sync()
+    assert sorted(fsynced) == sorted([*paths, *{p.parent for p in paths}])
+
+
+def test_syncfs_is_found_on_linux() -> None:
+    import sys
+
+    import helpdesk.storage as storage
+
+    if sys.platform == "linux":
+        assert storage._SYNCFS is not None
