@@ -1,9 +1,11 @@
 """Benchmark: SMTP to committed ticket, side by side with two aiosmtpd baselines, in one run.
 
-    python bench/ingest.py [--mails 2000] [--clients 8] [--replies 0.2]
+    python bench/ingest.py [--mails 2000] [--clients 8] [--replies 0.2] [--rounds 3]
 
 Runs three servers as separate processes on loopback, one after the other, and feeds each
-the same generated mail from the same client (8 concurrent SMTP connections):
+the same generated mail from the same client (8 concurrent SMTP connections). The three
+alternate for ``--rounds`` rounds and the medians are compared, because a shared 2-core
+machine's speed drifts from one minute to the next:
 
 * ``bare``:    aiosmtpd whose handler only answers 250 (the protocol's ceiling);
 * ``fsync``:   aiosmtpd that writes each message to a file and fsyncs it before 250
@@ -11,7 +13,8 @@ the same generated mail from the same client (8 concurrent SMTP connections):
 * ``helpdesk``: `helpdesk mailgate` on SQLite: spool + parse + thread + commit before 250.
 
 Then it sends one 25 MB message to a fresh gateway and reports how far its memory grew.
-Prints mails/s, the ratio to the fsync baseline, and the gateway's peak RSS.
+Prints mails/s per run, the medians and their ratio to the fsync baseline, and the
+gateway's peak RSS over all rounds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -209,6 +213,8 @@ def main() -> None:
     ap.add_argument("--mails", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--replies", type=float, default=0.2)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternate the three servers this many times; medians are compared")
     ap.add_argument("--serve", choices=["bare", "fsync"])
     ap.add_argument("--port", type=int)
     ap.add_argument("--spool", type=Path)
@@ -219,22 +225,33 @@ def main() -> None:
         return
     mails = generate(args.mails, args.replies)
     replies = sum(1 for m in mails if m[2] is not None)
-    print(f"{len(mails)} mails ({replies} replies), {args.clients} client connections")
+    print(f"{len(mails)} mails ({replies} replies), {args.clients} client connections, "
+          f"{args.rounds} round(s) of bare, fsync, helpdesk")
+    rates: dict[str, list[float]] = {"bare": [], "fsync": [], "helpdesk": []}
+    peak = 0
     with tempfile.TemporaryDirectory(prefix="hd-bench-") as tmp:
         root = Path(tmp)
-        port = free_port()
-        bare, _ = run_one("bare", start_baseline("bare", port, root / "bare"), port, mails,
-                          args.clients)
-        port = free_port()
-        fsync, _ = run_one("fsync", start_baseline("fsync", port, root / "fsync"), port, mails,
-                           args.clients)
-        (root / "gw").mkdir()
-        port = free_port()
-        ours, peak = run_one("helpdesk", start_gateway(root / "gw", port), port, mails,
-                             args.clients)
+        for n in range(args.rounds):
+            for kind in ("bare", "fsync"):
+                port = free_port()
+                rate, _ = run_one(kind, start_baseline(kind, port, root / f"{kind}{n}"), port,
+                                  mails, args.clients)
+                rates[kind].append(rate)
+            (root / f"gw{n}").mkdir()
+            port = free_port()
+            rate, gw_peak = run_one("helpdesk", start_gateway(root / f"gw{n}", port), port,
+                                    mails, args.clients)
+            rates["helpdesk"].append(rate)
+            peak = max(peak, gw_peak)
         (root / "big").mkdir()
         size, growth = big_message_growth(root / "big")
+    bare, fsync, ours = (statistics.median(rates[k]) for k in ("bare", "fsync", "helpdesk"))
     print()
+    if args.rounds > 1:
+        print("medians: " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in rates.items()))
+        print("per-round helpdesk / fsync: "
+              + ", ".join(f"{h / f:.2f}" for h, f in zip(rates["helpdesk"], rates["fsync"],
+                                                          strict=True)))
     print(f"helpdesk / fsync baseline = {ours / fsync:.2f} (target >= 0.50)")
     print(f"helpdesk / bare baseline  = {ours / bare:.2f}")
     print(f"gateway peak RSS          = {peak / 1024:.1f} MB (target < 150 MB)")
