@@ -382,14 +382,6 @@ class TicketService:
                      before={"watcher": contact.email})
         return True
 
-    async def participates(self, ticket: Ticket, contact: Contact) -> bool:
-        """Whether a contact may add to a ticket: requester, watcher/CC or same organization."""
-        if contact.id == ticket.requester_id:
-            return True
-        if ticket.organization_id is not None and contact.organization_id == ticket.organization_id:
-            return True
-        return await self.session.get(Watcher, (ticket.id, contact.id)) is not None
-
     # -- internals --------------------------------------------------------------------
 
     def snapshot(self, ticket: Any) -> dict[str, Any]:
