@@ -37,6 +37,10 @@ class BlobStore:
         written and renamed into place but not fsynced: the caller must call `sync` before
         it commits anything that points at them. That lets a batch of mails share one
         sync instead of paying two fsyncs each.
+
+        A blob that is already there with its full size is not written again: ext4
+        (data=ordered), XFS and btrfs extend a file's size on disk only after its data is
+        written, so after a crash a file either holds its bytes or is short.
         """
         digest = hashlib.sha256(data).hexdigest()
         final = self.path_for(digest)
@@ -49,9 +53,9 @@ class BlobStore:
             return digest
         final.parent.mkdir(parents=True, exist_ok=True)
         if durable:
-            _place(_write_synced(final.parent, [data]), final)
+            _place(_write(final.parent, [data], fsync=True), final)
         else:
-            os.replace(_write(final.parent, [data]), final)
+            os.replace(_write(final.parent, [data], fsync=False), final)
             self._note_unsynced(final)
         return digest
 
@@ -63,9 +67,7 @@ class BlobStore:
         """Make every blob `put` without ``durable`` so far durable (data and names).
 
         One ``syncfs`` of the store's filesystem where Linux offers it, else an fsync per
-        file and folder. A blob that was already there with its full size is not written
-        again: ext4 (data=ordered), XFS and btrfs extend a file's size on disk only after
-        its data is written, so after a crash a file either holds its bytes or is short.
+        file and folder.
         """
         with self._sync_lock:  # a second caller returns only after the first's sync
             with self._lock:
@@ -95,7 +97,7 @@ class BlobStore:
                 yield chunk
 
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = _write_synced(self.root, counted())
+        tmp = _write(self.root, counted(), fsync=True)
         sha = digest.hexdigest()
         final = self.path_for(sha)
         if _holds(final, size):
@@ -117,12 +119,8 @@ def _holds(final: Path, size: int) -> bool:
     return final.exists() and final.stat().st_size == size
 
 
-def _write_synced(folder: Path, chunks: Iterable[bytes]) -> Path:
-    """Write ``chunks`` to a new temporary file in ``folder`` and fsync it; its path."""
-    return _write(folder, chunks, fsync=True)
-
-
-def _write(folder: Path, chunks: Iterable[bytes], *, fsync: bool = False) -> Path:
+def _write(folder: Path, chunks: Iterable[bytes], *, fsync: bool) -> Path:
+    """Write ``chunks`` to a new temporary file in ``folder`` (fsynced on request); its path."""
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
