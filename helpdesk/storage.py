@@ -46,8 +46,9 @@ class BlobStore:
         final = self.path_for(digest)
         if _holds(final, len(data)):
             # Another writer (this process or not) may not have synced it yet.
-            if durable:
+            if durable:  # its data and its name in the folder
                 _fsync_path(final)
+                _fsync_path(final.parent)
             else:
                 self._note_unsynced(final)
             return digest

@@ -118,3 +118,16 @@ def test_syncfs_is_found_on_linux() -> None:
 
     if sys.platform == "linux":
         assert storage._SYNCFS is not None
+
+
+def test_a_durable_put_of_a_blob_already_there_syncs_it_and_its_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process may have written it without syncing yet."""
+    import helpdesk.storage as storage
+
+    store = BlobStore(tmp_path)
+    digest = store.put(b"written by someone else", durable=False)
+    fsynced: list[Path] = []
+    monkeypatch.setattr(storage, "_fsync_path", fsynced.append)
+    assert store.put(b"written by someone else") == digest
+    assert fsynced == [store.path_for(digest), store.path_for(digest).parent]
