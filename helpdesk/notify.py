@@ -117,28 +117,37 @@ class Notifier:
             agents = list((await session.execute(
                 select(Agent).where(Agent.is_active.is_(True)).order_by(Agent.id))).scalars())
         actor_email = event.actor.label if event.actor.kind == "agent" else None
-        for email, reply_to in agent_notices(
-                agents, pref=pref, actor_email=actor_email, number=ticket.number,
-                queue_address=self._queue_address(ticket), secret=self.rt.secrets[-1]):
-            await self._enqueue(event, kind="agent_notice", template=template, to=[email],
-                                context={"reply_to": reply_to, "action": event.action,
-                                         "before": event.before, "after": event.after})
-
-    def _queue_address(self, ticket: Ticket) -> str:
-        return ticket.queue or self.settings.outbound.sender
+        for values in agent_notice_rows(
+                self.rt, ticket, agents, pref=pref, template=template, actor_email=actor_email,
+                message_pk=event.message.id if event.message else None, action=event.action,
+                before=event.before, after=event.after, at=self.rt.clock()):
+            await outbox.add(session, values)
 
 
-def agent_notices(agents: Iterable[Any], *, pref: str, actor_email: str | None, number: int,
-                  queue_address: str, secret: str) -> list[tuple[str, str]]:
-    """(address, signed reply-to) for each agent who wants notice ``pref`` of a ticket event.
+def agent_reply_address(rt: Runtime, ticket: Any, agent: Any) -> str:
+    """The agent's signed reply address for ``ticket`` (what notifications carry)."""
+    base = ticket.queue or rt.settings.outbound.sender
+    return make_reply_address(base, ticket.number, secret=rt.secrets[-1], agent_id=agent.id)
+
+
+def agent_notice_rows(rt: Runtime, ticket: Any, agents: Iterable[Any], *, pref: str,
+                      template: str, actor_email: str | None, message_pk: int | None,
+                      action: str, before: dict[str, Any], after: dict[str, Any],
+                      at: datetime) -> list[dict[str, Any]]:
+    """Outbox rows telling each agent who wants notice ``pref`` of a ticket event.
 
     Inactive agents, agents who turned ``pref`` off, and the agent who acted are skipped.
-    Takes ORM agents or Core rows alike, so the gateway's Core writer picks the same people.
+    Takes ORM objects or Core rows alike (``ticket``: id, number, queue), so the gateway's
+    Core writer writes the same notices as this listener.
     """
-    return [(agent.email, make_reply_address(queue_address, number, secret=secret,
-                                             agent_id=agent.id))
-            for agent in agents
-            if agent.is_active and getattr(agent, pref) and agent.email != actor_email]
+    return [outbox.row_values(
+        kind="agent_notice", template=template, to=[agent.email],
+        instance_id=rt.settings.instance.id, secret=rt.secrets[-1], domain=rt.mail_domain,
+        at=at, ticket_id=ticket.id, ticket_number=ticket.number, about_message_id=message_pk,
+        context={"reply_to": agent_reply_address(rt, ticket, agent), "action": action,
+                 "before": before, "after": after})
+        for agent in agents
+        if agent.is_active and getattr(agent, pref) and agent.email != actor_email]
 
 
 async def acknowledge(rt: Runtime, session, ticket: Ticket, message: Message | None,  # type: ignore[no-untyped-def]

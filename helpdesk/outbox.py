@@ -77,11 +77,19 @@ async def add(session: AsyncSession, values: dict[str, Any]) -> OutboxRow:
     """Add a row built by `row_values`; a ticket's rows also become threading references."""
     row = OutboxRow(**values)
     session.add(row)
-    if row.ticket_id is not None:
-        session.add(MessageRef(message_id=row.message_id, ticket_id=row.ticket_id,
-                               direction="out"))
+    ref = thread_ref(values)
+    if ref is not None:
+        session.add(MessageRef(**ref))
     await session.flush()
     return row
+
+
+def thread_ref(values: dict[str, Any]) -> dict[str, Any] | None:
+    """The message reference of an outbox row about a ticket: replies to it thread there."""
+    if values["ticket_id"] is None:
+        return None
+    return {"message_id": values["message_id"], "ticket_id": values["ticket_id"],
+            "direction": "out"}
 
 
 async def count_recent(session: AsyncSession, *, kind: str, to: str, since: datetime) -> int:

@@ -15,20 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import outbox
-from helpdesk.mailtokens import make_reply_address
 from helpdesk.models import Agent, InboundSpool, Ticket
+from helpdesk.notify import agent_reply_address
 from helpdesk.runtime import Runtime
 from mailgate.agent_auth import AuthResult
 from mailgate.parse import Inbound
 
 REFUSALS_PER_HOUR = 5
 """At most this many "not authenticated" mails to one agent address per hour."""
-
-
-def agent_reply_address(rt: Runtime, ticket: Ticket, agent: Agent) -> str:
-    """The agent's signed reply address for ``ticket`` (what notifications carry)."""
-    base = ticket.queue or rt.settings.outbound.sender
-    return make_reply_address(base, ticket.number, secret=rt.secrets[-1], agent_id=agent.id)
 
 
 async def mail_agent(rt: Runtime, session: AsyncSession, ticket: Ticket, agent: Agent,

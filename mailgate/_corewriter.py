@@ -35,7 +35,7 @@ from helpdesk.audit import Actor
 from helpdesk.db import CoreRow
 from helpdesk.directory import ensure_contact
 from helpdesk.models import Agent, Attachment, AuditEvent, Message, MessageRef, OutboxRow, Ticket
-from helpdesk.notify import Notifier, ack_values, agent_notices, may_acknowledge
+from helpdesk.notify import Notifier, ack_values, agent_notice_rows, may_acknowledge
 from helpdesk.numbering import next_number
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import (
@@ -178,22 +178,16 @@ class _Unit:
 
     def _notices(self, ticket: Any, message: int, agents: Sequence[CoreRow], pref: str,
                  template: str, action: str, after: dict[str, Any]) -> None:
-        queue_address = ticket.queue or self.rt.settings.outbound.sender
-        for email, reply_to in agent_notices(agents, pref=pref, actor_email=None,
-                                             number=ticket.number, queue_address=queue_address,
-                                             secret=self.rt.secrets[-1]):
-            self._outbox(outbox.row_values(
-                kind="agent_notice", template=template, to=[email],
-                instance_id=self.rt.settings.instance.id, secret=self.rt.secrets[-1],
-                domain=self.rt.mail_domain, at=self.now, ticket_id=ticket.id,
-                ticket_number=ticket.number, about_message_id=message,
-                context={"reply_to": reply_to, "action": action, "before": {},
-                         "after": after}))
+        for values in agent_notice_rows(
+                self.rt, ticket, agents, pref=pref, template=template, actor_email=None,
+                message_pk=message, action=action, before={}, after=after, at=self.now):
+            self._outbox(values)
 
     def _outbox(self, values: dict[str, Any]) -> None:
         self.rows[OutboxRow].append(values)
-        self.rows[MessageRef].append({"message_id": values["message_id"],
-                                      "ticket_id": values["ticket_id"], "direction": "out"})
+        ref = outbox.thread_ref(values)
+        if ref is not None:
+            self.rows[MessageRef].append(ref)
 
     def _audit(self, ticket_id: int, actor: Actor, action: str, **fields: Any) -> None:
         self.rows[AuditEvent].append(

@@ -49,10 +49,10 @@ from helpdesk.models import (
     TimeEntry,
     Watcher,
 )
+from helpdesk.notify import agent_reply_address as agent_reply_address
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import NewAttachment, TicketService
 from mailgate._agent_notices import REFUSALS_PER_HOUR as REFUSALS_PER_HOUR
-from mailgate._agent_notices import agent_reply_address as agent_reply_address
 from mailgate._agent_notices import mail_agent
 from mailgate._agent_notices import refuse_agent_mail as refuse_agent_mail
 from mailgate._agent_notices import refuse_unauthenticated as refuse_unauthenticated
