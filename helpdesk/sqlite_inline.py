@@ -5,14 +5,14 @@ is done. A SQLite statement inside a write transaction takes microseconds, the r
 takes about a millisecond under load, and the gateway's ~20 statements per message made
 that hop most of its cost (measured: 65 → 117 messages/s in-process with this adapter).
 
-Only the calls that can wait run on a thread: ``BEGIN`` (it waits out the busy timeout when
-another process holds the write lock), ``COMMIT`` (fsync with ``synchronous=FULL``, WAL
-checkpoints) and connecting. Each connection has its own thread for them: on a shared
-pool, BEGINs waiting for the lock could take every thread and leave the holder's COMMIT
-none to run on, so nobody would get the lock until the busy timeout failed them all.
-Everything else runs inline, so it is meant for the writer engine, whose transactions
-hold the database lock anyway; long read-only queries (portal pages, listings) keep
-using aiosqlite on the reader engine.
+Only the calls that can wait run on a thread: ``BEGIN`` when another process holds the
+write lock (it waits out the busy timeout there; a free lock is taken on the loop),
+``COMMIT`` (fsync with ``synchronous=FULL``, WAL checkpoints) and connecting. Each
+connection has its own thread for them: on a shared pool, BEGINs waiting for the lock
+could take every thread and leave the holder's COMMIT none to run on, so nobody would
+get the lock until the busy timeout failed them all. Everything else runs inline, so it
+is meant for the writer engine, whose transactions hold the database lock anyway; long
+read-only queries (portal pages, listings) keep using aiosqlite on the reader engine.
 
 SQLAlchemy's aiosqlite dialect drives it unchanged through ``async_creator``: the shape
 is the part of aiosqlite's API that the dialect calls.
@@ -28,14 +28,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 _WAITING = re.compile(r"\s*(?:BEGIN|COMMIT|END)\b", re.IGNORECASE)  # the calls that wait
+_BEGIN = re.compile(r"\s*BEGIN\b", re.IGNORECASE)
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
 class InlineCursor:
     """The async cursor API over a sqlite3 cursor; only BEGIN/COMMIT leave the thread."""
 
-    def __init__(self, conn: sqlite3.Connection, waiter: ThreadPoolExecutor) -> None:
+    def __init__(self, conn: sqlite3.Connection, waiter: ThreadPoolExecutor,
+                 busy_ms: int) -> None:
         self._cursor = conn.cursor()
         self._waiter = waiter
+        self._busy_ms = busy_ms
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -64,12 +68,34 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
+        if _BEGIN.match(sql) and self._begin_now(sql):
+            return self
         if _WAITING.match(sql):
             await asyncio.get_running_loop().run_in_executor(
                 self._waiter, self._cursor.execute, sql, parameters)
         else:
             self._cursor.execute(sql, parameters)
         return self
+
+    def _begin_now(self, sql: str) -> bool:
+        """BEGIN on the loop when the lock is free; False when another process holds it.
+
+        An uncontended BEGIN takes microseconds, a trip to the waiting thread and back
+        most of a millisecond, paid once per transaction while the loop has nothing to do.
+        With the busy timeout off it cannot wait; only when it would wait does it go to
+        the thread, with the timeout back on.
+        """
+        cursor = self._cursor
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            cursor.execute(sql)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _BUSY:  # primary code of an extended one
+                raise
+            return False
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        return True
 
     async def executemany(self, sql: str, seq: Iterable[Any]) -> InlineCursor:
         self._cursor.executemany(sql, seq)
@@ -91,8 +117,9 @@ class InlineCursor:
 class InlineConnection:
     """The async connection API that SQLAlchemy's aiosqlite adapter calls."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, busy_ms: int) -> None:
         self._connection: sqlite3.Connection | None = conn
+        self._busy_ms = busy_ms
         self._waiter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-wait")
 
     @property
@@ -106,7 +133,7 @@ class InlineConnection:
         return self._conn.isolation_level
 
     def cursor(self) -> InlineCursor:
-        return InlineCursor(self._conn, self._waiter)
+        return InlineCursor(self._conn, self._waiter, self._busy_ms)
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> InlineCursor:
         cursor = self.cursor()
@@ -151,6 +178,6 @@ def connector(path: str, *, timeout: float) -> Callable[[], Awaitable[InlineConn
     async def connect() -> InlineConnection:
         conn = await asyncio.to_thread(sqlite3.connect, path, timeout=timeout,
                                        isolation_level=None, check_same_thread=False)
-        return InlineConnection(conn)
+        return InlineConnection(conn, int(timeout * 1000))
 
     return connect

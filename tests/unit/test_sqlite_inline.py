@@ -1,8 +1,9 @@
 """The SQLite writer connection (`helpdesk.sqlite_inline`) through a real engine and file.
 
 The writer engine from `helpdesk.db.create_engine` drives ``InlineConnection``: statements
-run on the event loop's thread, ``BEGIN``/``COMMIT`` on a thread per connection, so many
-writers waiting for the lock never starve the holder's ``COMMIT``.
+run on the event loop's thread, ``COMMIT`` and a ``BEGIN`` that must wait for the lock on a
+thread per connection, so many writers waiting for the lock never starve the holder's
+``COMMIT``.
 """
 
 from __future__ import annotations
@@ -107,9 +108,10 @@ async def test_fetchmany_fetchone_and_executemany_work(engine: AsyncEngine) -> N
         assert one[0] == "n5"
 
 
-async def test_statements_run_on_the_loop_thread_and_begin_commit_elsewhere(
+async def test_statements_and_a_free_begin_run_on_the_loop_thread_and_commit_elsewhere(
         engine: AsyncEngine) -> None:
-    """The point of the adapter: ordinary statements need no thread hop."""
+    """The point of the adapter: ordinary statements, and BEGIN when nobody else holds the
+    lock, need no thread hop; COMMIT (an fsync) does not stall the loop."""
     seen: list[tuple[str, int]] = []
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -128,8 +130,34 @@ async def test_statements_run_on_the_loop_thread_and_begin_commit_elsewhere(
     assert statement_thread == loop_thread
     threads = {verb: tid for verb, tid in seen}
     assert threads["INSERT"] == loop_thread and threads["SELECT"] == loop_thread
-    assert threads["BEGIN"] != loop_thread
+    assert threads["BEGIN"] == loop_thread
     assert threads["COMMIT"] != loop_thread
+    async with engine.connect() as conn:  # the busy timeout is back after the free BEGIN
+        assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 10_000
+
+
+async def test_a_begin_that_must_wait_for_the_lock_waits_on_the_connections_thread(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "contended.db")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    conn = await sqlite_inline.connector(path, timeout=5.0)()
+    seen: list[int] = []
+    conn._conn.set_trace_callback(
+        lambda sql: seen.append(threading.get_ident()) if sql.startswith("BEGIN") else None)
+    begin = asyncio.ensure_future(conn.cursor().execute("BEGIN IMMEDIATE"))
+    await asyncio.sleep(0.2)
+    assert not begin.done()  # waiting, and the loop runs meanwhile
+    holder.execute("COMMIT")
+    await asyncio.wait_for(begin, 5)
+    await conn.cursor().execute("INSERT INTO t VALUES (1)")
+    await conn.commit()
+    await conn.close()
+    holder.close()
+    assert seen[0] == threading.get_ident()  # tried on the loop first, busy at once
+    assert seen[-1] != threading.get_ident()  # then waited on the connection's thread
 
 
 async def test_nine_writers_queue_behind_a_lock_holder_without_starving_its_commit(
