@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,17 @@ def test_identical_content_is_stored_once_and_no_temp_files_remain(tmp_path: Pat
     assert a == b
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert [p.name for p in files] == [a]
+
+
+def test_put_after_its_folder_was_removed_makes_the_folder_again(tmp_path: Path) -> None:
+    """Folders are made once per store; one removed behind its back (an operator pruning
+    the store) is made again rather than failing the put."""
+    store = BlobStore(tmp_path / "blobs")
+    first = store.put(b"one", durable=False)
+    shutil.rmtree(tmp_path / "blobs")
+    second = store.put(b"one", durable=False)
+    assert first == second and store.get(second) == b"one"
+    assert [p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == [second]
 
 
 def test_path_for_refuses_anything_but_a_digest(tmp_path: Path) -> None:
