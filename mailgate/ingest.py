@@ -56,6 +56,7 @@ from helpdesk.numbering import format_number
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import Listener, NewAttachment, TicketService
 from mailgate import _spool
+from mailgate._blobsync import BlobSyncer
 from mailgate._corewriter import CoreWriter
 from mailgate._dedupe import dedupe_key as dedupe_key  # re-exported: receivers use it
 from mailgate.agent_auth import AuthResult
@@ -119,6 +120,7 @@ class Gateway:
         # New tickets and participants' replies as Core rows (see mailgate/_corewriter.py);
         # off, every mail takes the TicketService path (the differential test's reference).
         self._core = CoreWriter(runtime, self.listeners) if core_writer else None
+        self._syncer = BlobSyncer(runtime.store)
         self._committer: GroupCommit[_Job, IngestResult] = GroupCommit(
             runtime.sessions, self._apply_one, before_commit=self._blobs_durable)
 
@@ -145,6 +147,7 @@ class Gateway:
                 sha = self.rt.store.put(raw, durable=False)
             else:
                 sha = await asyncio.to_thread(self.rt.store.put, raw, durable=False)
+            self._syncer.note_write()
         except OSError as exc:
             raise TransientError(f"cannot store message: {exc}") from exc
         key, message_id = dedupe_key(raw)
@@ -163,10 +166,10 @@ class Gateway:
             return await self._quarantine_after_failure(raw, via, sha, key, message_id, exc, bound)
 
     async def _blobs_durable(self) -> None:
-        """Sync the raw mails and attachments written so far: one sync for a whole batch,
-        before its rows commit (the blob store's `sync`)."""
+        """The raw mails and attachments written so far made durable, before the rows that
+        point at them commit; the sync usually runs already (see `mailgate._blobsync`)."""
         try:
-            await asyncio.to_thread(self.rt.store.sync)
+            await self._syncer.durable(self._syncer.written)
         except OSError as exc:
             raise TransientError(f"cannot sync stored messages: {exc}") from exc
 
@@ -182,6 +185,8 @@ class Gateway:
         except Exception as exc:
             msg, parse_error = None, f"unparseable: {type(exc).__name__}"
         atts = await store_attachments(self.rt.store, msg.attachments) if msg else []
+        if atts:
+            self._syncer.note_write()
         job = _Job(raw, via, sha, key, message_id, tuple(recipients), envelope_sender, bound,
                    msg, parse_error, atts)
         result = await self._committer.submit(job)
