@@ -15,6 +15,11 @@ rolled back alone and gets its own exception. A failure of the transaction itsel
 ``before_commit`` runs beside each batch and must finish before it commits: the gateway
 makes the batch's raw mails durable there, one sync for the batch instead of two fsyncs
 per mail. If it fails, the batch rolls back and every unit gets the error.
+
+``finish(session)`` writes what units left for later (the gateway's Core writer defers
+rows that nothing in the batch reads back, to insert them with one statement per table):
+after the last unit of a plain batch, and inside each unit's SAVEPOINT when the batch
+runs again unit by unit, so a unit's deferred rows fail and roll back with that unit.
 """
 
 from __future__ import annotations
@@ -44,11 +49,13 @@ class GroupCommit(Generic[T, R]):
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
                  apply: Callable[[AsyncSession, T], Awaitable[R]], *, max_batch: int = 64,
-                 before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
+                 before_commit: Callable[[], Awaitable[None]] | None = None,
+                 finish: Callable[[AsyncSession], Awaitable[None]] | None = None) -> None:
         self.sessions = sessions
         self.apply = apply
         self.max_batch = max_batch
         self.before_commit = before_commit
+        self.finish = finish
         self._pending: list[_Unit[T, R]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -74,6 +81,8 @@ class GroupCommit(Generic[T, R]):
                     try:
                         async with session.begin_nested():
                             unit.result = await self.apply(session, unit.item)
+                            if self.finish is not None:
+                                await self.finish(session)
                     except Exception as exc:
                         unit.error = exc
                 await ready
@@ -90,6 +99,8 @@ class GroupCommit(Generic[T, R]):
             async with self.sessions() as session, session.begin(), self._ready() as ready:
                 for unit in batch:
                     unit.result = await self.apply(session, unit.item)
+                if self.finish is not None:
+                    await self.finish(session)
                 await ready
         except Exception as exc:
             if len(batch) > 1:

@@ -18,6 +18,14 @@ tickets, status changes, watchers, tags, assignment, and any listener other than
 notifier. The rows are the ORM path's, column for column and in the same order;
 ``tests/integration/test_corewriter.py`` runs the same mails through both paths into two
 databases and compares every table.
+
+Rows that nothing later in the batch reads (attachments, audit events, message references,
+outbox rows, the ticket's ``updated_at`` and the spool row's outcome) are deferred and
+inserted with one statement per table when the batch ends (`write_deferred`, the group
+commit's ``finish``): that halves the statements per mail. Two reads could miss them and
+write them first: threading by a Message-ID that a deferred reference holds, and the
+hourly acknowledgement limit of an address that a deferred outbox row is for. Anything
+that is not the Core writer (the ORM path, a duplicate's lookup) writes them first too.
 """
 
 from __future__ import annotations
@@ -62,6 +70,43 @@ _TOUCH = update(Ticket).where(Ticket.id == bindparam("ticket")).values(
 _NEW_TICKET = insert(Ticket).returning(Ticket.id)
 _NEW_MESSAGE = insert(Message).returning(Message.id)
 _ROWS = {table: insert(table) for table in (Attachment, AuditEvent, MessageRef, OutboxRow)}
+_DEFERRED = "corewriter.deferred"
+
+
+class _Deferred:
+    """The rows Core-written mails left for the end of the batch, per table in mail order."""
+
+    def __init__(self) -> None:
+        self.rows: dict[Any, list[dict[str, Any]]] = {table: [] for table in _ROWS}
+        self.touches: list[dict[str, Any]] = []  # tickets' updated_at
+        self.finishes: list[dict[str, Any]] = []  # one per mail: the spool row's outcome
+        self.message_ids: set[str] = set()  # of deferred message references
+        self.mailed: set[str] = set()  # addresses of deferred outbox rows
+
+
+def _deferred(session: AsyncSession) -> _Deferred:
+    deferred = session.info.get(_DEFERRED)
+    if deferred is None:
+        deferred = session.info[_DEFERRED] = _Deferred()
+    return deferred
+
+
+async def write_deferred(session: AsyncSession) -> None:
+    """Insert what Core-written mails deferred: one statement per table.
+
+    Taken out of the session first, so rows that fail to insert are not tried again with
+    the next unit (the group commit rolls back whatever held them).
+    """
+    deferred: _Deferred | None = session.info.pop(_DEFERRED, None)
+    if deferred is None or not deferred.finishes:
+        return
+    conn = await session.connection()
+    for table, stmt in _ROWS.items():
+        if deferred.rows[table]:
+            await conn.execute(stmt, deferred.rows[table])
+    if deferred.touches:
+        await conn.execute(_TOUCH, deferred.touches)
+    await conn.execute(_spool.FINISH, deferred.finishes)
 
 
 class CoreWriter:
@@ -90,6 +135,8 @@ class CoreWriter:
         if any(agent.email == sender.email for agent in agents):
             return None  # agents: authentication, commands, notes
         route = resolve_queue(s, recipients or header_recipients(msg), msg)
+        if _deferred(session).message_ids.intersection(msg.in_reply_to, msg.references):
+            await write_deferred(session)  # a reply to a mail of this batch
         decision = await lookup_thread(session, self.rt, msg, sender, None, recipients)
         writer = _Unit(self, conn, session, sender, msg, via, spool_id, now, attachments,
                        agents if self.notify else [])
@@ -121,6 +168,7 @@ class _Unit:
         self.actor = Actor("contact", sender.email, sender.id)
         self.service = TicketService(session, owner.settings)
         self.rows: dict[Any, list[dict[str, Any]]] = {t: [] for t in _ROWS}
+        self.touches: list[dict[str, Any]] = []
 
     async def new_ticket(self, queue: str, category: str | None, priority: str | None,
                          template: str, *, acknowledge: bool, reason: str) -> int:
@@ -136,6 +184,8 @@ class _Unit:
         message = await self._message(ticket_id, msg.text or msg.visible_text, "email", msg.text)
         self._notices(ticket, message, self.agents, "notify_new_ticket", "agent_new_ticket",
                       "ticket.created", snapshot)
+        if sender.email.lower() in _deferred(self.session).mailed:
+            await write_deferred(self.session)  # its acknowledgements count to the limit
         if acknowledge and await may_acknowledge(self.rt, self.session, sender.email,
                                                  sender.is_undeliverable, now):
             self._outbox(ack_values(self.rt, to=sender.email, template=template,
@@ -143,18 +193,18 @@ class _Unit:
                                     message_pk=message, message_id=msg.message_id, at=now))
         if reason:
             self._audit(ticket_id, audit.SYSTEM, "ticket.threading", reason=reason)
-        await self._write(ticket_id, "ticket", reason)
+        self._write(ticket_id, "ticket", reason)
         return int(ticket.number)
 
     async def reply(self, ticket: CoreRow, *, reason: str) -> None:
         msg = self.msg
         message = await self._message(ticket.id, msg.visible_text, self.via, msg.text)
-        await self.conn.execute(_TOUCH, {"ticket": ticket.id, "at": self.now})
+        self.touches = [{"ticket": ticket.id, "at": self.now}]
         agents = [a for a in self.agents
                   if ticket.assignee_id is None or a.id == ticket.assignee_id]
         self._notices(ticket, message, agents, "notify_reply", "agent_reply_notice",
                       "message.public", {})
-        await self._write(ticket.id, "reply", reason)
+        self._write(ticket.id, "reply", reason)
         stale = self.session.identity_map.get(
             AsyncSession.identity_key(Ticket, ticket.id))
         if stale is not None:
@@ -193,9 +243,13 @@ class _Unit:
         self.rows[AuditEvent].append(
             audit.values(ticket_id=ticket_id, actor=actor, action=action, at=self.now, **fields))
 
-    async def _write(self, ticket_id: int, disposition: str, reason: str) -> None:
-        for table, stmt in _ROWS.items():
-            if self.rows[table]:
-                await self.conn.execute(stmt, self.rows[table])
-        await _spool.finish(self.session, self.spool_id, disposition, reason, ticket_id,
-                            self.now)
+    def _write(self, ticket_id: int, disposition: str, reason: str) -> None:
+        """Leave the mail's remaining rows for the end of the batch, all of them at once."""
+        deferred = _deferred(self.session)
+        for table, rows in self.rows.items():
+            deferred.rows[table] += rows
+        deferred.message_ids.update(ref["message_id"] for ref in self.rows[MessageRef])
+        deferred.mailed.update(row["to_addr"].lower() for row in self.rows[OutboxRow])
+        deferred.touches += self.touches
+        deferred.finishes.append(_spool.finish_values(self.spool_id, disposition, reason,
+                                                      ticket_id, self.now))

@@ -9,6 +9,7 @@ column makes `claim` the point where a second delivery of the same mail is recog
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from helpdesk.models import InboundSpool
 
 _CLAIM = {name: stmt.returning(InboundSpool.id)
           for name, stmt in insert_or_ignore(InboundSpool, "dedupe_key").items()}
-_FINISH = update(InboundSpool).where(InboundSpool.id == bindparam("spool_id")).values(
+FINISH = update(InboundSpool).where(InboundSpool.id == bindparam("spool_id")).values(
     status=bindparam("new_status"), reason=bindparam("new_reason"),
     ticket_id=bindparam("new_ticket"), processed_at=bindparam("at"))
 
@@ -36,7 +37,13 @@ async def claim(session: AsyncSession, key: str, message_id: str | None, sha: st
 
 async def finish(session: AsyncSession, spool_id: int, status: str, reason: str,
                  ticket_id: int | None, now: datetime) -> None:
-    """Record what became of spool row ``spool_id``; ``reason`` is cut to 2000 characters."""
-    await (await session.connection()).execute(_FINISH, {
-        "spool_id": spool_id, "new_status": status, "new_reason": reason[:2000],
-        "new_ticket": ticket_id, "at": now})
+    """Record what became of spool row ``spool_id``."""
+    await (await session.connection()).execute(
+        FINISH, finish_values(spool_id, status, reason, ticket_id, now))
+
+
+def finish_values(spool_id: int, status: str, reason: str, ticket_id: int | None,
+                  now: datetime) -> dict[str, Any]:
+    """`FINISH`'s parameters; ``reason`` is cut to 2000 characters."""
+    return {"spool_id": spool_id, "new_status": status, "new_reason": reason[:2000],
+            "new_ticket": ticket_id, "at": now}

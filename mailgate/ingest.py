@@ -57,7 +57,7 @@ from helpdesk.runtime import Runtime
 from helpdesk.tickets import Listener, NewAttachment, TicketService
 from mailgate import _spool
 from mailgate._blobsync import BlobSyncer
-from mailgate._corewriter import CoreWriter
+from mailgate._corewriter import CoreWriter, write_deferred
 from mailgate._dedupe import dedupe_key as dedupe_key  # re-exported: receivers use it
 from mailgate.agent_auth import AuthResult
 from mailgate.agent_mail import AgentMail, refuse_unauthenticated
@@ -122,7 +122,8 @@ class Gateway:
         self._core = CoreWriter(runtime, self.listeners) if core_writer else None
         self._syncer = BlobSyncer(runtime.store)
         self._committer: GroupCommit[_Job, IngestResult] = GroupCommit(
-            runtime.sessions, self._apply_one, before_commit=self._blobs_durable)
+            runtime.sessions, self._apply_one, before_commit=self._blobs_durable,
+            finish=write_deferred if core_writer else None)
 
     async def ingest(self, raw: bytes, via: str, *, recipients: Sequence[str] = (),
                      envelope_sender: str = "", strict: bool = False) -> IngestResult:
@@ -200,6 +201,7 @@ class Gateway:
         spool_id = await _spool.claim(session, job.key, job.message_id, job.sha, len(job.raw),
                                       job.via, now)
         if spool_id is None:
+            await write_deferred(session)  # the first copy may be earlier in this batch
             existing = (await session.execute(
                 select(InboundSpool).where(InboundSpool.dedupe_key == job.key))).scalar_one()
             return IngestResult("duplicate", existing.id, None,
@@ -220,6 +222,7 @@ class Gateway:
                 t = s.tickets
                 return IngestResult(disposition, spool_id,  # type: ignore[arg-type]
                                     format_number(number, t.prefix, t.digits), reason)
+            await write_deferred(session)  # the ORM path reads and inserts the same tables
         msg = await self._ensure_sender(session, msg, job.envelope_sender, job.bound)
         return await self._thread_and_apply(session, msg, verdict, job.recipients, job.via,
                                             spool_id, now, job.attachments)

@@ -211,6 +211,58 @@ async def test_core_writer_leaves_the_rows_of_the_orm_path(
     assert [o.split()[0] for o in core_out].count("reply") == 6
 
 
+async def batched_scenario(rt: Runtime, gateway: Gateway) -> list[str]:
+    """Mails that arrive together and share group-commit batches, so that the Core
+    writer's deferred rows are still unwritten when a later mail of the batch needs them:
+    a reply to a mail of the same batch, a second copy of one, acknowledgements to one
+    address past the hourly limit, and mails that take the ORM path between them."""
+    out: list[str] = []
+
+    async def together(*raws: bytes) -> None:
+        rt.clock.tick()  # type: ignore[attr-defined]
+        # No attachments: each mail reaches the batch without waiting, so in this order.
+        results = await asyncio.gather(*(gateway.ingest(raw, "smtp", recipients=[RCPT])
+                                         for raw in raws))
+        out.extend(f"{r.disposition} {r.ticket} {r.reason}" for r in results)
+
+    async with rt.sessions() as session, session.begin():
+        await add_agent(session, "ann@support.example.com", "Ann")
+    await together(
+        mail(1, "Carol <carol@acme.test>", "printer on fire"),
+        mail(1, "Carol <carol@acme.test>", "printer on fire"),  # its second copy
+        mail(2, "dave@acme.test", "Re: printer", reply_to="<m1@example.org>"),  # same batch
+        mail(3, "eve@gmail.com", "with a watcher", cc="frank@other.test"),  # ORM path
+        mail(4, "carol@acme.test", "Re: printer", reply_to="<m2@example.org>"),
+        mail(5, "ann@support.example.com", "Re: [TKT-000001] #status pending"),  # agent's
+        mail(6, "carol@acme.test", "Re: printer", reply_to="<m1@example.org>"),
+    )
+    await together(*(mail(i, "Grace <grace@flood.test>", f"question {i}")
+                     for i in range(10, 40)))  # past the hourly limit within batches
+    await together(
+        mail(40, "eve@gmail.com", "Re: [TKT-000003] thanks"),
+        mail(41, "eve@gmail.com", "Re: thanks", reply_to="<m40@example.org>"),
+        mail(10, "Grace <grace@flood.test>", "question 10"),  # a copy from an earlier batch
+    )
+    return out
+
+
+async def test_core_writer_leaves_the_rows_of_the_orm_path_when_mails_share_a_batch(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    restart = deterministic_tokens(monkeypatch)
+    orm_out, orm = await run(kind, tmp_path / "orm", False, batched_scenario)
+    restart()
+    core_out, core = await run(kind, tmp_path / "core", True, batched_scenario)
+    assert core_out == orm_out
+    assert_same(orm, core)
+    dispositions = [o.split()[0] for o in core_out]
+    assert dispositions[:3] == ["ticket", "duplicate", "reply"]
+    assert core_out[1].endswith("(ticket)")  # the first copy's outcome, though deferred
+    assert dispositions[-2:] == ["reply", "duplicate"]
+    acks_to_grace = [row for row in core["outbox"] if row[1] == "ack"
+                     and "grace@flood.test" in str(row)]
+    assert 0 < len(acks_to_grace) < 30  # the limit held inside a batch
+
+
 async def test_core_writer_matches_on_every_corpus_mail(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corpus: Path) -> None:
     entries = [json.loads(line) for line in (corpus / "expected.jsonl").read_text().splitlines()]

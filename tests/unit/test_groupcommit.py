@@ -163,3 +163,46 @@ async def test_a_failing_before_commit_fails_every_unit_and_commits_nothing(
                                    return_exceptions=True)
     assert all(isinstance(r, OSError) for r in results)
     assert await names(runtime) == []
+
+
+class Deferring:
+    """``apply`` + ``finish``: each unit leaves its row in the session, finish inserts them."""
+
+    def __init__(self, bad: str = "") -> None:
+        self.bad = bad  # a name whose deferred row breaks the insert (duplicate domain)
+        self.finished: list[list[str]] = []
+
+    async def apply(self, session: AsyncSession, item: Item) -> str:
+        session.info.setdefault("later", []).append(item.name)
+        return item.name
+
+    async def finish(self, session: AsyncSession) -> None:
+        later = session.info.pop("later", [])
+        self.finished.append(later)
+        for name in later:
+            session.add(Organization(name=name, domain="taken.example" if name == self.bad
+                                     else f"{name}.example"))
+        await session.flush()
+
+
+async def test_finish_runs_once_after_the_units_of_a_batch(runtime: Runtime) -> None:
+    d = Deferring()
+    committer: GroupCommit[Item, str] = GroupCommit(runtime.sessions, d.apply, finish=d.finish)
+    await asyncio.gather(*(committer.submit(Item(f"u{i}")) for i in range(4)))
+    assert d.finished == [["u0", "u1", "u2", "u3"]]
+    assert await names(runtime) == ["u0", "u1", "u2", "u3"]
+
+
+async def test_a_failing_finish_reruns_the_batch_and_fails_only_the_unit_it_held(
+        runtime: Runtime) -> None:
+    async with runtime.sessions() as session, session.begin():
+        session.add(Organization(name="existing", domain="taken.example"))
+    d = Deferring(bad="u2")
+    committer: GroupCommit[Item, str] = GroupCommit(runtime.sessions, d.apply, finish=d.finish)
+    results = await asyncio.gather(*(committer.submit(Item(f"u{i}")) for i in range(4)),
+                                   return_exceptions=True)
+    assert isinstance(results[2], IntegrityError)
+    assert [r for i, r in enumerate(results) if i != 2] == ["u0", "u1", "u3"]
+    assert d.finished[0] == ["u0", "u1", "u2", "u3"]  # plain: once, and it failed
+    assert d.finished[1:] == [["u0"], ["u1"], ["u2"], ["u3"]]  # then inside each savepoint
+    assert await names(runtime) == ["existing", "u0", "u1", "u3"]
