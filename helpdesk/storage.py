@@ -45,9 +45,9 @@ class BlobStore:
         (data=ordered), XFS and btrfs extend a file's size on disk only after its data is
         written, so after a crash a file either holds its bytes or is short.
 
-        Written with a handful of system calls (no ``pathlib``, no ``tempfile``): the
-        gateway calls this once per mail on its event loop, where every microsecond of
-        Python is a microsecond no other mail is served.
+        Written with few system calls (a stat, then open, write, close and rename; each
+        folder made once per store): the gateway calls this once per mail on its event
+        loop, where every microsecond spent here is one no other mail is served.
         """
         digest = hashlib.sha256(data).hexdigest()
         final = self.path_for(digest)
@@ -59,18 +59,22 @@ class BlobStore:
             else:
                 self._note_unsynced(final)
             return digest
-        tmp = self._write_new(final, data, fsync=durable)
+        tmp, made = self._write_new(final, data, fsync=durable)
         if durable:
             _place(tmp, final)
+            if made:  # the names of the folders made for it
+                _fsync_folders(self.root, final.parent.parent)
         else:
             os.replace(tmp, final)
             self._note_unsynced(final)
         return digest
 
-    def _write_new(self, final: Path, data: bytes, *, fsync: bool) -> str:
-        """Write ``data`` to a fresh temporary name beside ``final``; that name."""
-        folder = final.parent
+    def _write_new(self, final: Path, data: bytes, *, fsync: bool) -> tuple[str, bool]:
+        """Write ``data`` to a fresh temporary name beside ``final``: that name, and whether
+        its folder had to be made."""
+        folder, made = final.parent, False
         if folder not in self._folders:
+            made = not folder.is_dir()
             folder.mkdir(parents=True, exist_ok=True)
             self._folders.add(folder)
         tmp = f"{folder}/.tmp-{final.name[:16]}-{os.getpid()}-{next(self._serial)}"
@@ -79,6 +83,7 @@ class BlobStore:
         except FileNotFoundError:  # the folder went away since we made it
             self._folders.discard(folder)
             folder.mkdir(parents=True, exist_ok=True)
+            made = True
             fd = os.open(tmp, _NEW_FILE, 0o600)
         try:
             view = memoryview(data)
@@ -91,7 +96,7 @@ class BlobStore:
             os.unlink(tmp)
             raise
         os.close(fd)
-        return tmp
+        return tmp, made
 
     def _note_unsynced(self, path: Path) -> None:
         with self._lock:
@@ -137,8 +142,11 @@ class BlobStore:
         if _holds(final, size):
             tmp.unlink()
         else:
+            made = not final.parent.is_dir()
             final.parent.mkdir(parents=True, exist_ok=True)
             _place(tmp, final)
+            if made:
+                _fsync_folders(self.root, final.parent.parent)
         return sha, size
 
     def get(self, sha256: str) -> bytes:
@@ -194,8 +202,23 @@ def _sync_all(root: Path, paths: set[Path]) -> None:
         return
     for path in paths:
         _fsync_path(path)
-    for folder in {path.parent for path in paths}:
+    for folder in sorted({f for path in paths for f in _up_to(root, path.parent)}, reverse=True):
         _fsync_path(folder)
+
+
+def _fsync_folders(root: Path, folder: Path) -> None:
+    """fsync ``folder`` and each folder above it up to ``root``: a folder made by `put`
+    is durable only once its name is in its parent on disk."""
+    for each in _up_to(root, folder):
+        _fsync_path(each)
+
+
+def _up_to(root: Path, folder: Path) -> list[Path]:
+    """``folder`` and its parents up to and including ``root`` (only ``folder`` if outside)."""
+    chain = [folder]
+    while chain[-1] != root and root in chain[-1].parents:
+        chain.append(chain[-1].parent)
+    return chain
 
 
 def _fsync_path(path: Path) -> None:

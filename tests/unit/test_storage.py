@@ -120,7 +120,25 @@ def test_without_syncfs_every_file_and_folder_is_fsynced(
     store = BlobStore(tmp_path)
     paths = [store.path_for(store.put(data, durable=False)) for data in (b"x", b"y")]
     store.sync()
-    assert sorted(fsynced) == sorted([*paths, *{p.parent for p in paths}])
+    folders = {p.parent for p in paths}
+    above = {p.parent.parent for p in paths} | {tmp_path}  # the names of the folders made
+    assert sorted(fsynced) == sorted([*paths, *folders, *above])
+
+
+def test_a_durable_put_into_a_new_folder_syncs_the_folders_names_up_to_the_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import helpdesk.storage as storage
+
+    fsynced: list[Path] = []
+    monkeypatch.setattr(storage, "_fsync_path", fsynced.append)
+    store = BlobStore(tmp_path)
+    final = store.path_for(store.put(b"first"))
+    assert fsynced == [final.parent, final.parent.parent, tmp_path]  # the file itself: os.fsync
+    fsynced.clear()
+    data = b"into a folder that is there already"
+    store.path_for(hashlib.sha256(data).hexdigest()).parent.mkdir(parents=True, exist_ok=True)
+    final = store.path_for(store.put(data))
+    assert fsynced == [final.parent]
 
 
 def test_syncfs_is_found_on_linux() -> None:
