@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import ssl
 from typing import Any
 
@@ -67,8 +68,30 @@ class GatewayHandler:
         return R250_QUEUED.format(ref=result.ticket) if result.ticket else R250_STORED
 
 
+# MAIL FROM / RCPT TO as nearly every client sends them: <dot-atom@domain> and parameters.
+_PLAIN_PATH = re.compile(
+    r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+    r"@(?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+)>\s*(.*)", re.DOTALL)
+
+
 class GatewaySMTP(SMTP):
     """aiosmtpd's server, receiving DATA into one buffer, with RFC 3463 codes on refusals."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parsing, with a shortcut for a plain ``<local@domain>``.
+
+        aiosmtpd runs the email package's header parser (and defines a class) for every
+        MAIL and RCPT: ~45 µs, a twentieth of the gateway's time per mail. The plain
+        form gets the same answer from one regular expression; anything else (quoted
+        local parts, source routes, literals, non-ASCII, no brackets) goes to aiosmtpd.
+        """
+        plain = _PLAIN_PATH.fullmatch(arg)
+        if plain is None:
+            return super()._getaddr(arg)
+        address, rest = plain.groups()
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     async def push(self, status: str) -> None:
         if status.startswith("552 Error"):
