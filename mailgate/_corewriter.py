@@ -1,11 +1,11 @@
 """The gateway's Core writer for the two commonest mails (ingest step 7, "Apply").
 
-Why it exists: the ORM path (``TicketService`` with the ``Notifier`` listener) costs the
-gateway about 14 ms of CPU per mail on a 2-core machine, three quarters of it SQLAlchemy's
-unit of work, identity map and object loading (``bench/ingest_parts.py --profile``). That
-bounds one SQLite gateway to about 70 mails/s. Most mail is one of two cases, and this
-module writes their rows with prebuilt Core statements instead, on the same connection
-and in the same group-commit transaction:
+Why it exists: on the ORM path (``TicketService`` with the ``Notifier`` listener) the
+gateway spends 2.6 times the CPU per mail (``bench/ingest_parts.py``: 4.8 against 1.8 ms
+in-process on a 2-core machine), most of it SQLAlchemy's unit of work, identity map and
+object loading (``--profile``); the gateway's one event loop is what bounds its rate.
+Most mail is one of two cases, and this module writes their rows with prebuilt Core
+statements instead, on the same connection and in the same group-commit transaction:
 
 * a **new ticket** from a contact: no thread reference that applies, no CC that becomes
   a watcher, no routing rule that tags or assigns;
