@@ -197,14 +197,22 @@ def kind(request: pytest.FixtureRequest) -> Iterator[str]:
     yield request.param
 
 
-async def test_core_writer_leaves_the_rows_of_the_orm_path(
-        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def both_paths(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     feed: Callable[[Runtime, Gateway], Any]) -> tuple[Any, dict[str, Any]]:
+    """``feed`` through the ORM path and through the Core writer; asserts both left the
+    same outcomes and rows, and returns the Core writer's."""
     restart = deterministic_tokens(monkeypatch)
-    orm_out, orm = await run(kind, tmp_path / "orm", False, scenario)
+    orm_out, orm = await run(kind, tmp_path / "orm", False, feed)
     restart()
-    core_out, core = await run(kind, tmp_path / "core", True, scenario)
+    core_out, core = await run(kind, tmp_path / "core", True, feed)
     assert core_out == orm_out
     assert_same(orm, core)
+    return core_out, core
+
+
+async def test_core_writer_leaves_the_rows_of_the_orm_path(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    core_out, core = await both_paths(kind, tmp_path, monkeypatch, scenario)
     # the scenario reaches what it means to: both paths, notices, the hourly limit
     assert sum(1 for row in core["outbox"] if row[1] == "agent_notice") >= 10
     assert len(core["tickets"]) == 33 and len(core["watchers"]) == 1
@@ -248,12 +256,7 @@ async def batched_scenario(rt: Runtime, gateway: Gateway) -> list[str]:
 
 async def test_core_writer_leaves_the_rows_of_the_orm_path_when_mails_share_a_batch(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    restart = deterministic_tokens(monkeypatch)
-    orm_out, orm = await run(kind, tmp_path / "orm", False, batched_scenario)
-    restart()
-    core_out, core = await run(kind, tmp_path / "core", True, batched_scenario)
-    assert core_out == orm_out
-    assert_same(orm, core)
+    core_out, core = await both_paths(kind, tmp_path, monkeypatch, batched_scenario)
     dispositions = [o.split()[0] for o in core_out]
     assert dispositions[:3] == ["ticket", "duplicate", "reply"]
     assert core_out[1].endswith("(ticket)")  # the first copy's outcome, though deferred

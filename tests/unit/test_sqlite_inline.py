@@ -54,6 +54,15 @@ async def _bodies(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
         return list((await session.execute(text("SELECT body FROM notes ORDER BY id"))).scalars())
 
 
+def _hold_write_lock(path: str) -> sqlite3.Connection:
+    """Another connection (as another process would) holding the write lock on a new db."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
 async def _insert(session: AsyncSession, body: str) -> None:
     await session.execute(text("INSERT INTO notes (body) VALUES (:b)"), {"b": body})
 
@@ -139,10 +148,7 @@ async def test_statements_and_a_free_begin_run_on_the_loop_thread_and_commit_els
 async def test_a_begin_that_must_wait_for_the_lock_waits_on_the_connections_thread(
         tmp_path: Path) -> None:
     path = str(tmp_path / "contended.db")
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("PRAGMA journal_mode = WAL")
-    holder.execute("CREATE TABLE t (x INTEGER)")
-    holder.execute("BEGIN IMMEDIATE")
+    holder = _hold_write_lock(path)
     conn = await sqlite_inline.connector(path, timeout=5.0)()
     seen: list[int] = []
     conn._conn.set_trace_callback(
@@ -281,10 +287,7 @@ async def test_terminate_while_begin_waits_for_a_lock_does_not_block_the_loop(
     """SQLAlchemy terminates the connection of a cancelled task from the event loop; a BEGIN
     of that connection may be waiting out another process's lock on its own thread."""
     path = str(tmp_path / "terminate.db")
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("PRAGMA journal_mode = WAL")
-    holder.execute("CREATE TABLE t (x INTEGER)")
-    holder.execute("BEGIN IMMEDIATE")
+    holder = _hold_write_lock(path)
     conn = await sqlite_inline.connector(path, timeout=2.0)()
     cursor = conn.cursor()
     begin = asyncio.ensure_future(cursor.execute("BEGIN IMMEDIATE"))
