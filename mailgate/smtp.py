@@ -11,7 +11,7 @@ import asyncio
 import io
 import re
 import ssl
-from typing import Any
+from typing import Any, AnyStr
 
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
@@ -93,9 +93,10 @@ class GatewaySMTP(SMTP):
             return None, None
         return address, rest
 
-    async def push(self, status: str) -> None:
-        if status.startswith("552 Error"):
-            status = R552_TOO_BIG
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and status.startswith("552 Error"):
+            await super().push(R552_TOO_BIG)
+            return
         await super().push(status)
 
     async def smtp_DATA(self, arg: str) -> None:
@@ -121,12 +122,12 @@ class GatewaySMTP(SMTP):
         if received is None:  # connection gone before the terminating dot: nothing to take
             return
         if isinstance(received, str):
-            self._set_post_data_state()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
             await self.push(received)
             return
         self.envelope.content = self.envelope.original_content = received
         status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
         await self.push("250 OK" if status is MISSING else status)
 
     async def _receive_data(self) -> bytes | str | None:
