@@ -86,7 +86,7 @@ class GatewaySMTP(SMTP):
         local parts, source routes, literals, non-ASCII, no brackets) goes to aiosmtpd.
         """
         plain = _PLAIN_PATH.fullmatch(arg)
-        if plain is None:
+        if plain is None or plain.group(2).startswith("("):  # aiosmtpd drops a comment
             return super()._getaddr(arg)
         address, rest = plain.groups()
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:

@@ -13,7 +13,8 @@ LOCALS = ["a", "carol.customer", "A_B+tag", "x!#$%&'*+/=?^_`{|}~-y", "a..b", ".a
           '"x y"', "ü", "", "a b"]
 DOMAINS = ["b.c", "example.org", "x-y.example.org", "b", "-b.c", "b..c", "b.c.", "[1.2.3.4]",
            "bü.de", ""]
-TAILS = ["", " SIZE=100", "  BODY=8BITMIME SMTPUTF8", "\tSIZE=1", "x", " "]
+TAILS = ["", " SIZE=100", "  BODY=8BITMIME SMTPUTF8", "\tSIZE=1", "x", " ", " (comment)",
+         "(c) SIZE=1", " SIZE=1 (c)"]
 CASES = ["", "<>", "<> SIZE=1", "<@relay:a@b.c>", "<a@b.c", "a@b.c>", "<<a@b.c>>",
          *(f"{lead}<{local}@{domain}>{tail}" for local, domain, tail, lead in
            itertools.product(LOCALS, DOMAINS, TAILS, ["", " "])),
