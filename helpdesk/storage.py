@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import itertools
 import os
 import tempfile
 import threading
@@ -26,7 +25,7 @@ class BlobStore:
         self._sync_lock = threading.Lock()
         self._unsynced: set[Path] = set()
         self._folders: set[Path] = set()  # made already: one mkdir per folder, not per put
-        self._serial = itertools.count()
+        self._settled: set[Path] = set()  # folders whose names up to the root are on disk
 
     def path_for(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -53,37 +52,57 @@ class BlobStore:
         final = self.path_for(digest)
         if _holds(final, len(data)):
             # Another writer (this process or not) may not have synced it yet.
-            if durable:  # its data and its name in the folder
-                _fsync_path(final)
-                _fsync_path(final.parent)
+            if durable:
+                self._make_durable(final)
             else:
                 self._note_unsynced(final)
             return digest
-        tmp, made = self._write_new(final, data, fsync=durable)
+        tmp = self._write_new(final, data, fsync=durable)
         if durable:
             _place(tmp, final)
-            if made:  # the names of the folders made for it
-                _fsync_folders(self.root, final.parent.parent)
+            self._settle(final.parent)
         else:
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.unlink(tmp)
+                raise
             self._note_unsynced(final)
         return digest
 
-    def _write_new(self, final: Path, data: bytes, *, fsync: bool) -> tuple[str, bool]:
-        """Write ``data`` to a fresh temporary name beside ``final``: that name, and whether
-        its folder had to be made."""
-        folder, made = final.parent, False
+    def _make_durable(self, final: Path) -> None:
+        """A blob that is there already, perhaps unsynced by its writer: its data and names."""
+        _fsync_path(final)
+        _fsync_path(final.parent)
+        self._settle(final.parent)
+
+    def _settle(self, folder: Path) -> None:
+        """The names of ``folder`` and the folders above it durable, once per folder.
+
+        Whoever made the folder (another process, or a put whose sync is still to come)
+        may not have synced its name in its parent; a durable put cannot count on it.
+        """
+        if folder not in self._settled:
+            _fsync_folders(self.root, folder.parent)
+            self._settled.add(folder)
+
+    def _write_new(self, final: Path, data: bytes, *, fsync: bool) -> str:
+        """Write ``data`` to a fresh temporary name beside ``final``; that name.
+
+        The name is random: processes sharing the store (or one reusing a crashed one's
+        pid) must not meet on a leftover temporary file.
+        """
+        folder = final.parent
         if folder not in self._folders:
-            made = not folder.is_dir()
             folder.mkdir(parents=True, exist_ok=True)
             self._folders.add(folder)
-        tmp = f"{folder}/.tmp-{final.name[:16]}-{os.getpid()}-{next(self._serial)}"
+        tmp = f"{folder}/.tmp-{os.urandom(8).hex()}"
         try:
             fd = os.open(tmp, _NEW_FILE, 0o600)
         except FileNotFoundError:  # the folder went away since we made it
             self._folders.discard(folder)
+            self._settled.discard(folder)
             folder.mkdir(parents=True, exist_ok=True)
-            made = True
             fd = os.open(tmp, _NEW_FILE, 0o600)
         try:
             view = memoryview(data)
@@ -96,7 +115,7 @@ class BlobStore:
             os.unlink(tmp)
             raise
         os.close(fd)
-        return tmp, made
+        return tmp
 
     def _note_unsynced(self, path: Path) -> None:
         with self._lock:
@@ -119,6 +138,7 @@ class BlobStore:
                 with self._lock:
                     self._unsynced |= pending
                 raise
+            self._settled |= {path.parent for path in pending}
 
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         """Store a stream durably without holding it whole; returns (sha256, size).
@@ -141,12 +161,11 @@ class BlobStore:
         final = self.path_for(sha)
         if _holds(final, size):
             tmp.unlink()
+            self._make_durable(final)
         else:
-            made = not final.parent.is_dir()
             final.parent.mkdir(parents=True, exist_ok=True)
             _place(tmp, final)
-            if made:
-                _fsync_folders(self.root, final.parent.parent)
+            self._settle(final.parent)
         return sha, size
 
     def get(self, sha256: str) -> bytes:

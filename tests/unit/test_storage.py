@@ -125,8 +125,17 @@ def test_without_syncfs_every_file_and_folder_is_fsynced(
     assert sorted(fsynced) == sorted([*paths, *folders, *above])
 
 
-def test_a_durable_put_into_a_new_folder_syncs_the_folders_names_up_to_the_root(
+def _same_folder_as(data: bytes) -> bytes:
+    """Other content whose blob lands in the same ``ab/cd`` folder as ``data``'s."""
+    prefix = hashlib.sha256(data).hexdigest()[:4]
+    return next(other for i in range(10**7) if hashlib.sha256(
+        other := b"%d" % i).hexdigest()[:4] == prefix and other != data)
+
+
+def test_a_durable_put_syncs_the_names_of_its_folders_up_to_the_root_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever made a folder (this put, another process, a put whose sync is still to
+    come) may not have synced its name: a durable put does, once per folder."""
     import helpdesk.storage as storage
 
     fsynced: list[Path] = []
@@ -135,9 +144,12 @@ def test_a_durable_put_into_a_new_folder_syncs_the_folders_names_up_to_the_root(
     final = store.path_for(store.put(b"first"))
     assert fsynced == [final.parent, final.parent.parent, tmp_path]  # the file itself: os.fsync
     fsynced.clear()
-    data = b"into a folder that is there already"
+    data = b"into a folder that someone else made"
     store.path_for(hashlib.sha256(data).hexdigest()).parent.mkdir(parents=True, exist_ok=True)
     final = store.path_for(store.put(data))
+    assert fsynced == [final.parent, final.parent.parent, tmp_path]
+    fsynced.clear()
+    final = store.path_for(store.put(_same_folder_as(data)))  # that folder is settled now
     assert fsynced == [final.parent]
 
 
@@ -160,4 +172,32 @@ def test_a_durable_put_of_a_blob_already_there_syncs_it_and_its_name(
     fsynced: list[Path] = []
     monkeypatch.setattr(storage, "_fsync_path", fsynced.append)
     assert store.put(b"written by someone else") == digest
-    assert fsynced == [store.path_for(digest), store.path_for(digest).parent]
+    final = store.path_for(digest)
+    assert fsynced == [final, final.parent, final.parent.parent, tmp_path]
+
+
+def test_folders_of_synced_blobs_need_no_second_sync_of_their_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import helpdesk.storage as storage
+
+    store = BlobStore(tmp_path)
+    data = b"synced with its batch"
+    store.put(data, durable=False)
+    store.sync()
+    fsynced: list[Path] = []
+    monkeypatch.setattr(storage, "_fsync_path", fsynced.append)
+    final = store.path_for(store.put(_same_folder_as(data)))
+    assert fsynced == [final.parent]
+
+
+def test_put_chunks_of_a_blob_written_unsynced_by_another_makes_it_durable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import helpdesk.storage as storage
+
+    other = BlobStore(tmp_path)  # another process's store on the same folder
+    digest = other.put(b"large part", durable=False)
+    fsynced: list[Path] = []
+    monkeypatch.setattr(storage, "_fsync_path", fsynced.append)
+    assert BlobStore(tmp_path).put_chunks(iter([b"large ", b"part"])) == (digest, 10)
+    final = other.path_for(digest)
+    assert fsynced[-4:] == [final, final.parent, final.parent.parent, tmp_path]
