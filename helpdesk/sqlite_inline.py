@@ -85,16 +85,16 @@ class InlineCursor:
         With the busy timeout off it cannot wait; only when it would wait does it go to
         the thread, with the timeout back on.
         """
-        cursor = self._cursor
-        cursor.execute("PRAGMA busy_timeout = 0")
+        conn = self._cursor.connection  # the pragmas' rows stay off this cursor
+        conn.execute("PRAGMA busy_timeout = 0")
         try:
-            cursor.execute(sql)
+            self._cursor.execute(sql)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF not in _BUSY:  # primary code of an extended one
                 raise
             return False
         finally:
-            cursor.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         return True
 
     async def executemany(self, sql: str, seq: Iterable[Any]) -> InlineCursor:
@@ -178,6 +178,6 @@ def connector(path: str, *, timeout: float) -> Callable[[], Awaitable[InlineConn
     async def connect() -> InlineConnection:
         conn = await asyncio.to_thread(sqlite3.connect, path, timeout=timeout,
                                        isolation_level=None, check_same_thread=False)
-        return InlineConnection(conn, int(timeout * 1000))
+        return InlineConnection(conn, round(timeout * 1000))
 
     return connect

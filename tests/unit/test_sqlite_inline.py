@@ -145,6 +145,16 @@ async def test_statements_and_a_free_begin_run_on_the_loop_thread_and_commit_els
         assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 10_000
 
 
+async def test_the_busy_timeout_comes_back_to_the_millisecond(tmp_path: Path) -> None:
+    engine = await _engine(tmp_path / "timeout.db", busy_timeout_ms=1001)  # 1.001 s: not exact
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO notes (body) VALUES ('x')"))
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 1001
+    finally:
+        await engine.dispose()
+
+
 async def test_a_begin_that_must_wait_for_the_lock_waits_on_the_connections_thread(
         tmp_path: Path) -> None:
     path = str(tmp_path / "contended.db")
