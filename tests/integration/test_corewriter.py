@@ -266,6 +266,38 @@ async def test_core_writer_leaves_the_rows_of_the_orm_path_when_mails_share_a_ba
     assert 0 < len(acks_to_grace) < 30  # the limit held inside a batch
 
 
+async def test_a_failing_mail_in_a_batch_leaves_the_same_rows_on_both_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One mail of a batch fails: the batch runs again a SAVEPOINT per mail, where each
+    Core-written mail's deferred rows are written inside its own savepoint."""
+    import mailgate.ingest
+
+    real = mailgate.ingest.classify
+
+    def classify(msg: Any, **kw: Any) -> Any:
+        if msg.subject == "poison":
+            raise RuntimeError("a bug that this one mail meets")
+        return real(msg, **kw)
+
+    monkeypatch.setattr(mailgate.ingest, "classify", classify)
+
+    async def feed(rt: Runtime, gateway: Gateway) -> list[str]:
+        rt.clock.tick()  # type: ignore[attr-defined]
+        raws = [mail(1, "carol@acme.test", "first"),
+                mail(2, "dave@acme.test", "Re: first", reply_to="<m1@example.org>"),
+                mail(3, "eve@gmail.com", "poison"),
+                mail(4, "carol@acme.test", "Re: first", reply_to="<m1@example.org>"),
+                mail(5, "grace@flood.test", "last")]
+        results = await asyncio.gather(*(gateway.ingest(raw, "smtp", recipients=[RCPT])
+                                         for raw in raws))
+        return [f"{r.disposition} {r.ticket} {r.reason}" for r in results]
+
+    core_out, core = await both_paths("sqlite", tmp_path, monkeypatch, feed)
+    assert [o.split()[0] for o in core_out] == [
+        "ticket", "reply", "quarantined", "reply", "ticket"]
+    assert len(core["audit_events"]) >= 6
+
+
 async def test_core_writer_matches_on_every_corpus_mail(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corpus: Path) -> None:
     entries = [json.loads(line) for line in (corpus / "expected.jsonl").read_text().splitlines()]
