@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -57,16 +56,10 @@ class BlobStore:
             else:
                 self._note_unsynced(final)
             return digest
-        tmp = self._write_new(final, data, fsync=durable)
+        _place(self._write_new(final, data, fsync=durable), final, sync_folder=durable)
         if durable:
-            _place(tmp, final)
             self._settle(final.parent)
         else:
-            try:
-                os.replace(tmp, final)
-            except BaseException:
-                os.unlink(tmp)
-                raise
             self._note_unsynced(final)
         return digest
 
@@ -87,35 +80,18 @@ class BlobStore:
             self._settled.add(folder)
 
     def _write_new(self, final: Path, data: bytes, *, fsync: bool) -> str:
-        """Write ``data`` to a fresh temporary name beside ``final``; that name.
-
-        The name is random: processes sharing the store (or one reusing a crashed one's
-        pid) must not meet on a leftover temporary file.
-        """
+        """Write ``data`` to a temporary file beside ``final``, its folder made once."""
         folder = final.parent
         if folder not in self._folders:
             folder.mkdir(parents=True, exist_ok=True)
             self._folders.add(folder)
-        tmp = f"{folder}/.tmp-{os.urandom(8).hex()}"
         try:
-            fd = os.open(tmp, _NEW_FILE, 0o600)
+            return _write(folder, [data], fsync=fsync)
         except FileNotFoundError:  # the folder went away since we made it
             self._folders.discard(folder)
             self._settled.discard(folder)
             folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, _NEW_FILE, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        return tmp
+            return _write(folder, [data], fsync=fsync)
 
     def _note_unsynced(self, path: Path) -> None:
         with self._lock:
@@ -160,7 +136,7 @@ class BlobStore:
         sha = digest.hexdigest()
         final = self.path_for(sha)
         if _holds(final, size):
-            tmp.unlink()
+            os.unlink(tmp)
             self._make_durable(final)
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -183,30 +159,40 @@ def _holds(final: Path, size: int) -> bool:
         return False
 
 
-def _write(folder: Path, chunks: Iterable[bytes], *, fsync: bool) -> Path:
-    """Write ``chunks`` to a new temporary file in ``folder`` (fsynced on request); its path."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+def _write(folder: Path, chunks: Iterable[bytes], *, fsync: bool) -> str:
+    """Write ``chunks`` to a new temporary file in ``folder`` (fsynced on request); its path.
+
+    The name is random: processes sharing the store (or one reusing a crashed one's pid)
+    must not meet on a leftover temporary file. Plain system calls, no ``tempfile``: the
+    gateway writes each raw mail this way on its event loop.
+    """
+    tmp = f"{folder}/.tmp-{os.urandom(8).hex()}"
+    fd = os.open(tmp, _NEW_FILE, 0o600)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.close(fd)
+        os.unlink(tmp)
         raise
-    return Path(tmp)
+    os.close(fd)
+    return tmp
 
 
-def _place(tmp: Path | str, final: Path) -> None:
-    """Rename ``tmp`` to ``final`` and fsync the folder, so the name survives a crash."""
+def _place(tmp: str, final: Path, *, sync_folder: bool = True) -> None:
+    """Rename ``tmp`` to ``final``; with ``sync_folder`` fsync the folder, so the name
+    survives a crash (without, the caller syncs it later)."""
     try:
         os.replace(tmp, final)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.unlink(tmp)
         raise
-    _fsync_path(final.parent)
+    if sync_folder:
+        _fsync_path(final.parent)
 
 
 def _sync_all(root: Path, paths: set[Path]) -> None:
