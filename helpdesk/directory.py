@@ -33,7 +33,7 @@ _NEW_CONTACT = {name: stmt.returning(*_CONTACT_COLUMNS)
 _ORG_ID_BY_DOMAIN = select(Organization.id).where(Organization.domain == bindparam("domain"))
 _CONTACT_BY_EMAIL = select(*_CONTACT_COLUMNS).where(Contact.email == bindparam("email"))
 _SET_CONTACT_NAME = update(Contact).where(Contact.id == bindparam("contact")).values(
-    name=bindparam("new_name"))
+    name=bindparam("new_name")).returning(*_CONTACT_COLUMNS)
 _AGENT_BY_EMAIL = select(Agent).where(Agent.email == bindparam("email"))
 
 
@@ -76,8 +76,8 @@ async def ensure_contact(conn: AsyncConnection, email: str, name: str = "", *,
     row = (await conn.execute(_CONTACT_BY_EMAIL, {"email": email})).one_or_none()
     if row is not None:
         if name and not row.name:
-            await conn.execute(_SET_CONTACT_NAME, {"contact": row.id, "new_name": name})
-            row = (await conn.execute(_CONTACT_BY_EMAIL, {"email": email})).one()
+            row = (await conn.execute(_SET_CONTACT_NAME,
+                                      {"contact": row.id, "new_name": name})).one()
         return row
     org_id = await organization_id_for(conn, email, freemail)
     row = (await conn.execute(_NEW_CONTACT[conn.dialect.name], {

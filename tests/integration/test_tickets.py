@@ -160,3 +160,13 @@ async def test_clock_is_injected_not_read(runtime: Runtime) -> None:
                                                 actor=ALICE)
     assert ticket.created_at == fixed and message.created_at == fixed
     assert fixed - timedelta(seconds=1) < ticket.sla_next_at <= fixed  # type: ignore[operator]
+
+
+async def test_a_contact_without_a_name_gets_the_first_one_seen_and_keeps_it(
+        runtime: Runtime) -> None:
+    async with runtime.sessions() as session, session.begin():
+        first = await get_or_create_contact(session, "quiet@example.org")
+        named = await get_or_create_contact(session, "Quiet@example.org", "Quinn Quiet")
+        again = await get_or_create_contact(session, "quiet@example.org", "Someone Else")
+    assert first.id == named.id == again.id
+    assert (named.name, again.name) == ("Quinn Quiet", "Quinn Quiet")
