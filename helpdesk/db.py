@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from sqlalchemy import Row, event
+from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -21,7 +21,8 @@ from helpdesk import sqlite_inline
 from helpdesk.config import DatabaseSettings
 
 # A row of a Core select, read by attribute (``row.id``); its columns are the statement's.
-CoreRow: TypeAlias = "Row[*tuple[Any, ...]]"
+# SQLAlchemy's ``Row``, or a named tuple where `helpdesk.direct` ran the statement.
+CoreRow: TypeAlias = Any
 
 
 def is_sqlite(url: str) -> bool:

@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk.db import CoreRow, insert_or_ignore
+from helpdesk.direct import run
 from helpdesk.errors import DomainError
 from helpdesk.models import Agent, Contact, Organization
 
@@ -42,13 +43,13 @@ async def organization_id_for(conn: AsyncConnection, email: str,
     domain = email_domain(email)
     if not domain or "." not in domain or domain in freemail:
         return None
-    org_id = (await conn.execute(_ORG_ID_BY_DOMAIN, {"domain": domain})).scalar_one_or_none()
+    org_id = (await run(conn, _ORG_ID_BY_DOMAIN, {"domain": domain})).scalar_one_or_none()
     if org_id is not None:
         return int(org_id)
-    org_id = (await conn.execute(_NEW_ORG[conn.dialect.name],
-                                 {"name": domain, "domain": domain})).scalar_one_or_none()
+    org_id = (await run(conn, _NEW_ORG[conn.dialect.name],
+                              {"name": domain, "domain": domain})).scalar_one_or_none()
     if org_id is None:
-        org_id = (await conn.execute(_ORG_ID_BY_DOMAIN, {"domain": domain})).scalar_one()
+        org_id = (await run(conn, _ORG_ID_BY_DOMAIN, {"domain": domain})).scalar_one()
     return int(org_id)
 
 
@@ -73,18 +74,18 @@ async def ensure_contact(conn: AsyncConnection, email: str, name: str = "", *,
     email = normalise_email(email)
     if not email:
         raise DomainError("a contact needs an email address")
-    row = (await conn.execute(_CONTACT_BY_EMAIL, {"email": email})).one_or_none()
+    row = (await run(conn, _CONTACT_BY_EMAIL, {"email": email})).one_or_none()
     if row is not None:
         if name and not row.name:
-            row = (await conn.execute(_SET_CONTACT_NAME,
-                                      {"contact": row.id, "new_name": name})).one()
+            row = (await run(conn, _SET_CONTACT_NAME,
+                                {"contact": row.id, "new_name": name})).one()
         return row
     org_id = await organization_id_for(conn, email, freemail)
-    row = (await conn.execute(_NEW_CONTACT[conn.dialect.name], {
+    row = (await run(conn, _NEW_CONTACT[conn.dialect.name], {
         "email": email, "name": name, "organization_id": org_id,
         "role": "member", "is_undeliverable": False, "undeliverable_reason": ""})).one_or_none()
     return row if row is not None else (
-        await conn.execute(_CONTACT_BY_EMAIL, {"email": email})).one()
+        await run(conn, _CONTACT_BY_EMAIL, {"email": email})).one()
 
 
 async def find_agent(session: AsyncSession, email: str) -> Agent | None:

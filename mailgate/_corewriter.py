@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from helpdesk import audit, outbox
 from helpdesk.audit import Actor
 from helpdesk.db import CoreRow
+from helpdesk.direct import run
 from helpdesk.directory import ensure_contact
 from helpdesk.models import Agent, Attachment, AuditEvent, Message, MessageRef, OutboxRow, Ticket
 from helpdesk.notify import Notifier, ack_values, agent_notice_rows, may_acknowledge
@@ -103,10 +104,10 @@ async def write_deferred(session: AsyncSession) -> None:
     conn = await session.connection()
     for table, stmt in _ROWS.items():
         if deferred.rows[table]:
-            await conn.execute(stmt, deferred.rows[table])
+            await run(conn, stmt, deferred.rows[table])
     if deferred.touches:
-        await conn.execute(_TOUCH, deferred.touches)
-    await conn.execute(_spool.FINISH, deferred.finishes)
+        await run(conn, _TOUCH, deferred.touches)
+    await run(conn, _spool.FINISH, deferred.finishes)
 
 
 class CoreWriter:
@@ -131,7 +132,7 @@ class CoreWriter:
                                       freemail=s.tickets.freemail_domains)
         agents = session.info.get(_AGENTS_KEY)
         if agents is None:  # once per batch: agents change rarely (and SQLite holds the lock)
-            agents = session.info[_AGENTS_KEY] = (await conn.execute(_AGENTS)).all()
+            agents = session.info[_AGENTS_KEY] = (await run(conn, _AGENTS)).all()
         if any(agent.email == sender.email for agent in agents):
             return None  # agents: authentication, commands, notes
         route = resolve_queue(s, recipients or header_recipients(msg), msg)
@@ -148,7 +149,7 @@ class CoreWriter:
                                               acknowledge=not verdict.suppress_autoresponse,
                                               reason=decision.reason)
             return "ticket", number, decision.reason
-        ticket = (await conn.execute(_TICKET, {"number": decision.ticket})).one()
+        ticket = (await run(conn, _TICKET, {"number": decision.ticket})).one()
         if (ticket.merged_into_id is not None
                 or s.status_class(ticket.status) in ("paused", "resolved", "closed")):
             return None
@@ -177,7 +178,7 @@ class _Unit:
             number=await next_number(self.session), requester_id=sender.id,
             organization_id=sender.organization_id, subject=msg.subject, channel="email",
             queue=queue, category=category, priority=priority, followup_of_id=None, at=now)
-        ticket_id = (await self.conn.execute(_NEW_TICKET, values)).scalar_one()
+        ticket_id = (await run(self.conn, _NEW_TICKET, values)).scalar_one()
         ticket = SimpleNamespace(id=ticket_id, **values)
         snapshot = self.service.snapshot(ticket)
         self._audit(ticket_id, self.actor, "ticket.created", after=snapshot, reason="")
@@ -212,7 +213,7 @@ class _Unit:
 
     async def _message(self, ticket_id: int, text: str, via: str, full_text: str) -> int:
         msg = self.msg
-        message: int = (await self.conn.execute(_NEW_MESSAGE, message_values(
+        message: int = (await run(self.conn, _NEW_MESSAGE, message_values(
             ticket_id=ticket_id, kind="public", author_contact_id=self.sender.id,
             author_agent_id=None, via=via, message_id=msg.message_id, subject=msg.subject,
             text=text, full_text=full_text, html=msg.html, spool_id=self.spool_id,

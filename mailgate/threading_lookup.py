@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk.db import CoreRow
+from helpdesk.direct import run
 from helpdesk.mailtokens import parse_reply_address, ticket_from_message_id
 from helpdesk.models import Agent, MessageRef, Ticket, Watcher
 from helpdesk.runtime import Runtime
@@ -46,8 +47,8 @@ class _Tickets:
 
     async def get(self, number: int) -> CoreRow | None:
         if number not in self.rows:
-            self.rows[number] = (await self.conn.execute(
-                _TICKET_BY_NUMBER, {"number": number})).one_or_none()
+            self.rows[number] = (await run(
+                self.conn, _TICKET_BY_NUMBER, {"number": number})).one_or_none()
         return self.rows[number]
 
 
@@ -57,7 +58,7 @@ async def participates(conn: AsyncConnection, ticket: CoreRow, sender: Person) -
         return True
     if ticket.organization_id is not None and sender.organization_id == ticket.organization_id:
         return True
-    return (await conn.execute(_WATCHES, {"ticket": ticket.id, "contact": sender.id})
+    return (await run(conn, _WATCHES, {"ticket": ticket.id, "contact": sender.id})
             ).first() is not None
 
 
