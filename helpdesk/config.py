@@ -50,6 +50,7 @@ class StorageSettings:
     dir: str = "data"
     max_attachment_bytes: int = 26214400
     max_attachments_per_message_bytes: int = 52428800
+    raw_in_database_bytes: int = 131072
 
 
 @dataclass(frozen=True)

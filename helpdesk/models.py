@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -148,7 +149,12 @@ class Watcher(Base):
 
 
 class InboundSpool(Base):
-    """One row per received message: the raw bytes' address, its dedupe key and its fate."""
+    """One row per received message: its raw bytes (or their blob), dedupe key and fate.
+
+    ``raw`` holds a mail up to ``storage.raw_in_database_bytes`` (most mail), written in
+    the transaction that applies it; a larger one is in the blob store under ``sha256``.
+    Deferred: listings and lookups of spool rows never load it.
+    """
 
     __tablename__ = "inbound_spool"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -162,6 +168,7 @@ class InboundSpool(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class Message(Base):

@@ -42,7 +42,6 @@ from helpdesk.models import (
     Agent,
     CannedResponse,
     Contact,
-    InboundSpool,
     Message,
     MessageRef,
     Ticket,
@@ -52,6 +51,7 @@ from helpdesk.models import (
 from helpdesk.notify import agent_reply_address as agent_reply_address
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import NewAttachment, TicketService
+from mailgate import _spool
 from mailgate._agent_notices import REFUSALS_PER_HOUR as REFUSALS_PER_HOUR
 from mailgate._agent_notices import mail_agent
 from mailgate._agent_notices import refuse_agent_mail as refuse_agent_mail
@@ -81,8 +81,7 @@ class AgentMailOutcome:
 async def authenticate(session: AsyncSession, rt: Runtime, msg: Inbound, agent: Agent,
                        recipients: Sequence[str], spool_id: int) -> AuthResult:
     """Authenticate mail whose From is ``agent``'s address; reads the raw bytes from the spool."""
-    row = await session.get(InboundSpool, spool_id)
-    raw = await asyncio.to_thread(rt.store.get, row.sha256) if row is not None else b""
+    raw = await _spool.raw_message(session, rt.store, spool_id) or b""
     header_rcpts = [a.email for a in (*msg.to, *msg.cc) if a.email]
     assert msg.sender is not None
     return await asyncio.to_thread(

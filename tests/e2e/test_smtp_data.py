@@ -1,7 +1,8 @@
 """DATA as `GatewaySMTP.smtp_DATA` receives it: unstuffed, limited, and nothing kept on failure.
 
 Real clients (smtplib in a thread, or raw bytes on a socket where the exact wire matters)
-against the gateway on a real database, checked through the spool row and the blob store.
+against the gateway on a real database, checked through the spool row and the blob store
+(small mail is kept in its spool row, larger mail in the blob store).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from sqlalchemy import select
 
 from helpdesk.models import InboundSpool, Ticket
 from mailgate.replies import R552_TOO_BIG
@@ -48,7 +50,7 @@ async def with_smtp(gate: Gate, work: Callable[[smtplib.SMTP], T]) -> T:
 
 
 async def stored(gate: Gate) -> list[bytes]:
-    return [gate.rt.store.get(row.sha256) for row in await gate.spool()]
+    return [await gate.raw(row.id) or b"" for row in await gate.spool()]
 
 
 def blob_files(gate: Gate) -> list[Path]:
@@ -114,7 +116,7 @@ async def test_stuffed_lines_arrive_unstuffed_in_the_stored_message(gate: Gate) 
     assert await with_smtp(gate, send) == {}
     [row] = await gate.spool()
     assert row.sha256 == hashlib.sha256(raw).hexdigest() and row.size == len(raw)
-    assert gate.rt.store.get(row.sha256) == raw
+    assert await gate.raw(row.id) == raw
     [ticket] = await gate.tickets()
     assert ticket.subject == "Dots" and row.ticket_id == ticket.id
 
@@ -140,7 +142,7 @@ async def test_the_server_unstuffs_exactly_what_is_on_the_wire(gate: Gate) -> No
             + b"..leading dot\r\n..\r\n.\r\nunstuffed anyway\r\ntail .\r\n")
     [row] = await gate.spool()
     assert row.sha256 == hashlib.sha256(want).hexdigest()
-    assert gate.rt.store.get(row.sha256) == want
+    assert await gate.raw(row.id) == want
 
 
 async def test_a_message_of_many_lines_near_the_limit_is_stored_byte_for_byte(gate: Gate
@@ -175,7 +177,7 @@ async def test_a_message_over_the_limit_gets_552_and_nothing_is_stored(gate: Gat
     assert again == {}
     assert await stored(gate) == [small]
     assert [t.subject for t in await gate.tickets()] == ["Small after big"]
-    assert len(blob_files(gate)) == 1
+    assert blob_files(gate) == []  # the small one is in its row; nothing of the big one
 
 
 async def test_a_message_just_at_the_limit_is_accepted(gate: Gate) -> None:
@@ -264,3 +266,39 @@ async def test_a_client_that_drops_during_data_leaves_no_spool_row_and_no_ticket
     assert await with_smtp(gate, send) == {}  # the server still serves
     assert await stored(gate) == [raw]
     assert await gate.count(Ticket) == 1 and await gate.count(InboundSpool) == 1
+
+
+async def _raw_columns(gate: Gate) -> list[tuple[int, bytes | None]]:
+    """(size, raw column) of every spool row, read as stored."""
+    async with gate.rt.sessions() as session:
+        rows = await session.execute(
+            select(InboundSpool.size, InboundSpool.raw).order_by(InboundSpool.id))
+        return [(size, None if raw is None else bytes(raw)) for size, raw in rows]
+
+
+async def test_small_mail_is_kept_in_its_row_and_large_mail_in_the_blob_store(
+        tmp_path: Path, db_url: str) -> None:
+    async for gate in _start(tmp_path, db_url, storage={"raw_in_database_bytes": 4096}):
+        small = headers("Small", "in-row") + b"short\r\n"
+        large = headers("Large", "in-blob") + b"x" * 70 + b"\r\n" + (b"y" * 78 + b"\r\n") * 60
+
+        def send(smtp: smtplib.SMTP, mails: tuple[bytes, ...] = (small, large)) -> None:
+            for raw in mails:
+                assert smtp.sendmail("alice@example.org", [SUPPORT], raw) == {}
+
+        await with_smtp(gate, send)
+        assert await _raw_columns(gate) == [(len(small), small), (len(large), None)]
+        [blob] = blob_files(gate)
+        assert blob.name == hashlib.sha256(large).hexdigest()
+        assert await stored(gate) == [small, large]
+        assert [t.subject for t in await gate.tickets()] == ["Small", "Large"]
+
+
+async def test_with_no_room_in_the_row_every_mail_goes_to_the_blob_store(
+        tmp_path: Path, db_url: str) -> None:
+    async for gate in _start(tmp_path, db_url, storage={"raw_in_database_bytes": 0}):
+        raw = headers("Blob", "blob-only") + b"body\r\n"
+        await with_smtp(gate, lambda smtp, raw=raw: smtp.sendmail(
+            "alice@example.org", [SUPPORT], raw))
+        assert await _raw_columns(gate) == [(len(raw), None)]
+        assert len(blob_files(gate)) == 1 and await stored(gate) == [raw]
