@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, NoResultFound
 from sqlalchemy.exc import MultipleResultsFound as _Many
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.schema import ColumnDefault
@@ -126,6 +126,28 @@ async def run(conn: AsyncConnection, stmt: Executable, params: Params = None) ->
         raise DBAPIError.instance(plan.sql, values[0] if not many else values, exc,
                                   sqlite3.Error, dialect=conn.dialect) from exc
     return _Rows([plan.row._make(_processed(plan.results, row)) for row in fetched])
+
+
+_CONNECTION = "direct.connection"
+
+
+async def connection(session: AsyncSession) -> AsyncConnection:
+    """``await session.connection()``, kept for the rest of the session's transaction.
+
+    The hot path asks for it several times per mail, and each ask is a greenlet hop
+    (~25 µs); the connection cannot change until the innermost transaction does, which
+    the session tells without I/O. Innermost, not root: SQLAlchemy emits a nested
+    transaction's SAVEPOINT only when that transaction first asks for its connection.
+    """
+    sync = session.sync_session
+    transaction = sync.get_nested_transaction() or sync.get_transaction()
+    cached = session.info.get(_CONNECTION)
+    if transaction is not None and cached is not None and cached[0] is transaction:
+        conn: AsyncConnection = cached[1]
+        return conn
+    conn = await session.connection()
+    session.info[_CONNECTION] = (sync.get_nested_transaction() or sync.get_transaction(), conn)
+    return conn
 
 
 def _inline_sqlite(conn: AsyncConnection) -> sqlite3.Connection | None:

@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk.db import CoreRow, insert_or_ignore
-from helpdesk.direct import run
+from helpdesk.direct import connection, run
 from helpdesk.errors import DomainError
 from helpdesk.models import Agent, Contact, Organization
 
@@ -56,7 +56,7 @@ async def organization_id_for(conn: AsyncConnection, email: str,
 async def get_or_create_contact(session: AsyncSession, email: str, name: str = "", *,
                                 freemail: Sequence[str] = ()) -> Contact:
     """The contact for an address (case-insensitive), created with its organization if new."""
-    row = await ensure_contact(await session.connection(), email, name, freemail=freemail)
+    row = await ensure_contact(await connection(session), email, name, freemail=freemail)
     contact = await session.get(Contact, row.id, populate_existing=True)
     assert contact is not None
     return contact

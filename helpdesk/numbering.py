@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.direct import run
+from helpdesk.direct import connection, run
 from helpdesk.models import Counter
 
 TICKET_COUNTER = "ticket"
@@ -22,7 +22,7 @@ async def next_number(session: AsyncSession, name: str = TICKET_COUNTER) -> int:
     numbers are 1..N with no duplicate and no gap. A sequence would be faster but leaves
     gaps on rollback, which operators read as lost tickets.
     """
-    result = await run(await session.connection(), _BUMP, {"counter": name})
+    result = await run(await connection(session), _BUMP, {"counter": name})
     value = result.scalar_one_or_none()
     if value is None:
         session.add(Counter(name=name, value=1))

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.direct import run
+from helpdesk.direct import connection, run
 from helpdesk.mailtokens import make_message_id
 from helpdesk.models import MessageRef, OutboxRow, Ticket
 
@@ -95,7 +95,7 @@ def thread_ref(values: dict[str, Any]) -> dict[str, Any] | None:
 
 async def count_recent(session: AsyncSession, *, kind: str, to: str, since: datetime) -> int:
     """How many rows of ``kind`` went to ``to`` since ``since`` (auto-responder rate limit)."""
-    return int((await run(await session.connection(), _COUNT_RECENT, {
+    return int((await run(await connection(session), _COUNT_RECENT, {
         "to": to.lower(), "kind": kind, "since": since})).scalar_one())
 
 

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from helpdesk import audit, outbox
 from helpdesk.audit import Actor
 from helpdesk.db import CoreRow
-from helpdesk.direct import run
+from helpdesk.direct import connection, run
 from helpdesk.directory import ensure_contact
 from helpdesk.models import Agent, Attachment, AuditEvent, Message, MessageRef, OutboxRow, Ticket
 from helpdesk.notify import Notifier, ack_values, agent_notice_rows, may_acknowledge
@@ -101,7 +101,7 @@ async def write_deferred(session: AsyncSession) -> None:
     deferred: _Deferred | None = session.info.pop(_DEFERRED, None)
     if deferred is None or not deferred.finishes:
         return
-    conn = await session.connection()
+    conn = await connection(session)
     for table, stmt in _ROWS.items():
         if deferred.rows[table]:
             await run(conn, stmt, deferred.rows[table])
@@ -126,8 +126,9 @@ class CoreWriter:
         s = self.settings
         if not self.usable or msg.sender is None or not msg.sender.email:
             return None
-        await session.flush()  # Core reads below must see what earlier units left pending
-        conn = await session.connection()
+        if session.new or session.dirty or session.deleted:
+            await session.flush()  # Core reads below must see what earlier units left pending
+        conn = await connection(session)
         sender = await ensure_contact(conn, msg.sender.email, msg.sender.name,
                                       freemail=s.tickets.freemail_domains)
         agents = session.info.get(_AGENTS_KEY)

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.db import insert_or_ignore
-from helpdesk.direct import run
+from helpdesk.direct import connection, run
 from helpdesk.models import InboundSpool
 from helpdesk.storage import BlobStore
 
@@ -35,7 +35,7 @@ async def claim(session: AsyncSession, key: str, message_id: str | None, sha: st
 
     ``raw``: the message itself, for one kept in the row rather than the blob store.
     """
-    conn = await session.connection()
+    conn = await connection(session)
     spool_id: int | None = (await run(conn, _CLAIM[conn.dialect.name], {
         "dedupe_key": key, "message_id": message_id, "sha256": sha, "size": size, "via": via,
         "status": "received", "reason": "", "received_at": now, "raw": raw,
@@ -59,7 +59,7 @@ async def raw_message(session: AsyncSession, store: BlobStore, spool_id: int) ->
 async def finish(session: AsyncSession, spool_id: int, status: str, reason: str,
                  ticket_id: int | None, now: datetime) -> None:
     """Record what became of spool row ``spool_id``."""
-    await run(await session.connection(), FINISH,
+    await run(await connection(session), FINISH,
               finish_values(spool_id, status, reason, ticket_id, now))
 
 

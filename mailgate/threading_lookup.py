@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk.db import CoreRow
-from helpdesk.direct import run
+from helpdesk.direct import connection, run
 from helpdesk.mailtokens import parse_reply_address, ticket_from_message_id
 from helpdesk.models import Agent, MessageRef, Ticket, Watcher
 from helpdesk.runtime import Runtime
@@ -66,7 +66,7 @@ async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender
                         agent: Agent | None, recipients: Sequence[str]) -> ThreadDecision:
     """Gather signed references, known Message-IDs, subject tokens and participation."""
     s = rt.settings
-    conn = await session.connection()
+    conn = await connection(session)
     tickets = _Tickets(conn)
     refs = [*msg.in_reply_to, *reversed(msg.references)]
     signed = None

@@ -138,3 +138,23 @@ async def test_outside_a_transaction_it_is_conn_execute(runtime: Runtime) -> Non
         result = await direct.run(conn, _CONTACT, {"email": "a@example.org"})
         assert isinstance(result, CursorResult)
         await conn.rollback()
+
+
+async def test_a_sessions_connection_is_kept_for_its_transaction_only(runtime: Runtime) -> None:
+    async with runtime.sessions() as session:
+        async with session.begin():
+            first = await direct.connection(session)
+            assert await direct.connection(session) is first
+            assert first.sync_connection is (await session.connection()).sync_connection
+            await direct.run(first, _NEW_CONTACT, {"email": "kept@example.org"})
+            for outcome in ("rolled back", "released"):
+                nested = await session.begin_nested()
+                inner = await direct.connection(session)  # the SAVEPOINT is emitted here
+                await direct.run(inner, _NEW_CONTACT, {"email": f"{outcome}@example.org"})
+                await (nested.rollback() if outcome == "rolled back" else nested.commit())
+        async with session.begin():
+            again = await direct.connection(session)
+            assert again.sync_connection is (await session.connection()).sync_connection
+            emails = (await direct.run(again, select(Contact.email).order_by(Contact.email))
+                      ).all()
+            assert [row.email for row in emails] == ["kept@example.org", "released@example.org"]
