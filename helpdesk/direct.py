@@ -88,10 +88,10 @@ class _Plan:
     """What SQLAlchemy would do for one statement and one set of parameter names."""
 
     sql: str
-    names: tuple[str, ...]  # the positional parameters, in order
-    processors: tuple[Callable[[Any], Any] | None, ...]
-    fixed: dict[str, Any]  # literals bound in the statement itself
-    defaults: tuple[tuple[str, Callable[[], Any]], ...]  # Python-side column defaults
+    # per positional parameter: its name, its type's bind processor, and what gives its
+    # value when the caller does not (a literal bound in the statement, a Python-side
+    # column default), or None when the caller must
+    binds: tuple[tuple[str, Callable[[Any], Any] | None, Callable[[], Any] | None], ...]
     row: Any  # the named tuple type of a result row, or None without result columns
     results: tuple[Callable[[Any], Any] | None, ...]
 
@@ -160,14 +160,16 @@ def _inline_sqlite(conn: AsyncConnection) -> sqlite3.Connection | None:
 
 
 def _values(plan: _Plan, params: Mapping[str, Any]) -> list[Any]:
-    merged = dict(plan.fixed)
-    merged.update(params)
-    for name, default in plan.defaults:
-        if name not in merged:
-            merged[name] = default()
-    return [value if proc is None else proc(value)
-            for value, proc in zip((merged[n] for n in plan.names), plan.processors,
-                                   strict=True)]
+    values = []
+    for name, proc, otherwise in plan.binds:
+        if name in params:
+            value = params[name]
+        elif otherwise is not None:
+            value = otherwise()
+        else:
+            raise KeyError(f"a value is required for bind parameter {name!r}")
+        values.append(value if proc is None else proc(value))
+    return values
 
 
 def _processed(processors: tuple[Callable[[Any], Any] | None, ...], row: Any) -> list[Any]:
@@ -184,10 +186,14 @@ def _plan(stmt: Executable, dialect: Dialect, keys: frozenset[str]) -> _Plan | N
     return _PLANS[key]
 
 
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
 def _default_value(default: ColumnDefault) -> Callable[[], Any]:
     arg: Any = default.arg
     if default.is_scalar:
-        return lambda: arg
+        return _constant(arg)
     return lambda: arg(None)  # SQLAlchemy wraps every callable default to take a context
 
 
@@ -198,26 +204,26 @@ def _compile(stmt: Executable, dialect: Dialect, keys: frozenset[str]) -> _Plan 
         return None
     if "POSTCOMPILE" in compiled.string or compiled.post_compile_params:
         return None  # expanding IN (...) parameters: rendered per call by SQLAlchemy
-    defaults: list[tuple[str, Callable[[], Any]]] = []
-    for column in [*compiled.insert_prefetch, *compiled.update_prefetch]:
-        default = column.default if column in compiled.insert_prefetch else column.onupdate
+    defaults: dict[str, Callable[[], Any]] = {}
+    prefetch = [(c, c.default) for c in compiled.insert_prefetch]
+    prefetch += [(c, c.onupdate) for c in compiled.update_prefetch]
+    for column, default in prefetch:
         if not isinstance(default, ColumnDefault) or not (default.is_scalar
                                                           or default.is_callable):
             return None  # a SQL expression or sequence: SQLAlchemy renders it per call
-        defaults.append((column.key, _default_value(default)))
-    names = tuple(compiled.positiontup)
-    processors = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-                       for name in names)
-    defaulted = {name for name, _ in defaults}
-    fixed = {name: bind.effective_value for name, bind in compiled.binds.items()
-             if not bind.required and bind.callable is None and name not in defaulted}
+        defaults[column.key] = _default_value(default)
     if any(bind.callable is not None for bind in compiled.binds.values()):
         return None
+    for name, bind in compiled.binds.items():
+        if not bind.required and name not in defaults:  # a literal in the statement
+            defaults[name] = _constant(bind.effective_value)
+    binds = tuple((name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+                   defaults.get(name)) for name in compiled.positiontup)
     columns = list(getattr(stmt, "exported_columns", ()))
     if not columns:
-        return _Plan(compiled.string, names, processors, fixed, tuple(defaults), None, ())
+        return _Plan(compiled.string, binds, None, ())
     row = namedtuple("Row", [c.key or f"c{i}" for i, c in enumerate(columns)],  # type: ignore[misc]
                      rename=True)
     results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
                     for c in columns)
-    return _Plan(compiled.string, names, processors, fixed, tuple(defaults), row, results)
+    return _Plan(compiled.string, binds, row, results)

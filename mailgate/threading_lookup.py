@@ -34,6 +34,10 @@ class Person(Protocol):
 
 _TICKET_BY_NUMBER = select(Ticket.id, Ticket.number, Ticket.requester_id,
                            Ticket.organization_id).where(Ticket.number == bindparam("number"))
+# The ticket of the newest reference we hold among a mail's In-Reply-To and References.
+_KNOWN_REF = (select(Ticket.number).join(MessageRef, MessageRef.ticket_id == Ticket.id)
+              .where(MessageRef.message_id.in_(bindparam("refs", expanding=True)))
+              .order_by(MessageRef.id.desc()).limit(1))
 _WATCHES = select(Watcher.contact_id).where(
     Watcher.ticket_id == bindparam("ticket"), Watcher.contact_id == bindparam("contact"))
 
@@ -83,10 +87,7 @@ async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender
             break
     known = None
     if refs:
-        row = (await conn.execute(
-            select(Ticket.number).join(MessageRef, MessageRef.ticket_id == Ticket.id)
-            .where(MessageRef.message_id.in_(refs)).order_by(MessageRef.id.desc()).limit(1)
-        )).scalar_one_or_none()
+        row = (await conn.execute(_KNOWN_REF, {"refs": refs})).scalar_one_or_none()
         known = int(row) if row is not None else None
     subject_numbers = [number for number in find_ticket_numbers(msg.subject, s.tickets.prefix)
                        if await tickets.get(number) is not None]
