@@ -32,10 +32,10 @@ def _current(sync_conn: Any) -> str | None:
     return MigrationContext.configure(sync_conn).get_current_revision()
 
 
-def _upgrade(sync_conn: Any) -> None:
+def _upgrade(sync_conn: Any, revision: str = "head") -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = sync_conn
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -7,9 +7,6 @@ new mail goes into the row.
 
 from __future__ import annotations
 
-from typing import Any
-
-from alembic import command
 from sqlalchemy import text
 
 from helpdesk import db, schema
@@ -20,20 +17,12 @@ from mailgate.service import make_gateway
 from tests.e2e.test_smtp_gateway import mail
 
 
-def _upgrade_to(revision: str) -> Any:
-    def upgrade(sync_conn: Any) -> None:
-        cfg = schema.alembic_config()
-        cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, revision)
-    return upgrade
-
-
 async def test_a_0001_database_upgrades_and_keeps_its_raw_mail_readable(
         settings: Settings) -> None:
     engine = db.create_engine(settings.database)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade_to("0001"))
+            await conn.run_sync(schema._upgrade, "0001")
         assert await schema.current_revision(engine) == "0001"
     finally:
         await engine.dispose()
