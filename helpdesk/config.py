@@ -36,6 +36,9 @@ class InstanceSettings:
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///helpdesk.db"
     busy_timeout_ms: int = 30000
+    # How long the gateway's group commit waits for concurrent mail to share a batch
+    # (see helpdesk/groupcommit.py); 0 commits whatever is pending at once.
+    group_commit_wait_ms: float = 4.0
     pool_size: int = 5
     echo: bool = False
 

@@ -128,7 +128,8 @@ class Gateway:
         self._syncer = BlobSyncer(runtime.store)
         self._committer: GroupCommit[_Job, IngestResult] = GroupCommit(
             runtime.sessions, self._apply_one, before_commit=self._blobs_durable,
-            finish=write_deferred if core_writer else None)
+            finish=write_deferred if core_writer else None,
+            max_wait=runtime.settings.database.group_commit_wait_ms / 1000)
 
     async def ingest(self, raw: bytes, via: str, *, recipients: Sequence[str] = (),
                      envelope_sender: str = "", strict: bool = False) -> IngestResult:

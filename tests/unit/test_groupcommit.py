@@ -206,3 +206,45 @@ async def test_a_failing_finish_reruns_the_batch_and_fails_only_the_unit_it_held
     assert d.finished[0] == ["u0", "u1", "u2", "u3"]  # plain: once, and it failed
     assert d.finished[1:] == [["u0"], ["u1"], ["u2"], ["u3"]]  # then inside each savepoint
     assert await names(runtime) == ["existing", "u0", "u1", "u3"]
+
+
+async def test_a_lone_caller_never_waits_for_company(runtime: Runtime) -> None:
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, Recorder(), max_wait=5.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(5):
+        await committer.submit(Item(f"alone{i}"))
+    assert loop.time() - start < 2.5  # no batch waited its 5 s
+    assert await names(runtime) == [f"alone{i}" for i in range(5)]
+
+
+async def _two_batches_of_six(committer: GroupCommit[Item, int]) -> None:
+    for round_ in range(2):
+        await asyncio.gather(*(committer.submit(Item(f"r{round_}u{i}")) for i in range(6)))
+
+
+async def test_under_load_a_batch_waits_until_as_many_units_as_before_are_pending(
+        runtime: Runtime) -> None:
+    apply = Recorder()
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, apply, max_wait=5.0)
+    await _two_batches_of_six(committer)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    first = asyncio.create_task(committer.submit(Item("first")))
+    await asyncio.sleep(0.05)  # the drainer is waiting with one unit
+    rest = [asyncio.create_task(committer.submit(Item(f"later{i}"))) for i in range(5)]
+    await asyncio.gather(first, *rest)
+    assert loop.time() - start < 2.5  # six were pending: it went without waiting out 5 s
+    last_six = {sid for name, sid in apply.sessions if name == "first" or name.startswith("later")}
+    assert len(last_six) == 1  # one batch, one transaction
+
+
+async def test_a_waiting_batch_commits_after_max_wait(runtime: Runtime) -> None:
+    apply = Recorder()
+    committer: GroupCommit[Item, int] = GroupCommit(runtime.sessions, apply, max_wait=0.3)
+    await _two_batches_of_six(committer)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await committer.submit(Item("straggler"))
+    assert 0.25 <= loop.time() - start < 3.0
+    assert "straggler" in await names(runtime)
