@@ -54,6 +54,15 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     return wrapper
 
 
+def serve_roles(ctx: click.Context, roles: tuple[str, ...]) -> None:
+    """Run daemon roles until stopped, on the configured event loop."""
+    from helpdesk import eventloop
+    from helpdesk.daemon import run_roles
+
+    settings = _settings(ctx)
+    eventloop.run(run_roles(settings, roles=roles), settings.instance.event_loop)
+
+
 async def _with_runtime(ctx: click.Context, work: Callable[[Runtime], Awaitable[T]], *,
                         migrate: bool = True) -> T:
     rt = await Runtime.open(_settings(ctx), migrate=migrate)
@@ -111,9 +120,7 @@ async def init(ctx: click.Context, config_path: str | None) -> None:
 @click.pass_context
 def run(ctx: click.Context, config_path: str | None) -> None:
     """Run every role in one process: SMTP, IMAP, workers, SLA daemon, portal."""
-    from helpdesk.daemon import run_roles
-
-    asyncio.run(run_roles(_settings(ctx), roles=("mailgate", "worker", "sla", "portal")))
+    serve_roles(ctx, ("mailgate", "worker", "sla", "portal"))
 
 
 @cli.command()
@@ -121,9 +128,7 @@ def run(ctx: click.Context, config_path: str | None) -> None:
 @click.pass_context
 def mailgate(ctx: click.Context, config_path: str | None) -> None:
     """Run the inbound gateway only: SMTP receiver and configured IMAP pollers."""
-    from helpdesk.daemon import run_roles
-
-    asyncio.run(run_roles(_settings(ctx), roles=("mailgate",)))
+    serve_roles(ctx, ("mailgate",))
 
 
 @cli.command()
@@ -131,9 +136,7 @@ def mailgate(ctx: click.Context, config_path: str | None) -> None:
 @click.pass_context
 def worker(ctx: click.Context, config_path: str | None) -> None:
     """Run the outbox relay and the Dramatiq workers that send mail."""
-    from helpdesk.daemon import run_roles
-
-    asyncio.run(run_roles(_settings(ctx), roles=("worker",)))
+    serve_roles(ctx, ("worker",))
 
 
 @cli.command()
@@ -141,9 +144,7 @@ def worker(ctx: click.Context, config_path: str | None) -> None:
 @click.pass_context
 def portal(ctx: click.Context, config_path: str | None) -> None:
     """Run the requester portal (signed links) only."""
-    from helpdesk.daemon import run_roles
-
-    asyncio.run(run_roles(_settings(ctx), roles=("portal",)))
+    serve_roles(ctx, ("portal",))
 
 
 # -- ingest -------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ Register at the bottom of ``helpdesk/cli.py`` (after its helpers exist)::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +27,7 @@ from helpdesk.cli import (
     config_option,
     parse_ticket_ref,
     run_async,
+    serve_roles,
 )
 from helpdesk.config import Settings
 from helpdesk.models import Ticket
@@ -88,9 +88,7 @@ def sla(ctx: click.Context, config_path: str | None) -> None:
     if config_path:
         ctx.find_root().ensure_object(dict)["config_path"] = config_path
     if ctx.invoked_subcommand is None:
-        from helpdesk.daemon import run_roles
-
-        asyncio.run(run_roles(_settings(ctx), roles=("sla",)))
+        serve_roles(ctx, ("sla",))
 
 
 @sla.command("status")

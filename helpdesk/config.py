@@ -30,6 +30,8 @@ class InstanceSettings:
     name: str = "Helpdesk"
     admin_email: str = "admin@support.example.com"
     timezone: str = "UTC"
+    # The daemon roles' event loop (see helpdesk/eventloop.py).
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -383,7 +383,7 @@ def _self_signed(tmp_path: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-async def test_starttls_is_offered_with_a_certificate_and_can_be_required(tmp_path: Path) -> None:
+async def _starttls_offered_and_required(tmp_path: Path) -> None:
     import ssl
 
     cert, key = _self_signed(tmp_path)
@@ -403,6 +403,18 @@ async def test_starttls_is_offered_with_a_certificate_and_can_be_required(tmp_pa
             await smtp.starttls()
             await smtp.sendmail("alice@example.org", [SUPPORT], mail("over TLS").as_bytes())
         assert [t.subject for t in await g.tickets()] == ["over TLS"]
+
+
+async def test_starttls_is_offered_with_a_certificate_and_can_be_required(tmp_path: Path) -> None:
+    await _starttls_offered_and_required(tmp_path)
+
+
+def test_starttls_works_on_uvloop(tmp_path: Path) -> None:
+    """The daemon runs on uvloop (helpdesk/eventloop.py), and aiosmtpd's STARTTLS puts
+    asyncio's own SSL protocol over the loop's transport: the same exchange there."""
+    import uvloop
+
+    uvloop.run(_starttls_offered_and_required(tmp_path))
 
 
 async def test_without_a_certificate_no_starttls_is_offered(gate: Gate) -> None:
