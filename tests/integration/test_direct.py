@@ -7,7 +7,7 @@ back. On PostgreSQL (and wherever `run` falls back) they check it is ``conn.exec
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -73,6 +73,25 @@ async def test_json_and_datetimes_read_back_as_written(runtime: Runtime) -> None
         assert row.recipients == ["a@example.org", "ünïcode@example.org"]
         assert row.context == {"n": 1, "s": "é", "nested": {"x": [1, None]}}
         assert row.created_at == AT and row.next_attempt_at == AT + timedelta(minutes=5)
+
+
+async def test_a_remembered_datetime_is_written_as_each_new_one_is(runtime: Runtime) -> None:
+    """The datetime bind processor remembers its last value: the same object again, an
+    equal one, another one, and another time zone must all be stored as SQLAlchemy would."""
+    later = AT + timedelta(seconds=1)
+    same_instant = AT.astimezone(timezone(timedelta(hours=5)))
+    cases = [AT, AT, later, AT, same_instant, later]
+    async with runtime.engine.begin() as conn:
+        for i, at in enumerate(cases):
+            await direct.run(conn, insert(AuditEvent), [_audit(f"d{i}", None) | {"created_at": at}])
+            await conn.execute(insert(AuditEvent), [_audit(f"c{i}", None) | {"created_at": at}])
+        stored = (await conn.execute(text(
+            "SELECT actor, created_at FROM audit_events ORDER BY id"))).all()
+    by_actor = dict(stored)  # type: ignore[arg-type]
+    for i, at in enumerate(cases):
+        assert by_actor[f"d{i}"] == by_actor[f"c{i}"]
+        if isinstance(by_actor[f"d{i}"], str):  # SQLite's text; PostgreSQL's timestamptz
+            assert by_actor[f"d{i}"].startswith(at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
 
 
 async def test_returned_and_selected_rows_match_conn_execute(runtime: Runtime) -> None:
