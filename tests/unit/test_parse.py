@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import compat32
+from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailgate import _headers
 from mailgate.parse import (
     MAX_BODY_CHARS,
     NO_SUBJECT,
@@ -460,3 +464,38 @@ def test_reply_stripping_stays_fast_on_pathological_text(text: str) -> None:
 
     assert time.perf_counter() - start < 2
     assert msg.visible_text.startswith("hi")
+
+
+_MAILBOX_TEXT = st.text(alphabet="aZ09 \t.<>@\"'(),;:\\-_=?!#$%&*+/^`{|}~", max_size=14)
+_PLAIN_NAME = st.text(alphabet="ab Z09\t", max_size=8)
+_ATOM_TEXT = st.text(alphabet="ab.+-_=/'!#$%&*?^`{|}~", min_size=1, max_size=6)
+
+
+@st.composite
+def _mailbox(draw: st.DrawFn) -> str:
+    if draw(st.booleans()):
+        return draw(_MAILBOX_TEXT)  # mostly not plain: the email package's parser answers
+    name, local, domain = draw(_PLAIN_NAME), draw(_ATOM_TEXT), draw(_ATOM_TEXT)
+    form = draw(st.sampled_from(["{n} <{l}@{d}>", "{n}<{l}@{d}>", " {n}  <{l}@{d}> \t",
+                                 "{l}@{d}", "\t{l}@{d} "]))
+    return form.format(n=name, l=local, d=domain)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_mailbox(), min_size=1, max_size=3))
+def test_plain_mailboxes_split_as_the_email_package_splits_them(values: list[str]) -> None:
+    assert _headers.split_addresses(values) == getaddresses(values)
+
+
+def test_every_corpus_address_header_splits_as_the_email_package_splits_it(
+        corpus: Path) -> None:
+    checked = 0
+    for path in sorted(corpus.rglob("*.eml")):
+        msg = message_from_bytes(path.read_bytes(), policy=compat32)
+        for name in ("from", "to", "cc", "reply-to", "sender"):
+            values = [str(v).replace("\r", "").replace("\n", "") for v in
+                      msg.get_all(name, [])]
+            if values:
+                assert _headers.split_addresses(values) == getaddresses(values), path
+                checked += 1
+    assert checked > 500
