@@ -20,8 +20,13 @@ _PLUS_RE = re.compile(r"^t(\d+)(?:a(\d+))?\.([a-z2-7]{16})$")
 
 
 def _mac(secret: str, text: str, length: int) -> str:
+    """The first ``length`` (at most 16) base32 characters of the HMAC-SHA256 digest.
+
+    Base32 turns each 5 bytes into 8 characters on their own, so encoding the first 10
+    bytes gives the same 16 characters as encoding all 32, at a third of the cost.
+    """
     digest = hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest).decode().lower().rstrip("=")[:length]
+    return base64.b32encode(digest[:10]).decode().lower()[:length]
 
 
 def make_message_id(number: int, *, instance_id: str, secret: str, domain: str,
