@@ -199,29 +199,33 @@ def _default_value(default: ColumnDefault) -> Callable[[], Any]:
     return lambda: arg(None)  # SQLAlchemy wraps every callable default to take a context
 
 
-_LAST_DATETIME: dict[str, tuple[datetime, Any]] = {}  # per type: its last value, processed
+_DATETIMES: dict[tuple[str, int], tuple[datetime, Any]] = {}  # (type, id) -> value, text
+_MAX_DATETIMES = 256
 
 
 def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
-    """The type's bind processor; for a datetime type, one that remembers its last value.
+    """The type's bind processor; for a datetime type, one that remembers what it made.
 
-    A mail's rows carry the same ``now`` in a dozen columns across several statements,
-    and turning it into SQLite's text took a twentieth of the gateway's CPU per mail. A
-    datetime is immutable and the one remembered stays referenced, so an identical
-    object gives an identical result.
+    A batch's rows carry each mail's ``now`` and a few deadlines in a dozen columns
+    across several statements, and turning them into SQLite's text took a twentieth of
+    the gateway's CPU per mail. A datetime is immutable and each remembered one stays
+    referenced (so its id is not reused), so the same object gives the same text.
     """
     proc = type_.dialect_impl(dialect).bind_processor(dialect)
     if proc is None or type_._type_affinity is not DateTime:
         return proc
-    key = repr(type_)  # the class and its arguments: the same text for the same value
+    kind = repr(type_)  # the class and its arguments
 
     def remembered(value: Any) -> Any:
-        last = _LAST_DATETIME.get(key)
-        if last is not None and last[0] is value:
-            return last[1]
+        key = (kind, id(value))
+        seen = _DATETIMES.get(key)
+        if seen is not None and seen[0] is value:
+            return seen[1]
         result = proc(value)
         if value is not None:
-            _LAST_DATETIME[key] = (value, result)
+            if len(_DATETIMES) >= _MAX_DATETIMES:
+                _DATETIMES.clear()
+            _DATETIMES[key] = (value, result)
         return result
 
     return remembered
