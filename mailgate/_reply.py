@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from mailparser_reply import EmailMessage as _ReplyText
 
@@ -27,8 +28,7 @@ def visible_text(text: str) -> str:
         return ""
     try:
         head = _bounded_lines(text[:_REPLY_PARSE_LIMIT])
-        replies = _ReplyText(text=head, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True)
-        found = replies.read().replies
+        found = _reader(head).read().replies
     except Exception:  # third-party regexes: never lose the text
         return whole
     if not found or (len(text) > _REPLY_PARSE_LIMIT and len(found) < 2):
@@ -37,6 +37,23 @@ def visible_text(text: str) -> str:
         body = found[0].body.replace("\n" + _JOIN, "").replace(_JOIN, "")
     body = _BLANK_RUN.sub("\n\n", _QUOTED_LINE.sub("", body)).strip()
     return body or whole
+
+
+_COMPILED: list[tuple[Any, Any, Any]] = []  # the parser's three regexes, built once
+
+
+def _reader(text: str) -> _ReplyText:
+    """The library's reader for ``text``, given the regexes it built for the first text.
+
+    It builds them from its language tables for every message (a seventh of its time);
+    they depend only on the languages and options, which are fixed here.
+    """
+    reader = _ReplyText(text=text, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True)
+    if not _COMPILED:
+        _COMPILED.append((reader.HEADER_REGEX, reader.SIGNATURE_REGEX, reader.DISCLAIMERS_REGEX))
+    (reader._header_regex, reader._signature_regex,
+     reader._disclaimers_regex) = _COMPILED[0]
+    return reader
 
 
 def _bounded_lines(text: str) -> str:
