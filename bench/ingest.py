@@ -1,6 +1,7 @@
 """Benchmark: SMTP to committed ticket, side by side with two aiosmtpd baselines, in one run.
 
-    python bench/ingest.py [--mails 2000] [--clients 8] [--replies 0.2] [--rounds 3]
+    python bench/ingest.py [--mails 2000] [--clients 8] [--replies 0.2] [--rounds 5]
+                           [--baseline-loop asyncio|uvloop]
 
 Runs three servers as separate processes on loopback, one after the other, and feeds each
 the same generated mail from the same client (8 concurrent SMTP connections). The three
@@ -11,6 +12,10 @@ machine's speed drifts from one minute to the next:
 * ``fsync``:   aiosmtpd that writes each message to a file and fsyncs it before 250
                (the floor for durable acceptance);
 * ``helpdesk``: `helpdesk mailgate` on SQLite: spool + parse + thread + commit before 250.
+
+The baselines run on asyncio's own loop, as aiosmtpd's ``Controller`` does; the gateway
+runs on uvloop (``[instance] event_loop = "auto"``). ``--baseline-loop uvloop`` puts the
+baselines on uvloop too, for the comparison on equal loops.
 
 Then it sends one 25 MB message to a fresh gateway and reports how far its memory grew.
 Prints mails/s and the server's CPU time per mail for each run (steadier than the rate
@@ -125,9 +130,10 @@ def memory_kb(pid: int, field: str) -> int:
     return 0
 
 
-def start_baseline(kind: str, port: int, spool: Path) -> subprocess.Popen[bytes]:
+def start_baseline(kind: str, port: int, spool: Path,
+                   loop: str = "asyncio") -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port),
-                             "--spool", str(spool)])
+                             "--spool", str(spool), "--baseline-loop", loop])
 
 
 def start_gateway(workdir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -191,7 +197,7 @@ def big_message_growth(workdir: Path) -> tuple[float, float]:
     return len(raw) / 2**20, (peak - before) / 1024
 
 
-def serve_baseline(kind: str, port: int, spool: Path) -> None:
+def serve_baseline(kind: str, port: int, spool: Path, loop: str) -> None:
     from aiosmtpd.controller import Controller
 
     spool.mkdir(parents=True, exist_ok=True)
@@ -207,7 +213,13 @@ def serve_baseline(kind: str, port: int, spool: Path) -> None:
                     os.fsync(fh.fileno())
             return "250 OK"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port,
+    if loop == "uvloop":
+        import uvloop
+
+        extra = {"loop": uvloop.new_event_loop()}
+    else:
+        extra = {}
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, **extra,
                             data_size_limit=30_000_000)
     controller.start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
@@ -219,20 +231,23 @@ def main() -> None:
     ap.add_argument("--mails", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--replies", type=float, default=0.2)
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=5,
                     help="alternate the three servers this many times; medians are compared")
+    ap.add_argument("--baseline-loop", choices=["asyncio", "uvloop"], default="asyncio",
+                    help="event loop of the two aiosmtpd baselines (the gateway's is "
+                         "[instance] event_loop, uvloop where installed)")
     ap.add_argument("--serve", choices=["bare", "fsync"])
     ap.add_argument("--port", type=int)
     ap.add_argument("--spool", type=Path)
     args = ap.parse_args()
     if args.serve:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-        serve_baseline(args.serve, args.port, args.spool)
+        serve_baseline(args.serve, args.port, args.spool, args.baseline_loop)
         return
     mails = generate(args.mails, args.replies)
     replies = sum(1 for m in mails if m[2] is not None)
     print(f"{len(mails)} mails ({replies} replies), {args.clients} client connections, "
-          f"{args.rounds} round(s) of bare, fsync, helpdesk")
+          f"{args.rounds} round(s) of bare, fsync, helpdesk; baselines on {args.baseline_loop}")
     rates: dict[str, list[float]] = {"bare": [], "fsync": [], "helpdesk": []}
     peak = 0
     with tempfile.TemporaryDirectory(prefix="hd-bench-") as tmp:
@@ -240,8 +255,8 @@ def main() -> None:
         for n in range(args.rounds):
             for kind in ("bare", "fsync"):
                 port = free_port()
-                rate, _ = run_one(kind, start_baseline(kind, port, root / f"{kind}{n}"), port,
-                                  mails, args.clients)
+                server = start_baseline(kind, port, root / f"{kind}{n}", args.baseline_loop)
+                rate, _ = run_one(kind, server, port, mails, args.clients)
                 rates[kind].append(rate)
             (root / f"gw{n}").mkdir()
             port = free_port()
