@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any
@@ -20,20 +21,24 @@ _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _LINE_END_BLANKS = re.compile(rb"[ \t\r]+\n")
 
 
-def dedupe_key(raw: bytes, *, chunk: int = CHUNK) -> tuple[str, str | None]:
+def dedupe_key(raw: bytes, *, chunk: int = CHUNK,
+               headers: Message | None = None) -> tuple[str, str | None]:
     """The idempotency key of a raw message and its Message-ID (None when absent).
 
     Computed from the header block and body bytes only (no full parse), so it is cheap
     and identical for the same mail arriving by different transports (trace headers such
     as Received differ and are left out, line endings and trailing blanks are folded).
     The body is hashed in chunks of ``chunk`` bytes, so a 25 MB message costs no extra
-    25 MB copies; the key does not depend on the chunk size.
+    25 MB copies; the key does not depend on the chunk size. ``headers``: the mail already
+    parsed with ``compat32`` from its first byte (`mailgate.parse.parse_keyed`), whose
+    header lines are the ones read here, so they are not parsed a second time.
     """
     mbox = _MBOX_FROM.match(raw)
     start = mbox.end() if mbox else 0
     blank = _BLANK_LINE.search(raw, start)
     head_end, body_start = (blank.start(), blank.end()) if blank else (len(raw), len(raw))
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw[start:head_end] + b"\n\n")
+    if headers is None:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[start:head_end] + b"\n\n")
     mid = (str(headers.get("Message-ID", "")) or "").strip()
     norm_mid = mid if mid.startswith("<") and mid.endswith(">") and "@" in mid else None
     fp = hashlib.sha256()

@@ -68,7 +68,7 @@ from mailgate.agent_mail import AgentMail, refuse_unauthenticated
 from mailgate.agent_mail import authenticate as authenticate_agent_mail
 from mailgate.attachments import store_attachments
 from mailgate.classify import Classification, classify
-from mailgate.parse import Address, Inbound, looks_like_mail, parse_message
+from mailgate.parse import Address, Inbound, looks_like_mail, parse_keyed
 from mailgate.routing import Route, cc_watchers, header_recipients, resolve_queue
 from mailgate.threading_lookup import lookup_thread
 
@@ -153,11 +153,11 @@ class Gateway:
             sha = await self._keep(raw)
         except OSError as exc:
             raise TransientError(f"cannot store message: {exc}") from exc
-        key, message_id = dedupe_key(raw)
+        msg, parse_error, key, message_id = self._parse(raw)
         bound = log.bind(message_id=message_id, via=via, sha256=sha[:12])
         try:
-            return await self._apply(raw, via, sha, key, message_id, recipients,
-                                     envelope_sender, bound)
+            return await self._apply(raw, via, sha, key, message_id, msg, parse_error,
+                                     recipients, envelope_sender, bound)
         except TransientError:
             raise
         except SQLAlchemyError as exc:
@@ -196,17 +196,21 @@ class Gateway:
         except OSError as exc:
             raise TransientError(f"cannot sync stored messages: {exc}") from exc
 
-    async def _apply(self, raw: bytes, via: str, sha: str, key: str, message_id: str | None,
-                     recipients: Sequence[str], envelope_sender: str,
-                     bound: structlog.BoundLogger) -> IngestResult:
-        s = self.settings
+    def _parse(self, raw: bytes) -> tuple[Inbound | None, str, str, str | None]:
+        """(message or None, why not, dedupe key, Message-ID); the key may raise (451)."""
+        s = self.settings.storage
         try:
-            msg: Inbound | None = parse_message(
-                raw, max_attachment_bytes=s.storage.max_attachment_bytes,
-                max_total_attachment_bytes=s.storage.max_attachments_per_message_bytes)
-            parse_error = ""
+            msg, key, message_id = parse_keyed(
+                raw, max_attachment_bytes=s.max_attachment_bytes,
+                max_total_attachment_bytes=s.max_attachments_per_message_bytes)
         except Exception as exc:
-            msg, parse_error = None, f"unparseable: {type(exc).__name__}"
+            key, message_id = dedupe_key(raw)
+            return None, f"unparseable: {type(exc).__name__}", key, message_id
+        return msg, "", key, message_id
+
+    async def _apply(self, raw: bytes, via: str, sha: str, key: str, message_id: str | None,
+                     msg: Inbound | None, parse_error: str, recipients: Sequence[str],
+                     envelope_sender: str, bound: structlog.BoundLogger) -> IngestResult:
         atts = await store_attachments(self.rt.store, msg.attachments) if msg else []
         if atts:
             self._syncer.note_write()

@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from mailgate import _bigparts, _headers, _html, _mime, _reply
+from mailgate._dedupe import dedupe_key
 from mailgate._headers import Address as Address  # re-exported: part of the Inbound contract
 
 NO_SUBJECT = "(no subject)"
@@ -124,20 +125,44 @@ def parse_message(
     Returns:
         The decoded message. Headerless input becomes a message whose text is all of it.
     """
+    return _parse(raw, (max_attachment_bytes, max_total_attachment_bytes))[0]
+
+
+def parse_keyed(
+    raw: bytes,
+    *,
+    max_attachment_bytes: int = 25 * 2**20,
+    max_total_attachment_bytes: int = 50 * 2**20,
+) -> tuple[Inbound, str, str | None]:
+    """`parse_message` and `mailgate._dedupe.dedupe_key` of one mail, as the gateway needs.
+
+    The key is computed from the header block the parse has read, when the parse read
+    exactly the block the key would (the mail does not start with blanks or an mbox
+    ``From `` line, and is small enough to be parsed whole); otherwise on its own. Either
+    way it is the key `dedupe_key(raw)` gives: the same ``compat32`` parser reads the
+    same header lines (``tests/unit/test_dedupe.py`` checks it on the corpus).
+    """
+    inbound, msg = _parse(raw, (max_attachment_bytes, max_total_attachment_bytes))
+    key, message_id = dedupe_key(raw, headers=msg)
+    return inbound, key, message_id
+
+
+def _parse(raw: bytes, limits: tuple[int, int]) -> tuple[Inbound, Message | None]:
+    """The parse, and its ``compat32`` message when it read ``raw``'s header block as is."""
     data = _strip_envelope(raw)
-    limits = (max_attachment_bytes, max_total_attachment_bytes)
     light, elided = _bigparts.lighten(data)
     try:
         msg = message_from_bytes(light, policy=compat32)
         _bigparts.restore(msg.walk(), elided)
     except Exception as exc:  # deep nesting can exhaust the recursion limit
-        return _headers_only(data, f"mime parse failed: {type(exc).__name__}", limits)
+        return _headers_only(data, f"mime parse failed: {type(exc).__name__}", limits), None
+    as_is = len(data) == len(raw) and not elided and not raw.startswith(b"From ")
     try:
         if not _MAIL_HEADERS.intersection(k.lower() for k in msg):
-            return _raw_inbound(data, "no mail headers")
-        return _build(msg, limits)
+            return _raw_inbound(data, "no mail headers"), msg if as_is else None
+        return _build(msg, limits), msg if as_is else None
     except Exception as exc:  # last resort; sub-steps degrade on their own
-        return _headers_only(data, f"parse failed: {type(exc).__name__}", limits)
+        return _headers_only(data, f"parse failed: {type(exc).__name__}", limits), None
 
 
 def safe_filename(name: str, index: int, content_type: str = "") -> str:
