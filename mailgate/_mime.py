@@ -21,12 +21,24 @@ REPORT_TYPES = frozenset(
 Walked = list[tuple[Message, "Message | None"]]  # (part, parent), depth first
 
 
+_CTYPE = "_helpdesk_ctype"  # kept on the part: a parse asks each part several times
+
+
 def ctype(part: Message) -> str:
-    """The part's lowercased ``type/subtype``; ``application/octet-stream`` if unreadable."""
-    try:
-        return part.get_content_type()
-    except Exception:
-        return "application/octet-stream"
+    """The part's lowercased ``type/subtype``; ``application/octet-stream`` if unreadable.
+
+    Remembered on the part (parts are not changed after parsing): the body search, the
+    attachment scan and the classifier's part list ask for it about five times a part,
+    and each answer re-reads and re-parses the Content-Type header.
+    """
+    known: str | None = getattr(part, _CTYPE, None)
+    if known is None:
+        try:
+            known = part.get_content_type()
+        except Exception:
+            known = "application/octet-stream"
+        setattr(part, _CTYPE, known)
+    return known
 
 
 def disposition(part: Message) -> str:
