@@ -7,9 +7,9 @@ the gateway's Core writer alike, and no ticket object is needed to decide.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk.db import CoreRow
@@ -34,10 +34,18 @@ class Person(Protocol):
 
 _TICKET_BY_NUMBER = select(Ticket.id, Ticket.number, Ticket.requester_id,
                            Ticket.organization_id).where(Ticket.number == bindparam("number"))
-# The ticket of the newest reference we hold among a mail's In-Reply-To and References.
-_KNOWN_REF = (select(Ticket.number).join(MessageRef, MessageRef.ticket_id == Ticket.id)
-              .where(MessageRef.message_id.in_(bindparam("refs", expanding=True)))
-              .order_by(MessageRef.id.desc()).limit(1))
+
+
+def _known_ref(refs: Any) -> Select[Any]:
+    """The ticket of the newest reference we hold among a mail's In-Reply-To and References."""
+    return (select(Ticket.number).join(MessageRef, MessageRef.ticket_id == Ticket.id)
+            .where(MessageRef.message_id.in_(refs)).order_by(MessageRef.id.desc()).limit(1))
+
+
+# One statement per count of references, with a parameter each, that `run` can send
+# straight to SQLite; an expanding IN is rendered anew by SQLAlchemy on every call.
+_KNOWN_REF = {n: _known_ref([bindparam(f"ref{i}") for i in range(n)]) for n in range(1, 17)}
+_KNOWN_REF_ANY = _known_ref(bindparam("refs", expanding=True))
 _WATCHES = select(Watcher.contact_id).where(
     Watcher.ticket_id == bindparam("ticket"), Watcher.contact_id == bindparam("contact"))
 
@@ -87,7 +95,12 @@ async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender
             break
     known = None
     if refs:
-        row = (await conn.execute(_KNOWN_REF, {"refs": refs})).scalar_one_or_none()
+        prebuilt = _KNOWN_REF.get(len(refs))
+        if prebuilt is not None:
+            found = await run(conn, prebuilt, {f"ref{i}": ref for i, ref in enumerate(refs)})
+        else:
+            found = await conn.execute(_KNOWN_REF_ANY, {"refs": refs})
+        row = found.scalar_one_or_none()
         known = int(row) if row is not None else None
     subject_numbers = [number for number in find_ticket_numbers(msg.subject, s.tickets.prefix)
                        if await tickets.get(number) is not None]

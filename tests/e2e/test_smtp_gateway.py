@@ -277,6 +277,19 @@ async def test_reply_to_known_message_id_of_the_ticket_threads(gate: Gate) -> No
     assert len(await gate.tickets()) == 1
 
 
+@pytest.mark.parametrize("strangers", [0, 15, 16, 40])
+async def test_a_known_message_id_among_many_references_threads(gate: Gate,
+                                                                strangers: int) -> None:
+    """Up to 16 references take a prebuilt statement, more the general one: both find it."""
+    first = mail()
+    await gate.send(first)
+    others = [f"<unknown{i}@elsewhere.example>" for i in range(strangers)]
+    references = " ".join([*others[: strangers // 2], str(first["Message-ID"]),
+                           *others[strangers // 2 :]])
+    await gate.send(mail("no token", "ref\n", References=references))
+    assert len(await gate.tickets()) == 1
+
+
 async def test_signed_plus_address_threads(gate: Gate) -> None:
     await gate.send(mail())
     plus = make_reply_address(SUPPORT, 1, secret="test-secret")
