@@ -322,6 +322,31 @@ def test_message_ids_reads_own_id_and_the_ids_it_answers() -> None:
 @pytest.mark.dovecot
 async def test_idle_wakes_the_poller_long_before_the_poll_interval(
         tmp_path: Path, dovecot: DovecotServer, opened: Any) -> None:
+    await _idle_wakes_the_poller(tmp_path, dovecot, opened)
+
+
+@pytest.mark.dovecot
+def test_idle_wakes_the_poller_on_uvloop(tmp_path: Path, dovecot: DovecotServer) -> None:
+    """The daemon runs its pollers on uvloop (helpdesk/eventloop.py): IDLE works there too."""
+    import uvloop
+
+    async def scenario() -> None:
+        runtimes: list[Runtime] = []
+
+        async def open_runtime(settings: Settings) -> Runtime:
+            runtimes.append(await Runtime.open(settings))
+            return runtimes[-1]
+
+        try:
+            await _idle_wakes_the_poller(tmp_path, dovecot, open_runtime)
+        finally:
+            for rt in runtimes:
+                await rt.close()
+
+    uvloop.run(scenario())
+
+
+async def _idle_wakes_the_poller(tmp_path: Path, dovecot: DovecotServer, opened: Any) -> None:
     rt = await opened(settings_for(tmp_path, dovecot, poll_interval=60.0))
     poller = ImapPoller(make_gateway(rt), rt.settings.imap[0], tuning=PollerTuning(
         backoff_initial=0.05, backoff_cap=0.4, lease_seconds=600, command_timeout=5))
