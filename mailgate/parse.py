@@ -138,9 +138,10 @@ def parse_keyed(
 
     The key is computed from the header block the parse has read, when the parse read
     exactly the block the key would (the mail does not start with blanks or an mbox
-    ``From `` line, and is small enough to be parsed whole); otherwise on its own. Either
-    way it is the key `dedupe_key(raw)` gives: the same ``compat32`` parser reads the
-    same header lines (``tests/unit/test_dedupe.py`` checks it on the corpus).
+    ``From `` line, and no large body was cut out before parsing); otherwise on its own.
+    Either way it is the key `dedupe_key(raw)` gives: the same ``compat32`` parser reads
+    the same header lines (``tests/unit/test_dedupe.py`` checks it on the corpus and on
+    generated header blocks), so mail stored before this shortcut still deduplicates.
     """
     inbound, msg = _parse(raw, (max_attachment_bytes, max_total_attachment_bytes))
     key, message_id = dedupe_key(raw, headers=msg)
