@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -39,20 +40,20 @@ def visible_text(text: str) -> str:
     return body or whole
 
 
-_COMPILED: list[tuple[Any, Any, Any]] = []  # the parser's three regexes, built once
+@functools.cache
+def _regexes() -> tuple[Any, Any, Any]:
+    """The reply parser's three regexes: they depend only on the languages and options."""
+    probe = _ReplyText(text="", languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True)
+    return probe.HEADER_REGEX, probe.SIGNATURE_REGEX, probe.DISCLAIMERS_REGEX
 
 
 def _reader(text: str) -> _ReplyText:
-    """The library's reader for ``text``, given the regexes it built for the first text.
+    """The library's reader for ``text``, given the regexes built once.
 
-    It builds them from its language tables for every message (a seventh of its time);
-    they depend only on the languages and options, which are fixed here.
+    It builds them from its language tables for every message (a seventh of its time).
     """
     reader = _ReplyText(text=text, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True)
-    if not _COMPILED:
-        _COMPILED.append((reader.HEADER_REGEX, reader.SIGNATURE_REGEX, reader.DISCLAIMERS_REGEX))
-    (reader._header_regex, reader._signature_regex,
-     reader._disclaimers_regex) = _COMPILED[0]
+    reader._header_regex, reader._signature_regex, reader._disclaimers_regex = _regexes()
     return reader
 
 
