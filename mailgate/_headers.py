@@ -27,8 +27,8 @@ _MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _BARE_MSGID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
 _FILENAME_PARAM = re.compile(r'(?:file)?name\*?=\s*"?([^";]+)', re.IGNORECASE)
 _ADDRESS = re.compile(r"[\w.+\-=/]+@[\w.\-]+")
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"  # RFC 5322 atext, one or more
+_DOT_ATOM = rf"{ATOM}(?:\.{ATOM})*"
 # ``Name <local@domain>`` or ``local@domain``: a name of letters, digits and blanks, a
 # dot-atom address. Anything else (quotes, comments, groups, encoded words) goes to the
 # email package.

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from helpdesk.config import SmtpSettings
 from helpdesk.errors import TransientError
+from mailgate._headers import ATOM
 from mailgate.ingest import Gateway
 from mailgate.replies import (
     R250_OK,
@@ -70,8 +71,7 @@ class GatewayHandler:
 
 # MAIL FROM / RCPT TO as nearly every client sends them: <dot-atom@domain> and parameters.
 _PLAIN_PATH = re.compile(
-    r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-    r"@(?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+)>\s*(.*)", re.DOTALL)
+    rf"\s*<((?:{ATOM}\.)*{ATOM}@(?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+)>\s*(.*)", re.DOTALL)
 
 
 class GatewaySMTP(SMTP):
