@@ -10,6 +10,7 @@ it parses as one, else as a plain string). Any unknown key or wrong type raises
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -91,6 +92,7 @@ class OutboundSettings:
     timeout_seconds: float = 30.0
     max_attempts: int = 8
     ack_limit_per_hour: int = 3
+    ack_limit_per_domain_per_hour: int = 30
     templates_dir: str = ""
     lease_seconds: float = 0.0
     relay_interval_seconds: float = 1.0
@@ -248,8 +250,26 @@ class CommandSettings:
 
     prefix: str = "#"
     trusted_authserv_ids: tuple[str, ...] = ()
+    trusted_relay_hosts: tuple[str, ...] = ()
     accept_spf_pass: bool = True
     verify_dkim: bool = False
+
+    def __post_init__(self) -> None:
+        for host in self.trusted_relay_hosts:
+            try:
+                ipaddress.ip_network(host, strict=False)
+            except ValueError:
+                raise ConfigError(f"'commands.trusted_relay_hosts': {host!r} is not an IP "
+                                  "address or network") from None
+
+    def is_trusted_relay(self, peer: str) -> bool:
+        """Whether an SMTP client at ``peer`` (an IP address) is the trusted relay."""
+        try:
+            address = ipaddress.ip_address(peer.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(h, strict=False)
+                   for h in self.trusted_relay_hosts)
 
 
 @dataclass(frozen=True)
@@ -284,6 +304,20 @@ class Settings:
             if s.name.lower() == status.lower():
                 return s.status_class
         return None
+
+    def own_addresses(self) -> frozenset[str]:
+        """The addresses we send from or receive as: mail *from* one of them is ours.
+
+        Lowercase, without plus-tags: the outbound sender, every queue address and the
+        extra ``[smtp] addresses``.
+        """
+        found = {self.outbound.sender, *(q.address for q in self.queues), *self.smtp.addresses}
+        return frozenset(_base_address(a) for a in found if "@" in a)
+
+
+def _base_address(address: str) -> str:
+    local, _, domain = address.strip().lower().rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
 
 
 ENV_PREFIX = "HELPDESK_"

@@ -237,6 +237,9 @@ class OutboxRow(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     about_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     to_addr: Mapped[str] = mapped_column(String(320), index=True)
+    # to_addr's mailbox (plus-tag dropped) and domain, for the acknowledgement limits
+    to_mailbox: Mapped[str | None] = mapped_column(String(320))
+    to_domain: Mapped[str | None] = mapped_column(String(255))
     recipients: Mapped[list[Any]] = mapped_column(JSON)
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
@@ -250,7 +253,9 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_outbox_to_addr_created", "to_addr", "created_at"),)
+    __table_args__ = (Index("ix_outbox_to_addr_created", "to_addr", "created_at"),
+                      Index("ix_outbox_mailbox_created", "to_mailbox", "created_at"),
+                      Index("ix_outbox_domain_created", "to_domain", "created_at"))
 
 
 class CannedResponse(Base):

@@ -11,13 +11,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 
 from helpdesk import outbox
 from helpdesk.mailtokens import make_reply_address
-from helpdesk.models import Agent, Contact, Message, MessageRef, Ticket, Watcher
+from helpdesk.models import Agent, Contact, Message, OutboxRow, Ticket, Watcher
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import TicketEvent
+
+log = structlog.get_logger("helpdesk.notify")
 
 
 class Notifier:
@@ -62,7 +65,13 @@ class Notifier:
         )
 
     async def _thread_refs(self, ticket: Ticket) -> tuple[str | None, list[str]]:
-        """In-Reply-To: the requester's last message; References: the thread so far."""
+        """In-Reply-To: the requester's last message; References: the public thread so far.
+
+        Only the public thread: the requester side's own mail and what we sent to that
+        side. Our notices to agents and admins, and the agents' own mail, have
+        Message-IDs requesters must never see (they name internal mail, and an agent's
+        Message-ID can carry its host and client).
+        """
         from sqlalchemy.ext.asyncio import async_object_session
 
         session = async_object_session(ticket)
@@ -70,12 +79,19 @@ class Notifier:
         last_in = (await session.execute(
             select(Message.message_id).where(
                 Message.ticket_id == ticket.id, Message.author_contact_id == ticket.requester_id,
-                Message.message_id.is_not(None)).order_by(Message.id.desc()).limit(1)
+                Message.kind == "public", Message.message_id.is_not(None))
+            .order_by(Message.id.desc()).limit(1)
         )).scalar_one_or_none()
-        refs = list((await session.execute(
-            select(MessageRef.message_id).where(MessageRef.ticket_id == ticket.id)
-            .order_by(MessageRef.id)
-        )).scalars())[-20:]
+        received = (await session.execute(
+            select(Message.created_at, Message.message_id).where(
+                Message.ticket_id == ticket.id, Message.kind == "public",
+                Message.author_agent_id.is_(None), Message.message_id.is_not(None)))).all()
+        sent = (await session.execute(
+            select(OutboxRow.created_at, OutboxRow.message_id).where(
+                OutboxRow.ticket_id == ticket.id,
+                OutboxRow.kind.in_(sorted(outbox.REQUESTER_KINDS))))).all()
+        thread = sorted([*received, *sent], key=lambda row: row[0])
+        refs = list(dict.fromkeys(str(mid) for _, mid in thread))[-20:]
         return last_in, refs
 
     async def _requester_side(self, ticket: Ticket) -> list[str]:
@@ -124,10 +140,15 @@ class Notifier:
             await outbox.add(session, values)
 
 
-def agent_reply_address(rt: Runtime, ticket: Any, agent: Any) -> str:
-    """The agent's signed reply address for ``ticket`` (what notifications carry)."""
+def agent_reply_address(rt: Runtime, ticket: Any, agent: Any, *, internal: bool = False) -> str:
+    """The agent's signed reply address for ``ticket`` (what notifications carry).
+
+    ``internal``: the address of a staff-only notice; what the agent sends to it is an
+    internal note (its commands still run).
+    """
     base = ticket.queue or rt.settings.outbound.sender
-    return make_reply_address(base, ticket.number, secret=rt.secrets[-1], agent_id=agent.id)
+    return make_reply_address(base, ticket.number, secret=rt.secrets[-1], agent_id=agent.id,
+                              internal=internal)
 
 
 def agent_notice_rows(rt: Runtime, ticket: Any, agents: Iterable[Any], *, pref: str,
@@ -166,11 +187,27 @@ async def acknowledge(rt: Runtime, session, ticket: Ticket, message: Message | N
 
 async def may_acknowledge(rt: Runtime, session, email: str, undeliverable: bool,  # type: ignore[no-untyped-def]
                           now: datetime) -> bool:
-    """No acknowledgement to an undeliverable address, nor past the hourly limit per address."""
+    """No acknowledgement to an undeliverable address, nor past the hourly limits.
+
+    The limits count per mailbox (plus-tags folded, see `mailbox_of`) and per domain
+    (freemail domains exempt), so neither rotating tags nor local parts escapes them.
+    """
     if undeliverable:
         return False
-    sent = await outbox.count_recent(session, kind="ack", to=email, since=now - outbox.HOUR)
-    return sent < rt.settings.outbound.ack_limit_per_hour
+    out = rt.settings.outbound
+    mailbox, domain = await outbox.count_recent_acks(session, to=email, since=now - outbox.HOUR)
+    if mailbox >= out.ack_limit_per_hour:
+        log.info("ack.suppressed", to=email, reason="mailbox limit", sent=mailbox,
+                 limit=out.ack_limit_per_hour)
+        return False
+    name = email.strip().lower().rpartition("@")[2]
+    free = name in {d.lower() for d in rt.settings.tickets.freemail_domains}
+    if out.ack_limit_per_domain_per_hour and not free \
+            and domain >= out.ack_limit_per_domain_per_hour:
+        log.info("ack.suppressed", to=email, reason="domain limit", sent=domain,
+                 limit=out.ack_limit_per_domain_per_hour)
+        return False
+    return True
 
 
 def ack_values(rt: Runtime, *, to: str, template: str, ticket_id: int, number: int,

@@ -14,8 +14,16 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.direct import connection, run
-from helpdesk.mailtokens import make_message_id
+from helpdesk.mailtokens import mailbox_of, make_message_id
 from helpdesk.models import MessageRef, OutboxRow, Ticket
+
+INTERNAL_KINDS = frozenset({"sla_warning", "sla_breach", "admin_notice"})
+"""Staff-only notices: an internal Message-ID and reply address, so an answer to one is
+filed as an internal note and never reaches the requester."""
+
+REQUESTER_KINDS = frozenset({"ack", "reply", "resolved"})
+"""Mail to the requester's side; only these (and the requester's own mail) make up the
+public thread whose Message-IDs requesters see in ``References``."""
 
 
 def row_values(
@@ -41,9 +49,10 @@ def row_values(
     return {
         "kind": kind, "template": template, "ticket_id": ticket_id,
         "about_message_id": about_message_id, "to_addr": recipients[0],
+        "to_mailbox": mailbox_of(recipients[0]), "to_domain": recipients[0].rpartition("@")[2],
         "recipients": recipients,
         "message_id": make_message_id(ticket_number, instance_id=instance_id, secret=secret,
-                                      domain=domain),
+                                      domain=domain, internal=kind in INTERNAL_KINDS),
         "in_reply_to": in_reply_to, "references": list(references), "context": context or {},
         "status": "pending", "attempts": 0, "created_at": at, "next_attempt_at": at,
     }
@@ -101,6 +110,26 @@ async def count_recent(session: AsyncSession, *, kind: str, to: str, since: date
 
 _COUNT_RECENT = select(func.count()).select_from(OutboxRow).where(
     OutboxRow.to_addr == bindparam("to"), OutboxRow.kind == bindparam("kind"),
+    OutboxRow.created_at >= bindparam("since"))
+
+
+async def count_recent_acks(session: AsyncSession, *, to: str,
+                            since: datetime) -> tuple[int, int]:
+    """Acknowledgements since ``since`` to ``to``'s mailbox, and to its whole domain."""
+    conn = await connection(session)
+    mailbox = int((await run(conn, _COUNT_MAILBOX, {
+        "mailbox": mailbox_of(to), "kind": "ack", "since": since})).scalar_one())
+    domain = int((await run(conn, _COUNT_DOMAIN, {
+        "domain": to.strip().lower().rpartition("@")[2], "kind": "ack",
+        "since": since})).scalar_one())
+    return mailbox, domain
+
+
+_COUNT_MAILBOX = select(func.count()).select_from(OutboxRow).where(
+    OutboxRow.to_mailbox == bindparam("mailbox"), OutboxRow.kind == bindparam("kind"),
+    OutboxRow.created_at >= bindparam("since"))
+_COUNT_DOMAIN = select(func.count()).select_from(OutboxRow).where(
+    OutboxRow.to_domain == bindparam("domain"), OutboxRow.kind == bindparam("kind"),
     OutboxRow.created_at >= bindparam("since"))
 
 

@@ -140,6 +140,8 @@ class CoreWriter:
         if _deferred(session).message_ids.intersection(msg.in_reply_to, msg.references):
             await write_deferred(session)  # a reply to a mail of this batch
         decision = await lookup_thread(session, self.rt, msg, sender, None, recipients)
+        if decision.internal:
+            return None  # an answer to a staff-only notice: an internal note
         writer = _Unit(self, conn, session, sender, msg, via, spool_id, now, attachments,
                        agents if self.notify else [])
         if decision.ticket is None:

@@ -11,8 +11,12 @@ Agent mail may drive tickets only when at least one of these holds, checked in o
     (forged, or from a hop we do not know) is ignored. ``dkim=pass`` counts when the
     signing domain (``header.d``, else the domain of ``header.i``) is aligned with the
     From domain; ``spf=pass`` counts, when ``accept_spf_pass``, if the ``smtp.mailfrom``
-    domain is aligned. The trusted relay is expected to remove copies of its own
-    authserv-id that arrive from outside (RFC 8601 section 5).
+    domain is aligned. Results are read only from mail that came *through* that relay
+    (``via_trusted_relay``): the MTA in front of the pipe or LMTP, the mailbox an IMAP
+    poller reads, or an SMTP client listed in ``[commands] trusted_relay_hosts``. On mail
+    that reached the built-in SMTP receiver from anywhere else, any header with our
+    authserv-ids was written by the sender and is ignored (RFC 8601 section 5: the
+    relay removes copies of its own authserv-id that arrive from outside).
 (c) **DKIM verified here** (dkimpy) when ``verify_dkim`` is on: a valid signature whose
     ``d=`` is aligned with the From domain. DNS lookups go through ``dnsfunc``.
 
@@ -67,6 +71,8 @@ class AuthResult:
     ok: bool
     reason: str
     method: Method = ""
+    ticket: int | None = None
+    """With ``reply_address``: the ticket that address is bound to (commands act there)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,8 @@ def check_reply_address(recipients: Iterable[str], *, agent_id: int,
         if token is None:
             continue
         if token.agent_id == agent_id:
-            return AuthResult(True, "sent to your signed reply address", "reply_address")
+            return AuthResult(True, "sent to your signed reply address", "reply_address",
+                              ticket=token.ticket)
         seen_unbound = True
     if seen_unbound:
         return AuthResult(False, "the reply address used is not your own signed reply address")
@@ -308,7 +315,8 @@ def verify_dkim(raw: bytes, *, from_domain: str, dnsfunc: DnsFunc | None = None)
 
 def authenticate_agent(raw: bytes, *, agent_id: int, from_address: str,
                        recipients: Sequence[str], secrets: Sequence[str],
-                       settings: CommandSettings, dnsfunc: DnsFunc | None = None) -> AuthResult:
+                       settings: CommandSettings, via_trusted_relay: bool = True,
+                       dnsfunc: DnsFunc | None = None) -> AuthResult:
     """Decide whether mail from an agent's address may run commands.
 
     Args:
@@ -318,6 +326,8 @@ def authenticate_agent(raw: bytes, *, agent_id: int, from_address: str,
         recipients: envelope and header recipients.
         secrets: the signing secrets of reply addresses, newest last.
         settings: the ``[commands]`` settings.
+        via_trusted_relay: the mail came through the relay whose Authentication-Results
+            we trust; when False, those headers are the sender's own words and ignored.
         dnsfunc: DNS TXT lookup for DKIM verification (tests).
 
     Returns:
@@ -331,7 +341,10 @@ def authenticate_agent(raw: bytes, *, agent_id: int, from_address: str,
     headers = BytesHeaderParser(policy=compat32).parsebytes(_header_block(raw))
     values = [str(v) for v in headers.get_all("Authentication-Results", [])]
     reasons = [by_address.reason] if by_address is not None else []
-    if settings.trusted_authserv_ids:
+    if settings.trusted_authserv_ids and not via_trusted_relay:
+        reasons.append("Authentication-Results ignored: the mail did not come through "
+                       "the trusted relay")
+    elif settings.trusted_authserv_ids:
         by_relay = check_authentication_results(values, from_domain=from_domain,
                                                 settings=settings)
         if by_relay is not None and by_relay.ok:

@@ -79,7 +79,8 @@ class AgentMailOutcome:
 
 
 async def authenticate(session: AsyncSession, rt: Runtime, msg: Inbound, agent: Agent,
-                       recipients: Sequence[str], spool_id: int) -> AuthResult:
+                       recipients: Sequence[str], spool_id: int, *,
+                       via_trusted_relay: bool) -> AuthResult:
     """Authenticate mail whose From is ``agent``'s address; reads the raw bytes from the spool."""
     raw = await _spool.raw_message(session, rt.store, spool_id) or b""
     header_rcpts = [a.email for a in (*msg.to, *msg.cc) if a.email]
@@ -87,7 +88,7 @@ async def authenticate(session: AsyncSession, rt: Runtime, msg: Inbound, agent: 
     return await asyncio.to_thread(
         authenticate_agent, raw, agent_id=agent.id, from_address=msg.sender.email,
         recipients=[*recipients, *header_rcpts], secrets=rt.secrets,
-        settings=rt.settings.commands)
+        settings=rt.settings.commands, via_trusted_relay=via_trusted_relay)
 
 
 # -- applying ---------------------------------------------------------------------------------
@@ -123,9 +124,13 @@ class AgentMail:
         self.actor = Actor("agent", agent.email, agent.id)
         self.settings = rt.settings
 
-    async def apply(self, *, via: str, spool_id: int,
-                    attachments: Sequence[NewAttachment]) -> AgentMailOutcome:
-        """Run the command block, add the reply or note, mail the agent errors or help."""
+    async def apply(self, *, via: str, spool_id: int, attachments: Sequence[NewAttachment],
+                    internal: bool = False) -> AgentMailOutcome:
+        """Run the command block, add the reply or note, mail the agent errors or help.
+
+        ``internal``: the mail answers a staff-only notice, so its text is an internal
+        note as if it said ``#note``.
+        """
         s = self.settings
         parsed = parse_commands(self.msg.visible_text, prefix=s.commands.prefix,
                                 ticket_prefix=s.tickets.prefix)
@@ -139,9 +144,10 @@ class AgentMail:
                 except DomainError as exc:
                     out.failed.append((cmd.line, str(exc)))
         text = "\n\n".join(t for t in texts if t)
-        if parsed.is_note or text or attachments:
+        is_note = parsed.is_note or internal
+        if is_note or text or attachments:
             out.message = await self.service.add_message(
-                self.ticket, kind="internal" if parsed.is_note else "public",
+                self.ticket, kind="internal" if is_note else "public",
                 text=text or "(no text)", actor=self.actor, author_agent=self.agent, via=via,
                 subject=self.msg.subject, full_text=self.msg.text, html=self.msg.html,
                 message_id=self.msg.message_id, spool_id=spool_id, attachments=attachments)

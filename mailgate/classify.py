@@ -4,7 +4,9 @@ A help desk that answers automatic mail ends up in mail loops, and one that open
 for bounces buries agents, so every mail is sorted before threading. The rules run in a
 fixed order and the first that matches wins:
 
-1. loop: ``X-Helpdesk-Loop`` names this instance (our own mail came back).
+1. loop: ``X-Helpdesk-Loop`` names this instance (our own mail came back), or the mail
+   is from one of our own addresses (a copy stripped of our headers on the way back, or
+   someone writing as us: neither is a customer).
 2. auto_reply, challenge-response only: sender verification systems (Boxbe, Bluebottle)
    dress their challenges as delivery reports, so they are recognised before bounces.
 3. bounce: ``multipart/report`` delivery-status or feedback-report, a delivery-status part,
@@ -124,7 +126,8 @@ class Classification:
         return self.kind == "mail"
 
 
-def classify(msg: Inbound, *, instance_id: str, ignore_lists: bool = True) -> Classification:
+def classify(msg: Inbound, *, instance_id: str, ignore_lists: bool = True,
+             own_addresses: frozenset[str] = frozenset()) -> Classification:
     """Classify one parsed mail; a pure function of ``msg`` and the settings given.
 
     Args:
@@ -132,6 +135,8 @@ def classify(msg: Inbound, *, instance_id: str, ignore_lists: bool = True) -> Cl
         instance_id: This help desk's ``X-Helpdesk-Loop`` value.
         ignore_lists: When False, list mail is kind ``mail`` (a ticket) but still never
             answered automatically.
+        own_addresses: Our own addresses, lowercase without plus-tags
+            (``Settings.own_addresses``).
 
     Returns:
         The first matching rule's verdict, in the order of the module docstring.
@@ -140,6 +145,10 @@ def classify(msg: Inbound, *, instance_id: str, ignore_lists: bool = True) -> Cl
     loop = headers.get("x-helpdesk-loop", "")
     if instance_id and instance_id in _SPLIT.split(loop):
         return Classification("loop", f"X-Helpdesk-Loop: {instance_id}")
+    sender = msg.sender.email.lower() if msg.sender else ""
+    local, _, domain = sender.rpartition("@")
+    if sender and f"{local.split('+', 1)[0]}@{domain}" in own_addresses:
+        return Classification("loop", f"from our own address {sender}")
     reason = _challenge_reason(msg)
     if reason:
         return Classification("auto_reply", reason)

@@ -101,6 +101,7 @@ class _Job:
     message_id: str | None
     recipients: tuple[str, ...]
     envelope_sender: str
+    via_trusted_relay: bool
     bound: Any
     msg: Inbound | None
     parse_error: str
@@ -126,13 +127,15 @@ class Gateway:
         # off, every mail takes the TicketService path (the differential test's reference).
         self._core = CoreWriter(runtime, self.listeners) if core_writer else None
         self._syncer = BlobSyncer(runtime.store)
+        self._own_addresses = runtime.settings.own_addresses()
         self._committer: GroupCommit[_Job, IngestResult] = GroupCommit(
             runtime.sessions, self._apply_one, before_commit=self._blobs_durable,
             finish=write_deferred if core_writer else None,
             max_wait=runtime.settings.database.group_commit_wait_ms / 1000)
 
     async def ingest(self, raw: bytes, via: str, *, recipients: Sequence[str] = (),
-                     envelope_sender: str = "", strict: bool = False) -> IngestResult:
+                     envelope_sender: str = "", peer: str = "",
+                     strict: bool = False) -> IngestResult:
         """Store, deduplicate, parse, classify, thread and apply one raw message.
 
         Args:
@@ -140,6 +143,8 @@ class Gateway:
             via: "smtp", "imap" or "pipe", recorded on the spool row and messages.
             recipients: envelope recipients (SMTP RCPT TO), used to pick the queue.
             envelope_sender: SMTP MAIL FROM, the last resort for a mail without From.
+            peer: the SMTP client's IP address; Authentication-Results on mail received
+                by SMTP count only from ``[commands] trusted_relay_hosts``.
             strict: refuse input that is clearly not mail (the pipe's exit 65) instead of
                 quarantining it.
 
@@ -157,7 +162,7 @@ class Gateway:
         bound = log.bind(message_id=message_id, via=via, sha256=sha[:12])
         try:
             return await self._apply(raw, via, sha, key, message_id, msg, parse_error,
-                                     recipients, envelope_sender, bound)
+                                     recipients, envelope_sender, peer, bound)
         except TransientError:
             raise
         except SQLAlchemyError as exc:
@@ -210,12 +215,16 @@ class Gateway:
 
     async def _apply(self, raw: bytes, via: str, sha: str, key: str, message_id: str | None,
                      msg: Inbound | None, parse_error: str, recipients: Sequence[str],
-                     envelope_sender: str, bound: structlog.BoundLogger) -> IngestResult:
+                     envelope_sender: str, peer: str,
+                     bound: structlog.BoundLogger) -> IngestResult:
         atts = await store_attachments(self.rt.store, msg.attachments) if msg else []
         if atts:
             self._syncer.note_write()
-        job = _Job(raw, via, sha, key, message_id, tuple(recipients), envelope_sender, bound,
-                   msg, parse_error, atts, self._in_row(raw))
+        # Mail handed over by the MTA (pipe, LMTP) or read from a mailbox came through the
+        # relay that wrote its Authentication-Results; the SMTP receiver may face anyone.
+        trusted = via != "smtp" or self.settings.commands.is_trusted_relay(peer)
+        job = _Job(raw, via, sha, key, message_id, tuple(recipients), envelope_sender,
+                   trusted, bound, msg, parse_error, atts, self._in_row(raw))
         result = await self._committer.submit(job)
         bound.info("ingest." + ("applied" if result.ticket else result.disposition),
                    disposition=result.disposition, ticket=result.ticket, reason=result.reason)
@@ -236,7 +245,8 @@ class Gateway:
         if msg is None:
             await _spool.finish(session, spool_id, "quarantined", job.parse_error, None, now)
             return IngestResult("quarantined", spool_id, None, job.parse_error)
-        verdict = classify(msg, instance_id=s.instance.id, ignore_lists=s.classify.ignore_lists)
+        verdict = classify(msg, instance_id=s.instance.id, ignore_lists=s.classify.ignore_lists,
+                           own_addresses=self._own_addresses)
         if not verdict.makes_ticket:
             await self._record_ignored(session, msg, verdict, spool_id, now)
             return IngestResult("ignored", spool_id, None, f"{verdict.kind}: {verdict.reason}")
@@ -251,11 +261,13 @@ class Gateway:
             await write_deferred(session)  # the ORM path reads and inserts the same tables
         msg = await self._ensure_sender(session, msg, job.envelope_sender, job.bound)
         return await self._thread_and_apply(session, msg, verdict, job.recipients, job.via,
-                                            spool_id, now, job.attachments)
+                                            spool_id, now, job.attachments,
+                                            via_trusted_relay=job.via_trusted_relay)
 
     async def _thread_and_apply(self, session, msg: Inbound, verdict: Classification,  # type: ignore[no-untyped-def]
                                 recipients: Sequence[str], via: str, spool_id: int,
-                                now, atts: Sequence[NewAttachment] = ()) -> IngestResult:
+                                now, atts: Sequence[NewAttachment] = (), *,
+                                via_trusted_relay: bool = False) -> IngestResult:
         rt, s = self.rt, self.settings
         assert msg.sender is not None
         service = TicketService(session, s, clock=rt.clock, listeners=self.listeners)
@@ -268,7 +280,8 @@ class Gateway:
         # else writing from an agent's address is an ordinary contact, and the agent is told.
         claimed, auth = agent, AuthResult(True, "")
         if agent is not None:
-            auth = await authenticate_agent_mail(session, rt, msg, agent, recipients, spool_id)
+            auth = await authenticate_agent_mail(session, rt, msg, agent, recipients, spool_id,
+                                                 via_trusted_relay=via_trusted_relay)
             if not auth.ok:
                 log.info("ingest.agent_unauthenticated", agent=agent.id, reason=auth.reason)
                 agent = None
@@ -281,13 +294,31 @@ class Gateway:
             return result
 
         route: Route = resolve_queue(s, recipients or header_recipients(msg), msg)
-        decision = await lookup_thread(session, rt, msg, sender, agent, recipients)
+        bound = auth.ticket if agent is not None and auth.method == "reply_address" else None
+        decision = await lookup_thread(session, rt, msg, sender, agent, recipients,
+                                       agent_address_ticket=bound)
         ticket: Ticket | None = None
         if decision.ticket is not None:
             ticket = await _follow_merges(session, await service.get(decision.ticket))
         actor = Actor("agent", agent.email, agent.id) if agent else Actor(
             "contact", sender.email, sender.id)
         text = msg.visible_text if ticket is not None else (msg.text or msg.visible_text)
+        unverified = claimed is not None and agent is None
+        if ticket is not None and agent is None and (decision.internal or unverified):
+            # Staff talk stays staff talk: an answer to a staff-only notice, or mail from an
+            # agent's address that failed authentication, is never shown to the requester.
+            if unverified:
+                text = (f"Unverified mail from {msg.sender.email}: it could not be "
+                        f"authenticated ({auth.reason}), so no command in it ran and it is "
+                        f"kept as an internal note.\n\n{text}")
+            await service.add_message(
+                ticket, kind="internal", text=text, actor=actor, author_contact=sender,
+                author_agent=None, via=via, subject=msg.subject, full_text=msg.text,
+                html=msg.html, message_id=msg.message_id, spool_id=spool_id, attachments=atts)
+            reason = decision.reason + ("; unverified agent mail kept as an internal note"
+                                        if unverified else "; filed as an internal note")
+            await _spool.finish(session, spool_id, "reply", reason, ticket.id, now)
+            return await done(IngestResult("reply", spool_id, service.reference(ticket), reason))
         if (ticket is not None and agent is None
                 and service.status_class(ticket.status) == "closed"):
             if s.tickets.reply_to_closed == "reopen":
@@ -305,7 +336,7 @@ class Gateway:
         ref = service.reference(ticket)
         if agent is not None:  # authenticated: commands, then reply or note, in this transaction
             outcome = await AgentMail(rt, service, ticket, agent, msg).apply(
-                via=via, spool_id=spool_id, attachments=atts)
+                via=via, spool_id=spool_id, attachments=atts, internal=decision.internal)
             reason = decision.reason + (
                 f"; agent commands: {len(outcome.applied)} applied, {len(outcome.failed)} failed"
                 if outcome.applied or outcome.failed else "")

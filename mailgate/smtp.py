@@ -59,7 +59,8 @@ class GatewayHandler:
             raw = raw.encode("utf-8", "surrogateescape")
         try:
             result = await self.gateway.ingest(raw or b"", "smtp", recipients=envelope.rcpt_tos,
-                                               envelope_sender=envelope.mail_from or "")
+                                               envelope_sender=envelope.mail_from or "",
+                                               peer=peer_address(session))
         except TransientError as exc:
             log.warning("smtp.tempfail", reason=str(exc))
             return R451_TEMPFAIL
@@ -67,6 +68,12 @@ class GatewayHandler:
             log.error("smtp.failed", error=type(exc).__name__, exc_info=exc)
             return R451_TEMPFAIL
         return R250_QUEUED.format(ref=result.ticket) if result.ticket else R250_STORED
+
+
+def peer_address(session: Session) -> str:
+    """The client's IP address ("" on a Unix socket), for the trusted-relay check."""
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
 # MAIL FROM / RCPT TO as nearly every client sends them: <dot-atom@domain> and parameters.

@@ -6,6 +6,10 @@ prefixes in many languages, and normalising Message-IDs and References.
 
 Trust order (see DESIGN.md, "Threading trusts"):
 
+0. an authenticated agent's own signed reply address (``agent_address``): its HMAC binds
+   one ticket, so the agent's commands act on that ticket whatever In-Reply-To says;
+   then a reply to a staff-only notice (its internal Message-ID in In-Reply-To, or its
+   internal reply address), which is filed as an internal note (``internal_notice``);
 1. our own Message-ID in In-Reply-To/References whose HMAC verified (``signed_ref``);
 2. a verified signed plus-address recipient, ``support+<token>@`` (``plus_address``);
 3. a Message-ID we received or sent for a ticket (``message_id``), and then
@@ -214,7 +218,8 @@ def split_references(header_value: str) -> tuple[str, ...]:
 
 _NOT_PARTICIPANT = "sender is not a participant"
 
-Via = Literal["signed_ref", "plus_address", "message_id", "subject", "new"]
+Via = Literal["agent_address", "internal_notice", "signed_ref", "plus_address", "message_id",
+              "subject", "new"]
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,10 @@ class ThreadFacts:
         sender_participates: tickets the sender takes part in (requester, watcher, CC,
             organization member).
         sender_is_agent: the sender is a known agent, who may thread onto any ticket.
+        agent_address_ticket: ticket of the agent's own signed reply address, when that
+            address is what authenticated the agent.
+        internal_notice_ticket: ticket of a staff-only notice this mail answers (verified
+            internal Message-ID in In-Reply-To, or internal reply address).
     """
 
     signed_ref_ticket: int | None = None
@@ -239,15 +248,21 @@ class ThreadFacts:
     subject_tickets: tuple[int, ...] = ()
     sender_participates: frozenset[int] = frozenset()
     sender_is_agent: bool = False
+    agent_address_ticket: int | None = None
+    internal_notice_ticket: int | None = None
 
 
 @dataclass(frozen=True)
 class ThreadDecision:
-    """Where the message goes and why; ``ticket`` is None exactly when ``via`` is "new"."""
+    """Where the message goes and why; ``ticket`` is None exactly when ``via`` is "new".
+
+    ``internal``: the mail answers a staff-only notice and is filed as an internal note.
+    """
 
     ticket: int | None
     via: Via
     reason: str
+    internal: bool = False
 
 
 def decide_thread(f: ThreadFacts, *, prefix: str = "TKT-", digits: int = 6) -> ThreadDecision:
@@ -270,6 +285,19 @@ def decide_thread(f: ThreadFacts, *, prefix: str = "TKT-", digits: int = 6) -> T
         return f.sender_is_agent or number in f.sender_participates
 
     who = "agent" if f.sender_is_agent else "participant"
+    others = [n for n in (f.signed_ref_ticket, f.plus_address_ticket) if n is not None]
+    bound = f.agent_address_ticket
+    if bound is not None:
+        reason = f"agent's signed reply address for {ref(bound)}"
+        overruled = sorted({ref(n) for n in others if n != bound})
+        if overruled:
+            reason += "; references to " + ", ".join(overruled) + " overruled"
+        internal = f.internal_notice_ticket == bound
+        return ThreadDecision(bound, "agent_address", reason, internal=internal)
+    if f.internal_notice_ticket is not None:
+        reason = f"reply to a staff-only notice about {ref(f.internal_notice_ticket)}"
+        return ThreadDecision(f.internal_notice_ticket, "internal_notice", reason,
+                              internal=True)
     if f.signed_ref_ticket is not None:
         reason = f"signed Message-ID reference to {ref(f.signed_ref_ticket)}"
         plus = f.plus_address_ticket

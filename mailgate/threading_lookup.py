@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk.db import CoreRow
 from helpdesk.direct import connection, run
-from helpdesk.mailtokens import parse_reply_address, ticket_from_message_id
+from helpdesk.mailtokens import parse_message_id, parse_reply_address
 from helpdesk.models import Agent, MessageRef, Ticket, Watcher
 from helpdesk.runtime import Runtime
 from mailgate.parse import Inbound
@@ -75,24 +75,37 @@ async def participates(conn: AsyncConnection, ticket: CoreRow, sender: Person) -
 
 
 async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender: Person,
-                        agent: Agent | None, recipients: Sequence[str]) -> ThreadDecision:
-    """Gather signed references, known Message-IDs, subject tokens and participation."""
+                        agent: Agent | None, recipients: Sequence[str], *,
+                        agent_address_ticket: int | None = None) -> ThreadDecision:
+    """Gather signed references, known Message-IDs, subject tokens and participation.
+
+    ``agent_address_ticket``: the ticket of the signed reply address that authenticated
+    ``agent``, which binds the agent's mail to that ticket.
+    """
     s = rt.settings
     conn = await connection(session)
     tickets = _Tickets(conn)
     refs = [*msg.in_reply_to, *reversed(msg.references)]
-    signed = None
-    for ref in refs:
-        number = ticket_from_message_id(ref, instance_id=s.instance.id, secrets=rt.secrets)
-        if number is not None and await tickets.get(number) is not None:
-            signed = number
-            break
+    signed = internal = None
+    for position, ref in enumerate(refs):
+        token = parse_message_id(ref, instance_id=s.instance.id, secrets=rt.secrets)
+        if token is None or await tickets.get(token.ticket) is None:
+            continue
+        if token.internal and position < len(msg.in_reply_to):
+            internal = token.ticket  # the mail answers a staff-only notice
+        if signed is None:
+            signed = token.ticket
     plus = None
     for rcpt in [*recipients, *header_recipients(msg)]:
-        token = parse_reply_address(rcpt, secrets=rt.secrets)
-        if token is not None and await tickets.get(token.ticket) is not None:
-            plus = token.ticket
-            break
+        reply_token = parse_reply_address(rcpt, secrets=rt.secrets)
+        if reply_token is None or await tickets.get(reply_token.ticket) is None:
+            continue
+        if reply_token.internal:
+            internal = internal if internal is not None else reply_token.ticket
+        elif plus is None:
+            plus = reply_token.ticket
+    if agent_address_ticket is not None and await tickets.get(agent_address_ticket) is None:
+        agent_address_ticket = None
     known = None
     if refs:
         prebuilt = _KNOWN_REF.get(len(refs))
@@ -110,6 +123,7 @@ async def lookup_thread(session: AsyncSession, rt: Runtime, msg: Inbound, sender
         if ticket is not None and await participates(conn, ticket, sender):
             participating.add(number)
     return decide_thread(ThreadFacts(
+        agent_address_ticket=agent_address_ticket, internal_notice_ticket=internal,
         signed_ref_ticket=signed, plus_address_ticket=plus, known_message_ticket=known,
         subject_tickets=tuple(subject_numbers), sender_participates=frozenset(participating),
         sender_is_agent=agent is not None))

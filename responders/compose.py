@@ -47,11 +47,10 @@ from helpdesk.errors import HelpdeskError
 from helpdesk.links import LinkSigner, Purpose, rate_url, view_url
 from helpdesk.mailtokens import make_reply_address
 from helpdesk.models import OutboxRow
+from helpdesk.outbox import INTERNAL_KINDS, REQUESTER_KINDS
 from helpdesk.resources import templates_dir
 
 DEFAULT_TEMPLATES = templates_dir("email")
-REQUESTER_KINDS = frozenset({"ack", "reply", "resolved"})
-"""Row kinds addressed to the requester's side: they must carry a portal link."""
 
 AUTO_SUBMITTED: Mapping[str, str | None] = {"ack": "auto-replied", "reply": None}
 """Auto-Submitted per row kind (RFC 3834); any kind not listed is ``auto-generated``."""
@@ -264,8 +263,11 @@ class Composer:
             return personal
         if read.ticket is None:
             return self.settings.outbound.sender
+        # A staff-only notice never carries the requester-facing address: an answer to it
+        # goes to the internal address and is filed as an internal note.
         return make_reply_address(read.ticket.queue_address, read.ticket.number,
-                                  secret=self.settings.portal.secret_key[-1])
+                                  secret=self.settings.portal.secret_key[-1],
+                                  internal=row.kind in INTERNAL_KINDS)
 
     # -- bodies -----------------------------------------------------------------------
 

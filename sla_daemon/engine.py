@@ -30,6 +30,7 @@ from helpdesk import audit, outbox
 from helpdesk.audit import Actor
 from helpdesk.config import Settings
 from helpdesk.models import AuditEvent, SlaClock, Ticket
+from helpdesk.notify import agent_reply_address
 from helpdesk.numbering import format_number
 from helpdesk.runtime import Runtime
 from sla_daemon.clock import Calendar
@@ -305,6 +306,8 @@ async def _alert(session: AsyncSession, rt: Runtime, ticket: Ticket, sla: Ticket
         "due_at": due.isoformat() if due else None, "as_of": at.isoformat(),
         "assignee": assignee, "escalated_to": admin if name == "breach" else None,
     }
+    if ticket.assignee is not None:  # the assignee's answer runs commands, as an internal note
+        context["reply_to"] = agent_reply_address(rt, ticket, ticket.assignee, internal=True)
     now = rt.clock()
     await outbox.enqueue(session, kind=f"sla_{name}", template=f"sla_{name}", to=to,
                          instance_id=settings.instance.id, secret=rt.secrets[-1],

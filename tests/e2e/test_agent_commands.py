@@ -105,7 +105,8 @@ def mail(subject: str = "Printer on fire", body: str = "It burns.\n", *,
 
 @pytest.fixture
 async def desk(tmp_path: Path, db_url: str) -> AsyncIterator[Desk]:
-    async for d in _open_desk(tmp_path, db_url, trusted_authserv_ids=[RELAY]):
+    async for d in _open_desk(tmp_path, db_url, trusted_authserv_ids=[RELAY],
+                              trusted_relay_hosts=["127.0.0.1"]):
         yield d
 
 
@@ -408,7 +409,7 @@ async def test_another_agents_signed_address_does_not_authenticate(desk: Desk) -
     assert "not your own" in notice.context["reason"]
 
 
-async def test_unauthenticated_agent_reply_on_a_known_thread_is_a_contact_reply(
+async def test_unauthenticated_agent_reply_on_a_known_thread_is_an_internal_note(
         desk: Desk) -> None:
     plain = make_reply_address(SUPPORT, 1, secret="test-secret")  # the requesters' address
     await desk.send(mail("Re: [TKT-000001] x", "#close\nDone.\n", sender=BOB, to=plain),
@@ -420,6 +421,7 @@ async def test_unauthenticated_agent_reply_on_a_known_thread_is_a_contact_reply(
                             Message.text.contains("Done."))
     bob_contact = (await desk.rows(Contact, Contact.email == BOB))[0]
     assert msg.author_contact_id == bob_contact.id and msg.author_agent_id is None
+    assert msg.kind == "internal"  # never shown to the requester (issue 19, item 6)
     assert await desk.count(OutboxRow, OutboxRow.kind == "agent_auth_refused") == 1
 
 
