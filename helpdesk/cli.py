@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -147,32 +146,7 @@ def portal(ctx: click.Context, config_path: str | None) -> None:
     serve_roles(ctx, ("portal",))
 
 
-# -- ingest -------------------------------------------------------------------------------
-
-@cli.command()
-@config_option
-@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
-@click.pass_context
-@run_async
-async def ingest(ctx: click.Context, config_path: str | None, files: tuple[str, ...]) -> None:
-    """Ingest raw messages from FILES (stdin when none), MTA-pipe style.
-
-    Exit 0 when stored (ticket, reply, ignored, duplicate or quarantined), 75 on a
-    temporary failure, 65 for input that is clearly not mail.
-    """
-    from mailgate.ingest import Gateway
-
-    async def work(rt: Runtime) -> None:
-        gateway = Gateway(rt, listeners=_listeners(rt))
-        sources = files or ("-",)
-        for name in sources:
-            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-            result = await gateway.ingest(raw, "pipe", strict=True)
-            click.echo(f"{name}: {result.disposition}"
-                       + (f" {result.ticket}" if result.ticket else "")
-                       + (f" ({result.reason})" if result.reason else ""))
-    await _with_runtime(ctx, work)
-
+# -- ingest: helpdesk/cli_ingest.py (the MTA pipe; registered in _register_commands) ----
 
 def _listeners(rt: Runtime) -> list[Any]:
     from helpdesk.notify import Notifier
@@ -377,8 +351,9 @@ async def spool_retry(ctx: click.Context, config_path: str | None, spool_id: int
 
 def _register_commands() -> None:
     """Attach the command groups that live in their own modules (each imports this one)."""
-    from helpdesk import cli_agents, cli_imap, cli_outbox, cli_portal, cli_sla
+    from helpdesk import cli_agents, cli_imap, cli_ingest, cli_outbox, cli_portal, cli_sla
 
+    cli.add_command(cli_ingest.ingest)
     cli.add_command(cli_agents.canned)
     cli.add_command(cli_agents.time_group)
     agents.add_command(cli_agents.agents_prefs)

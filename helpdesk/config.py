@@ -67,9 +67,27 @@ class SmtpSettings:
     max_message_bytes: int = 26214400
     domains: tuple[str, ...] = ("support.example.com",)
     addresses: tuple[str, ...] = ()
+    # Local parts accepted in ``domains`` (plus-tags ignored); empty accepts every one.
+    local_parts: tuple[str, ...] = ()
     tls_cert: str = ""
     tls_key: str = ""
     require_tls: bool = False
+
+    def accepts(self, address: str) -> bool:
+        """Whether ``address`` is one of ours: the rule every receiver and check applies.
+
+        Ours are the configured ``addresses`` and, in ``domains``, every local part or only
+        the listed ``local_parts``; a plus-tag (``support+tag@``) is ignored.
+        """
+        local, _, domain = address.strip().lower().rpartition("@")
+        if not local or not domain:
+            return False
+        base_local = local.split("+", 1)[0]
+        if f"{base_local}@{domain}" in {a.lower() for a in self.addresses}:
+            return True
+        if domain not in {d.lower() for d in self.domains}:
+            return False
+        return not self.local_parts or base_local in {p.lower() for p in self.local_parts}
 
 
 @dataclass(frozen=True)
@@ -276,6 +294,8 @@ class CommandSettings:
 class LoggingSettings:
     level: str = "INFO"
     json: bool = False
+    # A file to append the log to; empty: stderr (the MTA pipe: syslog, else nowhere).
+    file: str = ""
 
 
 @dataclass(frozen=True)

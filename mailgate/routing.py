@@ -71,19 +71,12 @@ def resolve_queue(settings: Settings, recipients: Sequence[str], msg: Inbound) -
 
 
 def accepts_recipient(settings: SmtpSettings, address: str) -> bool:
-    """Whether ``address`` is ours: a configured address (plus-tags ignored), or in our domains.
+    """Whether ``address`` is ours (see `SmtpSettings.accepts`, the one rule).
 
-    The SMTP receiver refuses anything else (no open relay); the pipeline uses the same
-    rule so that a CC to one of our own addresses never becomes a watcher.
+    The SMTP and LMTP receivers refuse anything else (no open relay); the pipeline uses
+    the same rule so that a CC to one of our own addresses never becomes a watcher.
     """
-    address = address.strip().lower()
-    local, _, domain = address.rpartition("@")
-    if not local or not domain:
-        return False
-    base = f"{local.split('+', 1)[0]}@{domain}"
-    if base in {a.lower() for a in settings.addresses}:
-        return True
-    return domain in {d.lower() for d in settings.domains}
+    return settings.accepts(address)
 
 
 def cc_watchers(settings: SmtpSettings, msg: Inbound, sender: str) -> list[Address]:

@@ -1,0 +1,285 @@
+"""`helpdesk ingest`: the MTA pipe, which stores a mail or defers it (exit 75), never bounces it.
+
+The exit status is the whole answer an MTA reads (Postfix's pipe, Exim's pipe transport,
+OpenSMTPD's mda), and it is made to survive everything around it:
+
+- 0: stored (ticket, reply, ignored, duplicate or quarantined).
+- 65 (EX_DATAERR): the input is clearly not mail (empty, or binary); the MTA bounces it.
+- 75 (EX_TEMPFAIL): anything else. A locked, read-only, missing or corrupt database, a
+  full disk, an unreadable or invalid config, a usage error in ``master.cf``: the MTA
+  keeps the mail and retries while the admin fixes the cause.
+
+stderr gets one short line naming the cause (an MTA copies it into its log, and into the
+bounce for 65); the detail goes to the log (``[logging] file``, else syslog). The MTA may
+close our stdout and stderr after a few KB: SIGPIPE is ignored, and writes to a closed
+stream are dropped, so the status is still the one above.
+
+Self-contained (its own ``--config`` option and settings loading) so that ``helpdesk.cli``
+registers it without an import cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import structlog
+from sqlalchemy.engine import make_url
+
+from helpdesk.config import Settings, load_settings
+from helpdesk.errors import ConfigError, NotMailError
+from helpdesk.failures import describe_failure
+from helpdesk.logs import configure_pipe_logging
+
+EX_OK = 0
+EX_DATAERR = 65
+EX_TEMPFAIL = 75
+MAX_LINE = 300
+# Postfix's pipe expands the null sender (a bounce) to this unless told otherwise.
+NULL_SENDER = "MAILER-DAEMON"
+
+log = structlog.get_logger("helpdesk.ingest")
+
+
+def say(line: str, fd: int = 2) -> None:
+    """Write one line to ``fd`` unbuffered; a closed or broken stream drops it silently."""
+    text = " ".join(line.split())[:MAX_LINE] + "\n"
+    with contextlib.suppress(OSError, ValueError):
+        os.write(fd, text.encode("utf-8", "replace"))
+
+
+class _Quiet:
+    """A stand-in for ``sys.stdout`` / ``sys.stderr`` that drops what it cannot write.
+
+    Python flushes both at exit and turns a broken pipe there into exit status 120; a
+    library's stray print would raise BrokenPipeError mid-ingest. Neither may change
+    the status the MTA reads.
+    """
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            if self._stream is not None:
+                self._stream.write(text)
+        except (OSError, ValueError):
+            self._stream = None
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            if self._stream is not None:
+                self._stream.flush()
+        except (OSError, ValueError):
+            self._stream = None
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream is not None and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_std_streams() -> None:
+    """Ignore SIGPIPE and make stdout and stderr unable to fail (see `_Quiet`)."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    if not isinstance(sys.stdout, _Quiet):
+        sys.stdout = _Quiet(sys.stdout)
+    if not isinstance(sys.stderr, _Quiet):
+        sys.stderr = _Quiet(sys.stderr)
+
+
+class PipeExit(click.ClickException):
+    """Raised to end the pipe with ``exit_code`` (75: deferred) and one line on stderr."""
+
+    exit_code = EX_TEMPFAIL
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        say(f"helpdesk: {self.message}")
+
+
+class NotMailExit(PipeExit):
+    """Raised to end the pipe with 65: the input is clearly not mail; the MTA bounces it."""
+
+    exit_code = EX_DATAERR
+
+
+class PipeCommand(click.Command):
+    """A click command whose usage errors defer the mail (75) instead of click's exit 2.
+
+    A wrong ``argv=`` in ``master.cf`` is the admin's to fix; until then the MTA keeps
+    the mail.
+    """
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        guard_std_streams()
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            raise PipeExit(f"usage error, mail deferred: {exc.format_message()}") from None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the MTA tells us besides the message: the envelope sender and recipients."""
+
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+
+
+def split_inputs(inputs: Sequence[str], recipients: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(files, further recipients) from the positional arguments.
+
+    Postfix expands ``--recipient ${recipient}`` into ``--recipient a@x b@x`` for a mail
+    to several recipients, so after ``--recipient`` an argument that is not an existing
+    file but looks like an address is one more recipient.
+
+    Raises:
+        PipeExit: (75) an argument that is neither a file nor, after ``--recipient``, an
+            address.
+    """
+    files: list[str] = []
+    more: list[str] = []
+    for arg in inputs:
+        if arg == "-" or Path(arg).is_file():
+            files.append(arg)
+        elif recipients and "@" in arg:
+            more.append(arg)
+        else:
+            raise PipeExit(f"usage error, mail deferred: no such file: {arg}")
+    return files, more
+
+
+def envelope_for(settings: Settings, sender: str | None,
+                 recipients: Sequence[str]) -> Envelope:
+    """The envelope as the SMTP receiver would have accepted it.
+
+    Only our own addresses count as recipients (the SMTP receiver refuses the rest at
+    RCPT); when the MTA hands us none of ours (an alias rewritten to a local name), the
+    queue is chosen from the To and Cc headers, as without an envelope.
+    """
+    ours = tuple(r for r in recipients if settings.smtp.accepts(r))
+    if recipients and not ours:
+        log.warning("ingest.recipients_not_ours", recipients=list(recipients))
+    mail_from = "" if sender in (None, NULL_SENDER) else sender.strip()
+    return Envelope(mail_from, ours)
+
+
+def preflight(settings: Settings) -> str | None:
+    """Why the pipe must not even open the database, or None.
+
+    An MTA runs the pipe in its own spool directory: a relative path there names
+    nothing of ours, and creating a fresh database or storage there would accept mail
+    into the wrong place. A missing absolute database is created, as everywhere.
+    """
+    url = make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        name = url.database
+        path = Path(name[5:].partition("?")[0] if name.startswith("file:") else name)
+        if not path.is_absolute() and not path.exists():
+            return (f"database missing: {path} (relative to {Path.cwd()}; "
+                    "use absolute paths in the config)")
+    storage = Path(settings.storage.dir)
+    if not storage.is_absolute() and not storage.is_dir():
+        return (f"storage directory missing: {settings.storage.dir} (relative to "
+                f"{Path.cwd()}; use absolute paths in the config)")
+    return None
+
+
+async def store_all(settings: Settings, files: Sequence[str],
+                    envelope: Envelope) -> list[str]:
+    """Ingest each input through the one pipeline; one result line per input."""
+    from helpdesk.notify import Notifier
+    from helpdesk.runtime import Runtime
+    from mailgate.ingest import Gateway
+
+    raws = [(name, sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes())
+            for name in files]
+    from mailgate.parse import looks_like_mail
+
+    for name, raw in raws:  # decided on the bytes alone, before the database is opened
+        if not looks_like_mail(raw):
+            raise NotMailError(f"{name}: input is not an email (empty, or binary)")
+    rt = await Runtime.open(settings)
+    try:
+        gateway = Gateway(rt, listeners=[Notifier(rt)])
+        lines = []
+        for name, raw in raws:
+            result = await gateway.ingest(raw, "pipe", strict=True,
+                                          recipients=envelope.recipients,
+                                          envelope_sender=envelope.sender)
+            lines.append(f"{name}: {result.disposition}"
+                         + (f" {result.ticket}" if result.ticket else "")
+                         + (f" ({result.reason})" if result.reason else ""))
+        return lines
+    finally:
+        await rt.close()
+
+
+def run_pipe(config_path: str | None, sender: str | None, recipients: Sequence[str],
+             inputs: Sequence[str]) -> tuple[int, str]:
+    """Everything the command does, as (exit status, the one line for stderr)."""
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        return EX_TEMPFAIL, f"configuration error, mail deferred: {exc}"
+    configure_pipe_logging(settings.logging)
+    try:
+        files, more = split_inputs(inputs, recipients)
+    except PipeExit as exc:
+        return exc.exit_code, exc.message
+    envelope = envelope_for(settings, sender, [*recipients, *more])
+    problem = preflight(settings)
+    if problem is not None:
+        log.error("ingest.deferred", cause=problem)
+        return EX_TEMPFAIL, f"{problem}; mail deferred"
+    try:
+        lines = asyncio.run(store_all(settings, files or ["-"], envelope))
+    except NotMailError as exc:
+        return EX_DATAERR, str(exc)
+    except Exception as exc:
+        cause = describe_failure(exc)
+        log.error("ingest.deferred", cause=cause, error=type(exc).__name__, exc_info=exc)
+        return EX_TEMPFAIL, f"temporary failure, mail deferred: {cause}"
+    for line in lines:
+        say(line, fd=1)
+    return EX_OK, ""
+
+
+@click.command(cls=PipeCommand)
+@click.option("--config", "config_path", metavar="PATH",
+              help="Config file (default: $HELPDESK_CONFIG, ./helpdesk.toml).")
+@click.option("--sender", default=None, metavar="ADDR",
+              help="Envelope sender (Postfix: ${sender}).")
+@click.option("--recipient", "recipients", multiple=True, metavar="ADDR",
+              help="Envelope recipient, repeatable (Postfix: ${recipient}).")
+@click.argument("inputs", nargs=-1)
+@click.pass_context
+def ingest(ctx: click.Context, config_path: str | None, sender: str | None,
+           recipients: tuple[str, ...], inputs: tuple[str, ...]) -> None:
+    """Ingest raw messages from FILES (stdin when none), MTA-pipe style.
+
+    Exit 0 when stored (ticket, reply, ignored, duplicate or quarantined), 65 for input
+    that is clearly not mail, 75 for anything else (the MTA keeps the mail and retries).
+    """
+    guard_std_streams()
+    root = ctx.find_root().ensure_object(dict)
+    code, line = run_pipe(config_path or root.get("config_path"), sender, recipients, inputs)
+    if code == EX_DATAERR:
+        raise NotMailExit(line)
+    if code != EX_OK:
+        raise PipeExit(line)
