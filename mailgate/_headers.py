@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import contextlib
 import functools
 import re
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
@@ -18,6 +20,12 @@ _CHARSET_ALIASES = {
     "iso-8859-1": "cp1252", "latin1": "cp1252", "unicode-1-1-utf-7": "utf-7",
 }
 _WEAK_CODECS = frozenset({None, "cp1252", "ascii"})
+# Codecs Python knows that are no mail charset: a label naming one is treated as unknown.
+# idna and punycode raise on most input (and even with errors="replace"), undefined always
+# raises, and the escape codecs turn ``\udc80`` in a body into a lone surrogate.
+_NOT_CHARSETS = frozenset(
+    {"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _WS = re.compile(r"\s+")
@@ -26,6 +34,7 @@ _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
 _MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _BARE_MSGID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
 _FILENAME_PARAM = re.compile(r'(?:file)?name\*?=\s*"?([^";]+)', re.IGNORECASE)
+_RFC2231_VALUE = re.compile(r"([^']*)'[^']*'(.*)")
 _ADDRESS = re.compile(r"[\w.+\-=/]+@[\w.\-]+")
 ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"  # RFC 5322 atext, one or more
 _DOT_ATOM = rf"{ATOM}(?:\.{ATOM})*"
@@ -51,16 +60,39 @@ def repair(value: str) -> str:
         return value
     try:
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeError:
-        return value.encode("utf-8", "replace").decode("utf-8")
+    except UnicodeError:  # a surrogate that is no escaped byte (RFC 2231 in UTF-7)
+        return clean(value)
+
+
+def clean(text: str) -> str:
+    """``text`` as valid Unicode a database stores: lone surrogates become U+FFFD, NULs go.
+
+    Surrogates come from UTF-7 (``+2AA-``), UTF-16 and surrogate-escaped raw bytes; a pair
+    that is split into two code points is joined. PostgreSQL refuses NUL in text.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        text = _SURROGATE.sub("\ufffd", text)  # the decoder passes some lone ones through
+    return text
 
 
 def decode_header(value: str) -> str:
-    """Unfold, repair and RFC 2047-decode one header value; control characters are dropped."""
+    """Unfold, repair and RFC 2047-decode one header value; control characters are dropped.
+
+    Never raises: an encoded word that cannot be decoded is decoded as UTF-8 with U+FFFD
+    (see `decode_bytes`), and should anything else fail the value is kept undecoded.
+    """
     text = repair(_LINE_BREAK.sub("", str(value)))
     if "=?" in text:
-        text = decode_words(text)
-    return _CONTROL.sub("", text)
+        with contextlib.suppress(Exception):  # a failure must not lose the header
+            text = decode_words(text)
+    return clean(_CONTROL.sub("", text))
 
 
 def decode_words(text: str) -> str:
@@ -104,29 +136,39 @@ def _codec(charset: str | None) -> str | None:
         info = codecs.lookup(name)
     except Exception:  # LookupError, or ValueError on odd names
         return None
-    return info.name if getattr(info, "_is_text_encoding", True) else None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return None
+    return info.name
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
-    """Decode with the declared charset, else UTF-8, else best effort with U+FFFD."""
+    """Decode with the declared charset, else UTF-8, else best effort with U+FFFD.
+
+    Never raises, and the text is `clean`: an unknown or unusable charset decodes as
+    UTF-8, else Windows-1252, with U+FFFD for what is undecodable.
+    """
     codec = _codec(charset)
     # UTF-8 labelled as Latin-1/ASCII is common; real Latin-1 text is almost never valid UTF-8
     order = ("utf-8", codec) if codec in _WEAK_CODECS else (codec, "utf-8")
     for attempt in order:
         if attempt:
             try:
-                return data.decode(attempt)
-            except (UnicodeDecodeError, LookupError):
+                return clean(data.decode(attempt))
+            except Exception:  # UnicodeError, or a codec's own error on odd input
                 pass
-    return data.decode(codec or "cp1252", "replace")
+    try:
+        return clean(data.decode(codec or "cp1252", "replace"))
+    except Exception:  # a codec that cannot replace
+        return clean(data.decode("utf-8", "replace"))
 
 
 def header_map(raw_headers: list[tuple[str, str]]) -> dict[str, str]:
     """Map each lowercased header name to its first value, decoded, whitespace collapsed."""
     out: dict[str, str] = {}
     for name, value in raw_headers:
-        if name not in out:
-            out[name] = _WS.sub(" ", decode_header(value)).strip()
+        key = clean(name)
+        if key not in out:
+            out[key] = _WS.sub(" ", decode_header(value)).strip()
     return out
 
 
@@ -157,7 +199,7 @@ def addresses(values: list[str]) -> tuple[Address, ...]:
     """Every mailbox in the header values that has an address or a display name."""
     out = []
     for name, addr in split_addresses([_LINE_BREAK.sub("", v) for v in values]):
-        email = normalize_email(addr)
+        email = clean(normalize_email(addr))
         display = _WS.sub(" ", decode_header(name)).strip()
         if email or display:
             out.append(Address(email=email, name=display))
@@ -213,7 +255,10 @@ def part_filename(part: Message) -> str | None:
     except Exception:  # malformed RFC 2231 parameters
         match = _FILENAME_PARAM.search(" ".join(str(v) for v in probe.values()))
         name = match.group(1) if match else None
+        extended = _RFC2231_VALUE.fullmatch(name or "")
+        if extended:  # charset'language'%XX..., in a charset the email package fails on
+            raw = urllib.parse.unquote_to_bytes(extended.group(2))
+            return decode_bytes(raw, extended.group(1))
     if name is None:
         return None
-    name = repair(str(name))
-    return decode_words(name) if "=?" in name else name
+    return decode_header(str(name))

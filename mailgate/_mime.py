@@ -41,6 +41,23 @@ def ctype(part: Message) -> str:
     return known
 
 
+def children(part: Message) -> list[Message] | None:
+    """The sub-parts of a multipart (or message/*) part; None for a leaf.
+
+    Not ``get_payload()``: for a leaf with raw 8-bit bytes it re-decodes the body with
+    the declared charset and raises on one such as ``idna`` (only LookupError is caught).
+    """
+    if not part.is_multipart():
+        return None
+    return [c for c in part.get_payload() if isinstance(c, Message)]
+
+
+def body_text(part: Message) -> str:
+    """A leaf's body as parsed (raw 8-bit bytes surrogate-escaped); "" for a multipart."""
+    payload = getattr(part, "_payload", None)  # what get_payload() starts from, unconverted
+    return payload if isinstance(payload, str) else ""
+
+
 def disposition(part: Message) -> str:
     """The part's Content-Disposition value (``inline``, ``attachment``), or ""."""
     value = part.get("content-disposition")
@@ -54,9 +71,9 @@ def walk(msg: Message) -> Walked:
     while stack and len(out) < _MAX_PARTS:
         part, parent, depth = stack.pop()
         out.append((part, parent))
-        payload = part.get_payload()
-        if isinstance(payload, list) and depth < _MAX_DEPTH and ctype(part) not in REPORT_TYPES:
-            stack.extend((c, part, depth + 1) for c in reversed(payload) if isinstance(c, Message))
+        payload = children(part)
+        if payload is not None and depth < _MAX_DEPTH and ctype(part) not in REPORT_TYPES:
+            stack.extend((c, part, depth + 1) for c in reversed(payload))
     return out
 
 
@@ -72,7 +89,7 @@ def text_parts(plain: Message | None, walked: Walked) -> list[Message]:
     parent = next((p for c, p in walked if c is plain), None)
     if parent is None or ctype(parent) != "multipart/mixed":
         return [plain]
-    siblings = [c for c in parent.get_payload() if isinstance(c, Message)]
+    siblings = children(parent) or []
     later = siblings[siblings.index(plain) + 1 :] if plain in siblings else []
     return [plain] + [c for c in later if ctype(c) == "text/plain" and _is_bare_text(c)]
 
@@ -91,15 +108,14 @@ def _find_body(part: Message, subtype: str, depth: int = 0) -> Iterator[Message]
         if sub == subtype:
             yield part
         return
-    payload = part.get_payload()
-    if maintype != "multipart" or not isinstance(payload, list):
+    found = children(part)
+    if maintype != "multipart" or found is None:
         return
-    children = [c for c in payload if isinstance(c, Message)]
-    if sub == "related" and children:
+    if sub == "related" and found:
         start = part.get_param("start")
-        match = [c for c in children if start and c.get("content-id") == start]
-        children = match[:1] or children[:1]
-    for child in children:
+        match = [c for c in found if start and c.get("content-id") == start]
+        found = match[:1] or found[:1]
+    for child in found:
         yield from _find_body(child, subtype, depth + 1)
 
 

@@ -31,6 +31,12 @@ from mailgate._headers import Address as Address  # re-exported: part of the Inb
 
 NO_SUBJECT = "(no subject)"
 MAX_BODY_CHARS = 2_000_000  # text or HTML longer than this is cut and body_truncated set
+# Longer values are not valid mail (RFC 5321/5322/6838 limits) and are dropped or cut, so
+# they fit the database's columns too (PostgreSQL refuses what is longer).
+MAX_ID_CHARS = 998  # a message or content id: one whole header line
+MAX_ADDRESS_CHARS = 254  # an addr-spec in a SMTP path; a longer one is unusable ("")
+MAX_NAME_CHARS = 255  # a display name is cut to this
+MAX_TYPE_CHARS = 255  # type "/" subtype, each at most 127
 _MAIL_HEADERS = frozenset(
     {"from", "to", "cc", "subject", "date", "message-id", "received", "return-path",
      "mime-version", "content-type", "reply-to", "sender", "in-reply-to", "references",
@@ -41,6 +47,8 @@ _EXTENSIONS = {
     "text/calendar": ".ics", "message/rfc822": ".eml", "text/plain": ".txt",
 }
 _MBOX_FROM = re.compile(rb"From [^\s:][^\n]*\n(?=[\x21-\x39\x3b-\x7e]+[ \t]*:)")
+_HEADER_LINE = re.compile(rb"(?m)^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:")
+_BINARY = bytes(b for b in range(32) if b not in b"\t\n\v\f\r\x1b") + b"\x7f"
 _BODY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _WS = re.compile(r"\s+")
 _T = TypeVar("_T")
@@ -102,11 +110,19 @@ class Inbound:
 
 
 def looks_like_mail(raw: bytes) -> bool:
-    """Return False only for input that is clearly not mail (empty, or binary with NULs).
+    """Return False only for input that is clearly not mail: empty, or binary without headers.
 
-    Text without headers counts as mail: it is kept and becomes a ticket.
+    Binary: a NUL or more than 5 % control bytes in the first 8 KiB. A header line there
+    makes it mail whatever else it holds (a stray NUL in real mail is mail), and so does
+    text without headers: it is kept and becomes a ticket.
     """
-    return bool(raw.strip()) and b"\x00" not in raw[:8192]
+    head = raw[:8192]
+    if not head.strip():
+        return bool(raw.strip())
+    if _HEADER_LINE.search(head):
+        return True
+    controls = len(head) - len(head.translate(None, _BINARY))
+    return b"\x00" not in head and controls * 20 <= len(head)
 
 
 def parse_message(
@@ -145,11 +161,21 @@ def parse_keyed(
     """
     inbound, msg = _parse(raw, (max_attachment_bytes, max_total_attachment_bytes))
     key, message_id = dedupe_key(raw, headers=msg)
-    return inbound, key, message_id
+    return inbound, key, _message_id(message_id)
+
+
+def _message_id(value: str | None) -> str | None:
+    value = _headers.clean(value) if value else None
+    return value if value and len(value) <= MAX_ID_CHARS else None
 
 
 def _parse(raw: bytes, limits: tuple[int, int]) -> tuple[Inbound, Message | None]:
     """The parse, and its ``compat32`` message when it read ``raw``'s header block as is."""
+    inbound, msg = _parse_raw(raw, limits)
+    return _cleaned(inbound), msg
+
+
+def _parse_raw(raw: bytes, limits: tuple[int, int]) -> tuple[Inbound, Message | None]:
     data = _strip_envelope(raw)
     light, elided = _bigparts.lighten(data)
     try:
@@ -214,7 +240,8 @@ def _build(msg: Message, limits: tuple[int, int]) -> Inbound:
     attachments: tuple[InboundAttachment, ...] = steps.run(
         "attachments", lambda: _attachments(walked, used, limits, steps.defects), ()
     )
-    headers: dict[str, str] = steps.run("headers", lambda: _headers.header_map(raw_headers), {})
+    headers: dict[str, str] = steps.run(  # classify reads them: never lose them all
+        "headers", lambda: _headers.header_map(raw_headers), _undecoded(raw_headers))
     senders = every("from")
     return Inbound(
         message_id=steps.run("message-id", lambda: next(iter(ids("message-id")), None), None),
@@ -246,7 +273,7 @@ def _bodies(msg: Message, walked: _mime.Walked,
     parts: list[Message] = steps.run("text parts", lambda: _mime.text_parts(plain, walked), [])
     if not parts and html_part is None:
         parts = [p for p, _ in walked if _mime.fallback_text(p)][:1]
-    text = steps.run("text", lambda: "\n".join(_part_text(p) for p in parts), "")
+    text = "\n".join(steps.run("text", functools.partial(_part_text, p), "") for p in parts)
     raw_html = ""
     if html_part is not None:
         raw_html = steps.run("html", functools.partial(_part_text, html_part), "")
@@ -259,11 +286,65 @@ def _bodies(msg: Message, walked: _mime.Walked,
     return text, html, used, cut_text or cut_html
 
 
+def _undecoded(raw_headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Header name -> first value, repaired but not RFC 2047-decoded: the last resort."""
+    out: dict[str, str] = {}
+    for name, value in raw_headers:
+        out.setdefault(name, _headers.clean(_WS.sub(" ", _headers.repair(str(value))).strip()))
+    return out
+
+
+def _cleaned(inbound: Inbound) -> Inbound:
+    """``inbound`` with every text in it `_headers.clean`: no lone surrogate, no NUL.
+
+    The one place that guarantees what every later writer relies on (PostgreSQL and the
+    database drivers refuse such text); the decoders clean what they make, and this
+    catches what comes from elsewhere (a surrogate-escaped byte in a content type).
+    """
+    c = _headers.clean
+
+    def address(a: Address | None) -> Address | None:
+        return None if a is None else one_address(a)
+
+    def one_address(a: Address) -> Address:
+        email = c(a.email)
+        return Address(email=email if len(email) <= MAX_ADDRESS_CHARS else "",
+                       name=c(a.name)[:MAX_NAME_CHARS].rstrip())
+
+    def addresses(values: tuple[Address, ...]) -> tuple[Address, ...]:
+        return tuple(map(one_address, values))
+
+    def ids(values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(i for i in map(_message_id, values) if i)
+
+    def mime_type(value: str) -> str:
+        value = c(value)
+        return value if len(value) <= MAX_TYPE_CHARS else "application/octet-stream"
+
+    return replace(
+        inbound,
+        message_id=_message_id(inbound.message_id),
+        in_reply_to=ids(inbound.in_reply_to),
+        references=ids(inbound.references),
+        sender=address(inbound.sender), reply_to=addresses(inbound.reply_to),
+        to=addresses(inbound.to), cc=addresses(inbound.cc), subject=c(inbound.subject),
+        text=c(inbound.text), html=c(inbound.html) if inbound.html else inbound.html,
+        attachments=tuple(
+            replace(a, filename=c(a.filename), content_type=mime_type(a.content_type),
+                    content_id=_message_id(a.content_id))
+            for a in inbound.attachments),
+        headers=MappingProxyType({c(k): c(v) for k, v in inbound.headers.items()}),
+        defects=tuple(map(c, inbound.defects)), content_type=mime_type(inbound.content_type),
+        part_types=tuple(map(mime_type, inbound.part_types)),
+        delivery_status=c(inbound.delivery_status),
+    )
+
+
 def _headers_only(data: bytes, reason: str, limits: tuple[int, int]) -> Inbound:
     """Salvage the header block when MIME parsing fails; the rest becomes the text."""
     try:
         msg = BytesHeaderParser(policy=compat32).parsebytes(data)
-        body = msg.get_payload()
+        body = _mime.body_text(msg)
         msg.set_payload("")
         del msg["content-type"], msg["content-transfer-encoding"]
         inbound = _build(msg, limits)
@@ -296,11 +377,10 @@ def _payload_bytes(part: Message) -> bytes:
     big = _bigparts.elided(part)
     if big is not None:
         return big.decode()
-    data = part.get_payload(decode=True)
+    data = part.get_payload(decode=True)  # safe: only decode=False re-decodes by charset
     if isinstance(data, bytes):
         return data
-    payload = part.get_payload()
-    return payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
+    return _mime.body_text(part).encode("utf-8", "surrogateescape")
 
 
 def _part_text(part: Message) -> str:
@@ -329,32 +409,48 @@ def _attachments(
     out: list[InboundAttachment] = []
     total = 0
     for part, _ in walked:
-        if isinstance(part.get_payload(), list) or id(part) in skip:
+        if part.is_multipart() or id(part) in skip:
             continue
-        ctype = _mime.ctype(part)
-        name = _headers.part_filename(part)
-        disposition = _mime.disposition(part)
-        if name is None and disposition != "attachment" and (
-            ctype in ("text/plain", "text/html", "text/rfc822-headers")
-            or ctype.startswith(("multipart/", "message/"))
-        ):
+        try:  # one unreadable part loses that attachment, not the others
+            found = _attachment(part, len(out) + 1, defects)
+        except Exception as exc:
+            defects.append(f"attachment {len(out) + 1} dropped: {type(exc).__name__}")
             continue
-        filename = safe_filename(name or "", len(out) + 1, ctype)
-        big = _bigparts.elided(part)
-        payload = b"" if big is not None else _payload_bytes(part)
-        size = big.decoded_size() if big is not None else len(payload)
+        if found is None:
+            continue
+        size = found.large.decoded_size() if found.large is not None else len(found.payload)
         if size > limits[0]:
-            defects.append(f"attachment too large: {filename} ({size} bytes)")
+            defects.append(f"attachment too large: {found.filename} ({size} bytes)")
             continue
         if total + size > limits[1]:
-            defects.append(f"attachment over message total: {filename} ({size} bytes)")
+            defects.append(f"attachment over message total: {found.filename} ({size} bytes)")
             continue
         total += size
-        cid_raw = part.get("content-id")
-        cid = _headers.decode_header(str(cid_raw)).strip().strip("<>").strip() if cid_raw else ""
-        inline = disposition == "inline" or (not disposition and bool(cid))
-        out.append(InboundAttachment(filename, ctype, payload, inline, cid or None, big))
+        out.append(found)
     return tuple(out)
+
+
+def _attachment(part: Message, index: int, defects: list[str]) -> InboundAttachment | None:
+    """``part`` as attachment number ``index``; None for a part that is not one (body text)."""
+    ctype = _mime.ctype(part)
+    try:
+        name = _headers.part_filename(part)
+    except Exception as exc:  # the part keeps a made-up name: ``attachment-<index>.<ext>``
+        defects.append(f"filename {index}: {type(exc).__name__}")
+        name = ""
+    disposition = _mime.disposition(part)
+    if name is None and disposition != "attachment" and (
+        ctype in ("text/plain", "text/html", "text/rfc822-headers")
+        or ctype.startswith(("multipart/", "message/"))
+    ):
+        return None
+    filename = safe_filename(name or "", index, ctype)
+    big = _bigparts.elided(part)
+    payload = b"" if big is not None else _payload_bytes(part)
+    cid_raw = part.get("content-id")
+    cid = _headers.decode_header(str(cid_raw)).strip().strip("<>").strip() if cid_raw else ""
+    inline = disposition == "inline" or (not disposition and bool(cid))
+    return InboundAttachment(filename, ctype, payload, inline, cid or None, big)
 
 
 def _report_text(walked: _mime.Walked) -> str:
@@ -362,12 +458,11 @@ def _report_text(walked: _mime.Walked) -> str:
     for part, _ in walked:
         if _mime.ctype(part) not in _mime.REPORT_TYPES:
             continue
-        payload = part.get_payload()
-        if isinstance(payload, list):
-            for block in payload:
-                if isinstance(block, Message):
-                    chunks.extend(f"{k}: {_headers.decode_header(v)}" for k, v in block.raw_items())
-                    chunks.append("")
+        blocks = _mime.children(part)
+        if blocks is not None:
+            for block in blocks:
+                chunks.extend(f"{k}: {_headers.decode_header(v)}" for k, v in block.raw_items())
+                chunks.append("")
         else:
             chunks.append(_part_text(part))
     return "\n".join(chunks)
