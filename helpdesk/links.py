@@ -83,6 +83,10 @@ MAX_TOKEN_LENGTH = 2048
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a token's signing time may lie (clocks of our hosts differ)."""
 
+MAX_ID = 2**31 - 1
+"""The largest database id: our integer keys are 32-bit on PostgreSQL. An id beyond it
+names nothing, and a query with it would fail in the driver, so it is refused first."""
+
 _DIGEST_BYTES = 9  # 72 bits: enough to tell one ticket secret from the next
 
 
@@ -240,12 +244,12 @@ class LinkSigner:
             A URL-safe token, to be placed with :func:`view_url`, :func:`rate_url` or a route.
 
         Raises:
-            ValueError: unknown purpose, an id that is not a positive int, an empty secret.
+            ValueError: unknown purpose, an id that is not in 1..MAX_ID, an empty secret.
             TypeError: an ``extra`` value that JSON cannot encode.
         """
         kind = Purpose(purpose)
         for name, value in (("ticket", ticket), ("contact", contact)):
-            if not _is_id(value):
+            if not is_id(value):
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
         if not ticket_secret:
             raise ValueError("ticket_secret must not be empty")
@@ -292,6 +296,10 @@ class LinkSigner:
         except BadData as exc:
             reason = f"signature check failed for {kind.value}: {type(exc).__name__}"
             raise BadLink(reason) from None
+        except (ValueError, OverflowError, OSError, RecursionError) as exc:
+            # A genuine signature over a timestamp past year 9999, or a payload nested
+            # too deep for the JSON decoder: nothing we ever sign.
+            raise BadLink(f"token does not decode: {type(exc).__name__}") from None
         claims, digest = _decode_payload(kind, raw)
         if expected_ticket is not None and claims.ticket != expected_ticket:
             raise BadLink(f"token is for ticket {claims.ticket}, not {expected_ticket}")
@@ -352,7 +360,7 @@ def _decode_payload(purpose: Purpose, raw: Any) -> tuple[LinkClaims, str]:
         raise BadLink("payload is not [ticket, contact, digest(, extra)]")
     ticket, contact, digest, *rest = raw
     extra = rest[0] if rest else {}
-    if not (_is_id(ticket) and _is_id(contact) and isinstance(digest, str)):
+    if not (is_id(ticket) and is_id(contact) and isinstance(digest, str)):
         raise BadLink("payload ids or digest have the wrong type")
     if not isinstance(extra, dict) or not all(isinstance(key, str) for key in extra):
         raise BadLink("payload extra is not an object")
@@ -360,8 +368,9 @@ def _decode_payload(purpose: Purpose, raw: Any) -> tuple[LinkClaims, str]:
     return claims, digest
 
 
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def is_id(value: Any) -> bool:
+    """Whether ``value`` can be a database id: an int in 1..:data:`MAX_ID`, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
 def _aware(instant: datetime) -> datetime:

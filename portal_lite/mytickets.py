@@ -26,7 +26,7 @@ from helpdesk.links import Purpose
 from helpdesk.models import Contact, Ticket, Watcher
 from helpdesk.notify import Notifier
 from helpdesk.tickets import TicketService
-from portal_lite.routes import Portal, PortalError, portal_of
+from portal_lite.routes import Portal, PortalError, form_id, portal_of
 from portal_lite.security import MY_SCOPE, token_scope
 
 MAILS_PER_HOUR = 3
@@ -134,8 +134,8 @@ async def my_tickets(request: Request) -> Response:
 async def _load_managed(portal: Portal, session: AsyncSession, token: str,
                         ticket_id: object) -> tuple[Contact, Ticket]:
     _claims, _anchor, contact = await portal.verify(session, token, Purpose.MY_TICKETS)
-    ticket = await session.get(Ticket, int(ticket_id)) \
-        if isinstance(ticket_id, str) and ticket_id.isdigit() else None
+    number = form_id(ticket_id)
+    ticket = await session.get(Ticket, number) if number is not None else None
     if not is_manager(contact) or ticket is None \
             or ticket.organization_id != contact.organization_id:
         raise PortalError(403, "Not allowed",

@@ -28,11 +28,18 @@ MAX_COMMENT_CHARS = 5_000
 
 
 def parse_score(value: object) -> int | None:
-    """A score in 1..5 from a form or query value, else None."""
-    if isinstance(value, str) and value.strip().isdigit():
-        score = int(value.strip())
-        return score if score in CSAT_SCORES else None
-    return None
+    """A score in 1..5 from a form or query value, else None.
+
+    One ASCII digit: ``str.isdigit`` alone lets ``"²"`` through to ``int`` (which raises)
+    and thousands of digits past Python's int-parsing limit.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if len(text) != 1 or not text.isascii() or not text.isdigit():
+        return None
+    score = int(text)
+    return score if score in CSAT_SCORES else None
 
 
 async def rating_page(request: Request) -> Response:

@@ -38,6 +38,7 @@ from helpdesk.links import (
     LinkExpired,
     LinkSigner,
     Purpose,
+    is_id,
 )
 from helpdesk.models import Attachment, Contact, Message, Ticket
 from helpdesk.numbering import format_number
@@ -191,12 +192,23 @@ def peek_ticket_id(token: str) -> int | None:
         if payload.startswith("."):
             raw = zlib.decompressobj().decompress(raw, _PEEK_LIMIT)
         data = json.loads(raw)
-    except (BadData, ValueError, zlib.error):
+    except (BadData, ValueError, RecursionError, zlib.error):
         return None
     value = data[0] if isinstance(data, list) and data else None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
+    return value if is_id(value) else None
+
+
+def form_id(value: object) -> int | None:
+    """A database id from a form field: ASCII digits only, in range, else None.
+
+    ``str.isdigit`` and ``int`` alone accept superscripts (which then fail in ``int``),
+    other scripts' digits and numbers no database column can hold; a form is untrusted.
+    """
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() \
+            or len(value) > 10:
+        return None
+    number = int(value)
+    return number if is_id(number) else None
 
 
 def _when(value: str | datetime | None) -> str:
@@ -231,12 +243,14 @@ async def download(request: Request) -> Response:
     async with portal.rt.read_sessions() as session:
         claims, _ticket, _contact = await portal.verify(session, token, Purpose.DOWNLOAD)
         attachment_id = claims.extra.get("attachment")
+        if not is_id(attachment_id):
+            raise PortalError(404, "Not found", "This attachment is not available.")
         row = (await session.execute(
             select(Attachment).join(Message, Message.id == Attachment.message_id).where(
                 Attachment.id == attachment_id, Message.ticket_id == claims.ticket,
                 Message.kind == "public")
         )).scalar_one_or_none()
-    if row is None or not isinstance(attachment_id, int):
+    if row is None:
         raise PortalError(404, "Not found", "This attachment is not available.")
     try:
         data = await anyio.to_thread.run_sync(portal.rt.store.get, row.sha256)

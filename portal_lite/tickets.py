@@ -66,7 +66,8 @@ async def _reply(portal: Portal, request: Request, token: str) -> Response:
     portal.check_rate(request, token)
     limit = portal.settings.portal.max_upload_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit * MAX_FILES + 1_048_576:
+    if declared.isascii() and declared.isdigit() and (
+            len(declared) > 15 or int(declared) > limit * MAX_FILES + 1_048_576):
         raise PortalError(413, "Too large", "The files you sent are too large.")
     async with portal.rt.read_sessions() as session:
         # Verify before parsing the body: a bad link costs no upload handling.
