@@ -392,7 +392,7 @@ class Gateway:
                       msg.headers.get("return-path", ""), envelope_sender]
         for value in candidates:
             email = parseaddr(value)[1].strip().lower()
-            if "@" in email and "." in email.rpartition("@")[2]:
+            if "@" in email and "." in email.rpartition("@")[2] and len(email) <= 254:
                 bound.info("ingest.sender_fallback", source="header or envelope")
                 return dataclasses.replace(msg, sender=Address(email=email, name=""))
         contact = await get_or_create_contact(session, UNKNOWN_SENDER, "Unknown sender")
