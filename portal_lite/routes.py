@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -317,6 +317,17 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
         offer_fresh_link=exc.status_code == 404)
 
 
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its request body arrived: nothing failed, nobody to answer.
+
+    Handled here, not by the last resort, so it is neither logged as an error nor
+    re-raised to the server (which would log a traceback); the response goes nowhere.
+    """
+    assert isinstance(exc, ClientDisconnect)
+    log.info("portal.client_gone", path_kind=request.url.path.split("/")[1])
+    return Response(status_code=400)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     """The last resort: log the exception, show a plain page, never the traceback."""
     log.error("portal.failed", error=type(exc).__name__, exc_info=exc)
@@ -334,6 +345,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     PortalError: on_portal_error,
     DomainError: on_domain_error,
     HTTPException: on_http_error,
+    ClientDisconnect: on_client_gone,
     Exception: on_unexpected,
 }
 

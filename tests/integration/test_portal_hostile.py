@@ -1,7 +1,7 @@
 """The real portal (uvicorn on a socket) against hostile clients, on SQLite and PostgreSQL.
 
-Overflowing numbers in tokens and forms, through HTTP, the way an attacker reaches the
-portal.
+Overflowing numbers in tokens and forms, and clients that hang up mid-request: each
+through HTTP, the way an attacker reaches the portal.
 """
 
 from __future__ import annotations
@@ -260,3 +260,50 @@ async def test_out_of_range_ids_and_numbers_in_forms_answer_4xx(
                 "score": bad, "csrf": _csrf(live.rt, token_scope(rate))})
             assert posted.status_code == 400, bad[:20]
     _assert_no_error_logged(live)
+
+
+# -- clients that hang up -------------------------------------------------------------------------
+
+def _hang_up(port: int, data: bytes) -> None:
+    """Send ``data`` on a fresh connection and close it without reading an answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(data)
+
+
+async def test_client_hanging_up_mid_request_leaves_no_traceback_in_the_log(
+        live: Live, seeded: Seeded, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = await _secret(live.rt, seeded.ticket_id)
+    signer = LinkSigner(live.rt.secrets, view_max_age=timedelta(days=1))
+    view = signer.sign(Purpose.VIEW, seeded.ticket_id, seeded.contact_id, secret)
+    rate = signer.sign(Purpose.RATE, seeded.ticket_id, seeded.contact_id, secret)
+    my = signer.sign(Purpose.MY_TICKETS, seeded.ticket_id, seeded.contact_id, secret)
+    form = "application/x-www-form-urlencoded"
+    multipart = "multipart/form-data; boundary=XyZ"
+    partial_bodies = [
+        ("/my", form, b"email=alice%40exa"),
+        (f"/t/{view}", multipart,
+         b'--XyZ\r\nContent-Disposition: form-data; name="text"\r\n\r\nhal'),
+        (f"/csat/{rate}", form, b"score=4&comm"),
+        (f"/my/{my}/reopen", form, b"ticket=1"),
+        (f"/my/{my}/watchers", form, b"ticket=1&em"),
+    ]
+    for path, kind, body in partial_bodies:
+        head = (f"POST {path} HTTP/1.1\r\nHost: portal\r\nContent-Type: {kind}\r\n"
+                f"Cookie: {CSRF_COOKIE}={COOKIE}\r\nContent-Length: 4000\r\n\r\n")
+        await asyncio.to_thread(_hang_up, live.port, head.encode() + body)
+    for data in (b"GET /t/", b"GET /healthz HTTP/1.1\r\nHost: por",
+                 f"GET /t/{view} HTTP/1.1\r\nHost: portal\r\n\r\n".encode(),
+                 f"GET /my/{my} HTTP/1.1\r\nHost: portal\r\n\r\n".encode()):
+        await asyncio.to_thread(_hang_up, live.port, data)
+    for _ in range(200):
+        gone = [e for e in live.events if e.get("event") == "portal.client_gone"]
+        errors = [e for e in live.events if e.get("log_level") in ("error", "critical")]
+        if len(gone) >= len(partial_bodies) or errors:
+            break
+        await asyncio.sleep(0.05)
+    async with _client(live) as client:
+        assert (await client.get(f"/t/{view}")).status_code == 200
+    await asyncio.sleep(0.2)
+    _assert_no_error_logged(live, caplog)
+    assert len(gone) == len(partial_bodies), live.events
