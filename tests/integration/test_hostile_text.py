@@ -130,3 +130,12 @@ async def test_an_undecodable_filename_keeps_every_attachment(runtime: Runtime) 
         ("\u00ff\u00fe.pdf", "application/pdf", 9),  # unusable charset: UTF-8, else cp1252
         ("report.csv", "text/csv", 7),
     ]
+
+
+async def test_an_over_long_fallback_sender_address_is_not_taken(runtime: Runtime) -> None:
+    long_address = b"x@" + b"sub." * 70 + b"example.org"  # 293 characters: not valid
+    raw = (b"Return-Path: <" + long_address + b">\nTo: support@support.example.com\n"
+           b"Subject: no From\nMessage-ID: <no-from-1@example.org>\n\nHello.\n")
+    result = await make_gateway(runtime).ingest(raw, "pipe", strict=True)
+    ticket, _ = await _ticket(runtime, result)
+    assert ticket.requester.email == "unknown-sender@invalid"
