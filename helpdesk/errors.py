@@ -48,3 +48,13 @@ class NotMailError(DomainError):
     """Raised when input given to ingest is clearly not an email (empty, or binary)."""
 
     exit_code = 65
+
+
+class RoleFailedError(HelpdeskError):
+    """Raised when a daemon role stops by itself (its port is taken, its server died).
+
+    The other roles are stopped first; the process then exits non-zero so that systemd
+    or the admin's terminal sees the failure instead of a daemon that quietly lacks a part.
+    """
+
+    exit_code = 1
