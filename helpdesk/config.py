@@ -91,6 +91,18 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class LmtpSettings:
+    """The LMTP listener, the recommended hand-over from an MTA (one reply per recipient)."""
+
+    enabled: bool = False
+    # A Unix socket path; when set, host and port are not used.
+    socket: str = ""
+    socket_mode: int = 0o660
+    host: str = "127.0.0.1"
+    port: int = 2424
+
+
+@dataclass(frozen=True)
 class QueueSettings:
     address: str
     name: str = ""
@@ -305,6 +317,7 @@ class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    lmtp: LmtpSettings = field(default_factory=LmtpSettings)
     queues: tuple[QueueSettings, ...] = ()
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)

@@ -1,4 +1,4 @@
-"""The mailgate role: SMTP receiver and one IMAP poller per configured mailbox, until stopped."""
+"""The mailgate role: SMTP and LMTP receivers and one IMAP poller per mailbox, until stopped."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from helpdesk.notify import Notifier
 from helpdesk.runtime import Runtime
 from mailgate.imap import run_pollers
 from mailgate.ingest import Gateway
+from mailgate.lmtp import start_lmtp
 from mailgate.smtp import start_smtp
 
 log = structlog.get_logger("mailgate.service")
@@ -20,12 +21,14 @@ def make_gateway(rt: Runtime) -> Gateway:
 
 
 async def serve(rt: Runtime, stop: asyncio.Event) -> None:
-    """Receive mail by SMTP and IMAP until ``stop`` is set, then close both cleanly."""
+    """Receive mail by SMTP, LMTP and IMAP until ``stop`` is set, then close all cleanly."""
     gateway = make_gateway(rt)
-    server = None
+    servers = []
     pollers: asyncio.Task[None] | None = None
     if rt.settings.smtp.enabled:
-        server = await start_smtp(gateway, rt.settings.smtp)
+        servers.append(await start_smtp(gateway, rt.settings.smtp))
+    if rt.settings.lmtp.enabled:
+        servers.append(await start_lmtp(gateway, rt.settings.lmtp, rt.settings.smtp))
     if rt.settings.imap:
         pollers = asyncio.create_task(run_pollers(gateway, rt.settings.imap, stop),
                                       name="imap-pollers")
@@ -39,6 +42,6 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
                     log.warning("imap.stop_timeout")
                 pollers.cancel()
                 await asyncio.gather(pollers, return_exceptions=True)
-        if server is not None:
+        for server in servers:
             server.close()
             await server.wait_closed()

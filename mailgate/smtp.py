@@ -39,6 +39,8 @@ MAX_RECIPIENTS = 100
 class GatewayHandler:
     """aiosmtpd handler hooks; each returns the reply line and never touches the socket."""
 
+    via = "smtp"  # recorded on the spool row; mailgate.lmtp's handler says "lmtp"
+
     def __init__(self, gateway: Gateway, settings: SmtpSettings) -> None:
         self.gateway = gateway
         self.settings = settings
@@ -58,7 +60,7 @@ class GatewayHandler:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         try:
-            result = await self.gateway.ingest(raw or b"", "smtp", recipients=envelope.rcpt_tos,
+            result = await self.gateway.ingest(raw or b"", self.via, recipients=envelope.rcpt_tos,
                                                envelope_sender=envelope.mail_from or "",
                                                peer=peer_address(session))
         except TransientError as exc:
