@@ -2,7 +2,9 @@
 
 Every portal token carries a digest of its ticket's link secret; rotating the secret makes
 every view, rating, download and my-tickets link minted before it answer 410. New mail
-carries links under the new secret. The rotation is audited (never the secret itself).
+carries links under the new secret. The rotation is audited (never the secret itself), and
+that audit event's time is what withdraws the ticket from "all my tickets" links (anchored
+on another ticket) minted before it: the portal no longer lists or manages it through them.
 
 Registered by the CLI on the ``tickets`` group: ``tickets.add_command(revoke_links)``.
 This module does not import :mod:`helpdesk.cli`, so either may import the other.
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.config import Settings, load_settings
+from helpdesk.links import LINKS_REVOKED
 from helpdesk.models import Ticket, utcnow
 from helpdesk.numbering import format_number
 from helpdesk.runtime import Runtime
@@ -36,7 +39,7 @@ async def rotate_link_secret(session: AsyncSession, ticket: Ticket, actor: Actor
     ticket.link_secret = secrets.token_hex(16)
     now = clock()
     ticket.updated_at = now
-    audit.record(session, ticket_id=ticket.id, actor=actor, action="ticket.links_revoked",
+    audit.record(session, ticket_id=ticket.id, actor=actor, action=LINKS_REVOKED,
                  at=now, after={"links": "revoked"}, reason=reason)
     await session.flush()
 

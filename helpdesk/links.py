@@ -83,6 +83,9 @@ MAX_TOKEN_LENGTH = 2048
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a token's signing time may lie (clocks of our hosts differ)."""
 
+LINKS_REVOKED = "ticket.links_revoked"
+"""The audit action of a link-secret rotation; its time tells which links it withdrew."""
+
 MAX_ID = 2**31 - 1
 """The largest database id: our integer keys are 32-bit on PostgreSQL. An id beyond it
 names nothing, and a query with it would fail in the driver, so it is refused first."""

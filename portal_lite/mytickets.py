@@ -7,14 +7,19 @@ organization owners and admins see all their organization's tickets and may reop
 resolved ones and add or remove watchers (people of their own organization).
 
 A ``my-tickets`` token, like every link, names a ticket: the contact's newest visible
-ticket anchors it, so rotating that ticket's link secret withdraws the list link too.
+ticket anchors it, so rotating that ticket's link secret withdraws the list link too. It
+also carries the instant it was issued: a ticket whose links were revoked after that
+(``helpdesk tickets revoke-links``) is neither listed nor managed through it; a fresh
+link, mailed to the address again, shows it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -22,8 +27,8 @@ from starlette.responses import RedirectResponse, Response
 from helpdesk import outbox
 from helpdesk.audit import Actor
 from helpdesk.directory import get_or_create_contact, normalise_email
-from helpdesk.links import Purpose
-from helpdesk.models import Contact, Ticket, Watcher
+from helpdesk.links import LINKS_REVOKED, LinkRevoked, Purpose
+from helpdesk.models import AuditEvent, Contact, Ticket, Watcher
 from helpdesk.notify import Notifier
 from helpdesk.tickets import TicketService
 from portal_lite.routes import Portal, PortalError, form_id, portal_of
@@ -32,6 +37,10 @@ from portal_lite.security import MY_SCOPE, token_scope
 MAILS_PER_HOUR = 3
 MAX_LISTED = 200
 MANAGER_ROLES = frozenset({"owner", "admin"})
+ISSUED = "issued"
+"""The my-tickets claim with the issuing instant, in microseconds since the epoch."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_ISSUED = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 
 
 def is_manager(contact: Contact) -> bool:
@@ -81,7 +90,8 @@ async def _mail_link(portal: Portal, session: AsyncSession, email: str) -> None:
                                      since=now - timedelta(hours=1))
     if sent >= MAILS_PER_HOUR:
         return
-    token = portal.sign(Purpose.MY_TICKETS, anchor, contact)
+    token = portal.sign(Purpose.MY_TICKETS, anchor, contact,
+                        **{ISSUED: (now - _EPOCH) // timedelta(microseconds=1)})
     base = portal.settings.portal.base_url.rstrip("/")
     hours = int(portal.signer.max_age(Purpose.MY_TICKETS).total_seconds() // 3600)
     await outbox.enqueue(
@@ -100,9 +110,11 @@ async def my_tickets(request: Request) -> Response:
     portal = portal_of(request)
     token: str = request.path_params["token"]
     async with portal.rt.read_sessions() as session:
-        _claims, _anchor, contact = await portal.verify(session, token, Purpose.MY_TICKETS)
+        claims, _anchor, contact = await portal.verify(session, token, Purpose.MY_TICKETS)
+        withdrawn = links_revoked_since(issued_at(claims.extra))
+        listed = visible_to(contact) & ~withdrawn
         tickets = list((await session.execute(
-            select(Ticket).where(visible_to(contact)).order_by(Ticket.id.desc())
+            select(Ticket).where(listed).order_by(Ticket.id.desc())
             .limit(MAX_LISTED))).unique().scalars())
         manager = is_manager(contact)
         watchers: dict[int, list[str]] = {}
@@ -114,7 +126,9 @@ async def my_tickets(request: Request) -> Response:
             for ticket_id, address in rows:
                 watchers.setdefault(ticket_id, []).append(address)
         total = (await session.execute(
-            select(func.count()).select_from(Ticket).where(visible_to(contact)))).scalar_one()
+            select(func.count()).select_from(Ticket).where(listed))).scalar_one()
+        hidden = (await session.execute(select(func.count()).select_from(Ticket).where(
+            visible_to(contact) & withdrawn))).scalar_one()
     rows_out = [{
         "id": t.id, "reference": portal.reference(t), "subject": t.subject,
         "status": t.status, "priority": t.priority,
@@ -126,21 +140,48 @@ async def my_tickets(request: Request) -> Response:
     } for t in tickets]
     return portal.render(request, "my_list.html", {
         "contact": {"email": contact.email, "name": contact.name},
-        "tickets": rows_out, "total": total, "token": token, "is_manager": manager,
+        "tickets": rows_out, "total": total, "withdrawn": hidden, "token": token,
+        "is_manager": manager,
         "done": request.query_params.get("done", ""),
     }, scope=token_scope(token))
 
 
 async def _load_managed(portal: Portal, session: AsyncSession, token: str,
                         ticket_id: object) -> tuple[Contact, Ticket]:
-    _claims, _anchor, contact = await portal.verify(session, token, Purpose.MY_TICKETS)
+    claims, _anchor, contact = await portal.verify(session, token, Purpose.MY_TICKETS)
     number = form_id(ticket_id)
     ticket = await session.get(Ticket, number) if number is not None else None
     if not is_manager(contact) or ticket is None \
             or ticket.organization_id != contact.organization_id:
         raise PortalError(403, "Not allowed",
                           "Only owners and admins of the organization can do this.")
+    if (await session.execute(select(
+            links_revoked_since(issued_at(claims.extra), ticket.id)))).scalar_one():
+        raise LinkRevoked(f"links of ticket {ticket.id} were revoked after this list link")
     return contact, ticket
+
+
+def issued_at(extra: Mapping[str, Any]) -> datetime:
+    """When a my-tickets token was issued; the epoch for tokens without (or with a bad) claim.
+
+    The epoch makes an old token treat every revocation ever made as after it: such a
+    token is at most a day old, and hiding a ticket from it is the safe mistake.
+    """
+    value = extra.get(ISSUED)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_ISSUED:
+        return _EPOCH + timedelta(microseconds=value)
+    return _EPOCH
+
+
+def links_revoked_since(since: datetime, ticket: int | None = None) -> ColumnElement[bool]:
+    """Whether the ticket's links were revoked at or after ``since`` (by its audit event).
+
+    Correlated to the ``tickets`` row of the enclosing query by default; one ticket's id
+    otherwise. Both use the index on ``audit_events.ticket_id``.
+    """
+    which = Ticket.id if ticket is None else ticket
+    return exists().where(AuditEvent.ticket_id == which,
+                          AuditEvent.action == LINKS_REVOKED, AuditEvent.created_at >= since)
 
 
 async def reopen(request: Request) -> Response:

@@ -1,7 +1,8 @@
 """The real portal (uvicorn on a socket) against hostile clients, on SQLite and PostgreSQL.
 
-Overflowing numbers in tokens and forms, and clients that hang up mid-request: each
-through HTTP, the way an attacker reaches the portal.
+Overflowing numbers in tokens and forms, clients that hang up mid-request and links
+withdrawn with ``tickets revoke-links``: each through HTTP, the way an attacker reaches
+the portal.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -21,10 +23,12 @@ from typing import Any
 import httpx
 import pytest
 import structlog
+from click.testing import CliRunner
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from helpdesk.audit import Actor
+from helpdesk.cli_portal import revoke_links
 from helpdesk.directory import add_agent, get_or_create_contact
 from helpdesk.links import SALTS, LinkSigner, Purpose, _secret_digest
 from helpdesk.models import OutboxRow, Ticket
@@ -307,3 +311,46 @@ async def test_client_hanging_up_mid_request_leaves_no_traceback_in_the_log(
     await asyncio.sleep(0.2)
     _assert_no_error_logged(live, caplog)
     assert len(gone) == len(partial_bodies), live.events
+
+
+# -- revoked links and the my-tickets list --------------------------------------------------------
+
+async def test_revoke_links_also_stops_my_tickets_links_opening_the_ticket(
+        live: Live, seeded: Seeded) -> None:
+    async with _client(live) as client:
+        my = await _my_tickets_path(live, client, "alice@example.org")
+        listed = await client.get(my)
+        assert listed.status_code == 200 and "Printer on fire" in listed.text
+        result = await asyncio.to_thread(
+            CliRunner().invoke, revoke_links,
+            ["--config", live.rt.settings.source, f"TKT-{seeded.ticket_id:06d}"])
+        assert result.exit_code == 0, result.output
+
+        after = await client.get(my)
+        assert after.status_code == 200
+        assert "Scanner jammed" in after.text
+        assert "Printer on fire" not in after.text and "withdrawn" in after.text
+        for link in _view_links(after.text):
+            page = await client.get(link)
+            assert page.status_code == 200 and "Printer on fire" not in page.text
+        csrf = _csrf(live.rt, token_scope(my.rsplit("/", 1)[1]))
+        reopen = await client.post(f"{my}/reopen", data={
+            "ticket": str(seeded.ticket_id), "csrf": csrf})
+        assert reopen.status_code == 410
+        watchers = await client.post(f"{my}/watchers", data={
+            "ticket": str(seeded.ticket_id), "csrf": csrf, "email": "erin@example.org",
+            "action": "add"})
+        assert watchers.status_code == 410
+        async with live.rt.sessions() as session:
+            ticket = await session.get(Ticket, seeded.ticket_id)
+            assert ticket is not None and ticket.status == "Resolved"
+
+        fresh = await _my_tickets_path(live, client, "alice@example.org")
+        renewed = await client.get(fresh)
+        assert "Printer on fire" in renewed.text and "withdrawn" not in renewed.text
+        opened = [await client.get(link) for link in _view_links(renewed.text)]
+        assert any("Printer on fire" in page.text for page in opened)
+
+
+def _view_links(page: str) -> list[str]:
+    return re.findall(r'href="(/t/[^"]+)"', page)
