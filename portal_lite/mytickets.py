@@ -1,10 +1,11 @@
 """``/my``: mail a requester a signed link to all their tickets, and the list it opens.
 
-POST ``/my`` answers the same page whether or not the address is known, so it reveals
-nothing; a known address gets a ``my-tickets`` link through the outbox (at most
-:data:`MAILS_PER_HOUR` an hour). Members see the tickets they created or watch;
-organization owners and admins see all their organization's tickets and may reopen
-resolved ones and add or remove watchers (people of their own organization).
+POST ``/my`` answers the same page, at once, whether or not the address is known, so it
+reveals nothing, not even through its timing: the lookup and the outbox write run after
+the response has gone (a background task), and a known address gets a ``my-tickets`` link
+through the outbox (at most :data:`MAILS_PER_HOUR` an hour). Members see the tickets they
+created or watch; organization owners and admins see all their organization's tickets and
+may reopen resolved ones and add or remove watchers (people of their own organization).
 
 A ``my-tickets`` token, like every link, names a ticket: the contact's newest visible
 ticket anchors it, so rotating that ticket's link secret withdraws the list link too. It
@@ -19,8 +20,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -41,6 +44,8 @@ ISSUED = "issued"
 """The my-tickets claim with the issuing instant, in microseconds since the epoch."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_ISSUED = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+
+log = structlog.get_logger("portal_lite.mytickets")
 
 
 def is_manager(contact: Contact) -> bool:
@@ -70,9 +75,22 @@ async def request_link(request: Request) -> Response:
         return portal.render(request, "my_request.html",
                              {"sent": False, "error": "Please enter your email address."},
                              status=400)
-    async with portal.rt.sessions() as session, session.begin():
-        await _mail_link(portal, session, email)
-    return portal.render(request, "my_request.html", {"sent": True})
+    response = portal.render(request, "my_request.html", {"sent": True})
+    response.background = BackgroundTask(_mail_link_later, portal, email)
+    return response
+
+
+async def _mail_link_later(portal: Portal, email: str) -> None:
+    """Look the address up and queue its mail, after the answer has gone to the client.
+
+    The requester has already been told "if we know you, we sent a link", so a failure
+    here can only be logged (without the address).
+    """
+    try:
+        async with portal.rt.sessions() as session, session.begin():
+            await _mail_link(portal, session, email)
+    except Exception as exc:
+        log.error("portal.magic_link_failed", error=type(exc).__name__, exc_info=exc)
 
 
 async def _mail_link(portal: Portal, session: AsyncSession, email: str) -> None:

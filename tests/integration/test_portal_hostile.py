@@ -1,8 +1,8 @@
 """The real portal (uvicorn on a socket) against hostile clients, on SQLite and PostgreSQL.
 
-Overflowing numbers in tokens and forms, clients that hang up mid-request and links
-withdrawn with ``tickets revoke-links``: each through HTTP, the way an attacker reaches
-the portal.
+Overflowing numbers in tokens and forms, clients that hang up mid-request, links withdrawn
+with ``tickets revoke-links`` and the magic-link form's timing: each through HTTP, the
+way an attacker reaches the portal.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import pytest
 import structlog
 from click.testing import CliRunner
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from helpdesk.audit import Actor
 from helpdesk.cli_portal import revoke_links
@@ -354,3 +355,53 @@ async def test_revoke_links_also_stops_my_tickets_links_opening_the_ticket(
 
 def _view_links(page: str) -> list[str]:
     return re.findall(r'href="(/t/[^"]+)"', page)
+
+
+# -- the magic-link form's timing -----------------------------------------------------------------
+
+class _WriteBlocker:
+    """Holds the database (SQLite) or the outbox table (PostgreSQL) locked from another
+    connection, so the magic-link lookup and outbox write wait until it lets go."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._conn: Any = None
+
+    async def __aenter__(self) -> _WriteBlocker:
+        url = self.rt.settings.database.url
+        if url.startswith("sqlite"):
+            self._conn = sqlite3.connect(url.split("///", 1)[1], isolation_level=None,
+                                         check_same_thread=False)
+            self._conn.execute("BEGIN EXCLUSIVE")
+        else:
+            self._conn = await self.rt.engine.connect()
+            await self._conn.begin()
+            await self._conn.execute(text("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if isinstance(self._conn, sqlite3.Connection):
+            self._conn.execute("ROLLBACK")
+            self._conn.close()
+        else:
+            await self._conn.rollback()
+            await self._conn.close()
+
+
+async def test_magic_link_form_answers_before_any_lookup_and_mails_the_known_address(
+        live: Live, seeded: Seeded) -> None:
+    async with _client(live) as client:
+        pages = []
+        async with _WriteBlocker(live.rt):
+            for email in ("alice@example.org", "nobody@example.org"):
+                started = time.monotonic()
+                response = await client.post("/my", timeout=5, data={
+                    "email": email, "website": "", "csrf": _csrf(live.rt, MY_SCOPE)})
+                assert response.status_code == 200, response.text
+                assert time.monotonic() - started < 2.0
+                pages.append(response.text)
+        assert pages[0] == pages[1]
+        assert "Please check your mail" in pages[0]
+        row = await _wait_for_magic_link(live.rt, exclude=set())
+    assert row.recipients == ["alice@example.org"]
+    _assert_no_error_logged(live)
