@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 
+from mailgate import _mime
+
 LIGHTEN_ABOVE = 1 << 20  # messages smaller than this are parsed as they are
 ELIDE_AT_LEAST = 128 << 10  # runs of base64 lines shorter than this stay in place
 _CHUNK = 1 << 20
@@ -95,8 +97,8 @@ def restore(parts: Iterator[Message], elided: dict[str, Elided]) -> None:
     if not elided:
         return
     for part in parts:
-        payload = part.get_payload()
-        if not isinstance(payload, str) or _TOKEN not in payload:
+        payload = _mime.body_text(part)  # get_payload() raises for some charsets (idna)
+        if _TOKEN not in payload:
             continue
         found = elided.get(payload.strip())
         cte = str(part.get("content-transfer-encoding", "")).strip().lower()

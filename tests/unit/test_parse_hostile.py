@@ -7,6 +7,7 @@ filename. The same through the gateway and a database: tests/integration/test_ho
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import encodings.aliases
 from collections.abc import Iterator
@@ -145,3 +146,16 @@ def test_whatever_the_headers_hold_the_parse_is_clean_text(
     raw = b"".join(f"{k}: {v}\n".encode("utf-8", "surrogatepass") for k, v in headers)
     msg = parse_message(raw + b"\n" + body.encode("utf-8", "surrogatepass"))
     _assert_clean(msg)
+
+
+def test_an_undecodable_charset_in_a_large_mail_keeps_text_and_attachment() -> None:
+    """Over a megabyte, base64 bodies are kept out of the parser and put back after it."""
+    body = base64.encodebytes(b"\x00" * 1_200_000)
+    msg = parse_message(
+        b"From: a@example.org\nContent-Type: multipart/mixed; boundary=B\n\n"
+        b"--B\nContent-Type: text/plain; charset=idna\nContent-Transfer-Encoding: 8bit\n\n"
+        b"caf\xe9\n--B\nContent-Type: application/octet-stream; name=big.bin\n"
+        b"Content-Transfer-Encoding: base64\n\n" + body + b"--B--\n")
+    assert msg.text == "caf\u00e9"
+    assert [(a.filename, a.large is not None) for a in msg.attachments] == [("big.bin", True)]
+    assert msg.defects == ()
