@@ -25,6 +25,16 @@ recipient's contact id (a watcher gets a link of their own). The resolved notice
 one-click rating links (``/csat/{token}?score=1..5``, one rate token). A row about an
 internal note is refused (:class:`InternalNoteRefused`) unless every recipient is an agent.
 
+Every header value is built by :mod:`helpdesk.mailheaders` from plain decoded text (control
+characters and line separators become spaces), encoded once by us and stored with
+``Message.set_raw`` on a message whose policy never refolds: an attacker's subject, name
+or Message-ID is text in our mail, never a header line or a body. Echoed Message-IDs
+(``In-Reply-To``, ``References``) that are not RFC 5322 msg-ids are dropped, recipients
+that are not plain ``local@host`` addresses are left out (none left: :class:`ComposeError`).
+Bodies are 7bit or quoted-printable, so the mail needs no 8BITMIME; forwarded attachments
+keep their bytes, their content type only when it is well-formed, their file name as
+RFC 2231 data.
+
 Bodies come from Jinja2 templates ``<template>.txt`` and ``<template>.html`` (autoescaped)
 looked up first in ``[outbound] templates_dir`` when set, then in ``templates/email/``.
 """
@@ -36,12 +46,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from helpdesk import mailheaders
 from helpdesk.config import Settings
 from helpdesk.errors import HelpdeskError
 from helpdesk.links import LinkSigner, Purpose, rate_url, view_url
@@ -156,6 +167,34 @@ def clean_subject(subject: str, prefix: str = "TKT-") -> str:
         text = stripped
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates (undecodable input kept as escapes) as U+FFFD."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _transfer_encoding(text: str) -> str:
+    """``7bit`` for short lines of printable ASCII, else ``quoted-printable`` (never 8bit)."""
+    lines = text.splitlines()
+    if text.isascii() and all(len(line) <= 78 and line.replace("\t", " ").isprintable()
+                              for line in lines):
+        return "7bit"
+    return "quoted-printable"
+
+
+def _attachment(a: AttachmentData, msg: EmailMessage) -> EmailMessage:
+    """One forwarded attachment: its bytes in base64, a well-formed type, the name as data."""
+    maintype, subtype = mailheaders.mime_type(a.content_type)
+    part = EmailMessage(policy=msg.policy)
+    part.set_content(a.data, maintype=maintype, subtype=subtype)
+    part.set_raw("Content-Disposition", mailheaders.attachment_disposition(a.filename))
+    return part
+
+
 def template_environment(override_dir: str | Path | None = None) -> jinja2.Environment:
     """Templates from ``override_dir`` first (when given), then the built-in ones."""
     loaders: list[jinja2.BaseLoader] = []
@@ -209,18 +248,16 @@ class Composer:
             if outsiders:
                 raise InternalNoteRefused(
                     f"row {row.id} is about an internal note; not agents: {outsiders}")
-        msg = EmailMessage()
+        msg = EmailMessage(policy=mailheaders.WIRE_POLICY)
         self._headers(msg, row, read, now)
         text, html = self._bodies(row, read)
-        msg.set_content(text)
-        msg.add_alternative(html, subtype="html")
+        msg.set_content(text, cte=_transfer_encoding(text))
+        msg.add_alternative(html, subtype="html", cte=_transfer_encoding(html))
         if row.kind == "reply" and read.message is not None:
+            if read.message.attachments and msg.get_content_subtype() != "mixed":
+                msg.make_mixed()
             for a in read.message.attachments:
-                maintype, _, subtype = a.content_type.partition("/")
-                if not subtype or maintype == "multipart":
-                    maintype, subtype = "application", "octet-stream"
-                msg.add_attachment(a.data, maintype=maintype, subtype=subtype,
-                                   filename=a.filename or "attachment")
+                msg.attach(_attachment(a, msg))
         return msg
 
     # -- headers ----------------------------------------------------------------------
@@ -233,29 +270,47 @@ class Composer:
             base = f"[{read.ticket.reference}] {cleaned}"
         return f"Undeliverable: {base}" if row.kind == "admin_notice" else base
 
+    def recipients(self, row: OutgoingRow) -> list[str]:
+        """The row's recipients that are addresses we write (see :func:`mailheaders.address`)."""
+        return [a for a in (mailheaders.address(r) for r in row.recipients) if a]
+
     def _headers(self, msg: EmailMessage, row: OutgoingRow, read: ReadModel,
                  now: datetime) -> None:
+        """Set every top-level header as a raw value built by :mod:`helpdesk.mailheaders`."""
         settings = self.settings
-        msg["From"] = formataddr((settings.instance.name, settings.outbound.sender))
-        msg["To"] = ", ".join(row.recipients)
-        msg["Subject"] = self.subject(row, read)
-        msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = row.message_id
-        references = [r for r in row.references if r]
-        if row.in_reply_to:
-            msg["In-Reply-To"] = row.in_reply_to
-            if row.in_reply_to not in references:
-                references.append(row.in_reply_to)
+        message_id = mailheaders.msg_id(row.message_id)
+        recipients = self.recipients(row)
+        if message_id is None or not recipients:
+            raise ComposeError(f"row {row.id}: no valid Message-ID or recipient")
+        try:
+            sender = mailheaders.mailbox("From", settings.instance.name,
+                                         settings.outbound.sender)
+            reply_to = mailheaders.mailbox("Reply-To", "", self._reply_to(row, read))
+        except ValueError as exc:
+            raise ComposeError(f"row {row.id}: {exc}") from exc
+        msg.set_raw("From", sender)
+        msg.set_raw("To", mailheaders.address_list("To", recipients))
+        msg.set_raw("Subject", mailheaders.unstructured("Subject", self.subject(row, read)))
+        msg.set_raw("Date", format_datetime(now))
+        msg.set_raw("Message-ID", message_id)
+        references = [r for r in map(mailheaders.msg_id, row.references) if r]
+        in_reply_to = mailheaders.msg_id(row.in_reply_to)
+        if in_reply_to:
+            msg.set_raw("In-Reply-To", in_reply_to)
+            if in_reply_to not in references:
+                references.append(in_reply_to)
         if references:
-            msg["References"] = " ".join(references)
-        msg["Reply-To"] = self._reply_to(row, read)
+            msg.set_raw("References", mailheaders.msg_id_list("References", references))
+        msg.set_raw("Reply-To", reply_to)
         if read.ticket is not None:
-            msg["X-Helpdesk-Ticket"] = read.ticket.reference
-        msg["X-Helpdesk-Loop"] = settings.instance.id
+            msg.set_raw("X-Helpdesk-Ticket", mailheaders.unstructured(
+                "X-Helpdesk-Ticket", read.ticket.reference))
+        msg.set_raw("X-Helpdesk-Loop", mailheaders.unstructured(
+            "X-Helpdesk-Loop", settings.instance.id))
         auto = AUTO_SUBMITTED.get(row.kind, "auto-generated")
         if auto is not None:
-            msg["Auto-Submitted"] = auto
-            msg["X-Auto-Response-Suppress"] = "All"
+            msg.set_raw("Auto-Submitted", auto)
+            msg.set_raw("X-Auto-Response-Suppress", "All")
 
     def _reply_to(self, row: OutgoingRow, read: ReadModel) -> str:
         personal = row.context.get("reply_to")
@@ -308,4 +363,4 @@ class Composer:
         except jinja2.TemplateError as exc:
             raise ComposeError(
                 f"template {row.template!r}: {type(exc).__name__}: {exc}") from exc
-        return text, html
+        return _encodable(text), _encodable(html)

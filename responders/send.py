@@ -4,17 +4,29 @@ The result is a value or one of two exceptions, so the caller decides without pa
 text: :class:`TemporaryFailure` (a 4xx reply, a refused or dropped connection, a timeout:
 try again later) or :class:`PermanentFailure` (a 5xx reply: the server will not take this
 mail, retrying changes nothing). Both keep the server's answer for the outbox row.
+
+What goes over the wire is :func:`flatten`'s bytes, handed to aiosmtplib as bytes: its
+``send_message`` would flatten with ``policy.SMTP``, which refolds (and so re-decodes) any
+header line longer than 78 characters. Our generator's policy never refolds, so the header
+values the composer built are sent byte for byte. Envelope recipients are the ones the
+composer writes into ``To``: addresses :func:`helpdesk.mailheaders.address` accepts.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 
 import aiosmtplib
+import structlog
 
+from helpdesk import mailheaders
 from helpdesk.config import OutboundSettings
+
+log = structlog.get_logger("responders.send")
 
 
 @dataclass(frozen=True)
@@ -65,12 +77,19 @@ def _failure(code: int, message: str) -> DeliveryError:
     return PermanentFailure(reply, code) if 500 <= code < 600 else TemporaryFailure(reply, code)
 
 
+def flatten(message: EmailMessage) -> bytes:
+    """The bytes we send for ``message``: CRLF line ends, raw header values as they are."""
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=mailheaders.WIRE_POLICY).flatten(message)
+        return out.getvalue()
+
+
 async def deliver(message: EmailMessage, settings: OutboundSettings, *,
                   recipients: Sequence[str], envelope_from: str | None = None) -> Delivered:
     """Send ``message`` to ``recipients`` through the smarthost in ``settings``.
 
     Args:
-        message: the composed message; its headers are sent as they are.
+        message: the composed message; sent as :func:`flatten` writes it.
         settings: ``[outbound]``: host, port, ``tls`` (implicit TLS), ``starttls``,
             ``username``/``password`` (login only when a username is set), timeout.
         recipients: the envelope recipients (RCPT TO).
@@ -81,13 +100,19 @@ async def deliver(message: EmailMessage, settings: OutboundSettings, *,
 
     Raises:
         TemporaryFailure: 4xx, connection refused or lost, timeout.
-        PermanentFailure: 5xx (for every recipient, when recipients are refused).
+        PermanentFailure: 5xx (for every recipient, when recipients are refused), or no
+            recipient is an address we write.
     """
+    envelope = [a for a in map(mailheaders.address, recipients) if a]
+    if len(envelope) < len(recipients):
+        log.warning("outbound.recipients_dropped", dropped=len(recipients) - len(envelope))
+    if not envelope:
+        raise PermanentFailure("no valid recipient address")
     try:
         refused, reply = await aiosmtplib.send(
-            message,
+            flatten(message),
             sender=envelope_from or settings.sender,
-            recipients=list(recipients),
+            recipients=envelope,
             hostname=settings.host,
             port=settings.port,
             username=settings.username or None,
