@@ -61,6 +61,10 @@ _TARGETS = (b"Subject", b"From", b"Cc", b"To", b"Reply-To")
 _FILENAME = re.compile(rb'((?:file)?name\*?="?)([^";\r\n]*)', re.I)
 
 Mutation = Callable[[random.Random, bytes], bytes]
+# The first mail of a run opens TKT-000001; `as_reply` makes a mail its requester's reply,
+# so the reply path (threading, visible text, the ticket's messages) meets hostile mail too.
+SEED_MAIL = (b"From: Fuzz Requester <fuzz@example.org>\nTo: support@support.example.com\n"
+             b"Subject: The first ticket\nMessage-ID: <fuzz-seed@example.org>\n\nHelp.\n")
 
 
 def corpus_files(corpus: Path) -> list[Path]:
@@ -216,8 +220,22 @@ MUTATIONS: tuple[Mutation, ...] = (
 )
 
 
+def as_reply(rng: random.Random, raw: bytes) -> bytes:
+    """The mail as the seed ticket's requester's reply (From and subject token)."""
+    raw = re.sub(rb"(?im)^from:[^\n]*\n(?:[ \t][^\n]*\n)*", b"", raw.replace(b"\r\n", b"\n"),
+                 count=1)
+    subject = re.search(rb"(?im)^subject:[ \t]*", raw[: _header_end(raw)])
+    if subject is None:
+        raw = b"Subject: Re: [TKT-000001]\n" + raw
+    else:
+        raw = raw[: subject.end()] + b"Re: [TKT-000001] " + raw[subject.end() :]
+    return b"From: Fuzz Requester <fuzz@example.org>\n" + raw
+
+
 def mutate(rng: random.Random, raw: bytes) -> bytes:
-    """One to three mutations of ``raw``, chosen by ``rng``."""
+    """One to three mutations of ``raw``, chosen by ``rng``; a fifth become replies first."""
+    if rng.random() < 0.2:
+        raw = as_reply(rng, raw)
     for _ in range(rng.randint(1, 3)):
         raw = rng.choice(MUTATIONS)(rng, raw)
     return raw
@@ -274,6 +292,8 @@ async def ingest_all(gateway: Gateway, items: Iterable[tuple[str, bytes]],
     the gateway's group commit writes many per transaction.
     """
     tally = Tally()
+    seed = await gateway.ingest(SEED_MAIL, "pipe", strict=True)
+    assert seed.ticket is not None, seed
 
     async def one(label: str, raw: bytes) -> None:
         try:
