@@ -14,9 +14,9 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
-from helpdesk import outbox
+from helpdesk import audit, outbox
 from helpdesk.mailtokens import make_reply_address
-from helpdesk.models import Agent, Contact, Message, OutboxRow, Ticket, Watcher
+from helpdesk.models import Agent, AuditEvent, Contact, Message, OutboxRow, Ticket, Watcher
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import TicketEvent
 
@@ -171,12 +171,23 @@ def agent_notice_rows(rt: Runtime, ticket: Any, agents: Iterable[Any], *, pref: 
         if agent.is_active and getattr(agent, pref) and agent.email != actor_email]
 
 
+ACK_SUPPRESSED = "ack.suppressed"
+"""Audit action on a ticket whose acknowledgement an hourly limit held back."""
+
+
 async def acknowledge(rt: Runtime, session, ticket: Ticket, message: Message | None,  # type: ignore[no-untyped-def]
                       template: str = "acknowledgement") -> bool:
-    """Queue the new-ticket acknowledgement unless the address hit the hourly limit."""
+    """Queue the new-ticket acknowledgement unless the address hit the hourly limit.
+
+    A limit that holds it back is audited on the ticket (see `ack_suppressed_audit`).
+    """
     requester = ticket.requester
     now = rt.clock()
-    if not await may_acknowledge(rt, session, requester.email, requester.is_undeliverable, now):
+    send, held = await ack_verdict(rt, session, requester.email, requester.is_undeliverable,
+                                   now)
+    if held:
+        session.add(AuditEvent(**ack_suppressed_audit(ticket.id, requester.email, held, now)))
+    if not send:
         return False
     await outbox.add(session, ack_values(
         rt, to=requester.email, template=template, ticket_id=ticket.id, number=ticket.number,
@@ -187,27 +198,45 @@ async def acknowledge(rt: Runtime, session, ticket: Ticket, message: Message | N
 
 async def may_acknowledge(rt: Runtime, session, email: str, undeliverable: bool,  # type: ignore[no-untyped-def]
                           now: datetime) -> bool:
-    """No acknowledgement to an undeliverable address, nor past the hourly limits.
+    """No acknowledgement to an undeliverable address, nor past the hourly limits."""
+    return (await ack_verdict(rt, session, email, undeliverable, now))[0]
 
-    The limits count per mailbox (plus-tags folded, see `mailbox_of`) and per domain
-    (freemail domains exempt), so neither rotating tags nor local parts escapes them.
+
+async def ack_verdict(rt: Runtime, session, email: str, undeliverable: bool,  # type: ignore[no-untyped-def]
+                      now: datetime) -> tuple[bool, str]:
+    """Whether to acknowledge, and why an hourly limit held it back ("" when none did).
+
+    No acknowledgement to an undeliverable address (silently: the bounce was recorded),
+    nor past the hourly limits, which count per mailbox (plus-tags folded, see
+    `mailbox_of`) and per domain (freemail domains exempt), so neither rotating tags nor
+    local parts escapes them. A limit is logged and its reason returned, because an admin
+    asked why a customer got no acknowledgement must find the answer on the ticket.
     """
     if undeliverable:
-        return False
+        return False, ""
     out = rt.settings.outbound
     mailbox, domain = await outbox.count_recent_acks(session, to=email, since=now - outbox.HOUR)
     if mailbox >= out.ack_limit_per_hour:
-        log.info("ack.suppressed", to=email, reason="mailbox limit", sent=mailbox,
+        log.info(ACK_SUPPRESSED, to=email, reason="mailbox limit", sent=mailbox,
                  limit=out.ack_limit_per_hour)
-        return False
+        return False, (f"mailbox limit: {mailbox} acknowledgements in the last hour "
+                       f"(limit {out.ack_limit_per_hour})")
     name = email.strip().lower().rpartition("@")[2]
     free = name in {d.lower() for d in rt.settings.tickets.freemail_domains}
     if out.ack_limit_per_domain_per_hour and not free \
             and domain >= out.ack_limit_per_domain_per_hour:
-        log.info("ack.suppressed", to=email, reason="domain limit", sent=domain,
+        log.info(ACK_SUPPRESSED, to=email, reason="domain limit", sent=domain,
                  limit=out.ack_limit_per_domain_per_hour)
-        return False
-    return True
+        return False, (f"domain limit: {domain} acknowledgements to @{name} in the last hour "
+                       f"(limit {out.ack_limit_per_domain_per_hour})")
+    return True, ""
+
+
+def ack_suppressed_audit(ticket_id: int, email: str, reason: str,
+                         at: datetime) -> dict[str, Any]:
+    """The audit row of a held-back acknowledgement; the ORM path and the Core writer share it."""
+    return audit.values(ticket_id=ticket_id, actor=audit.SYSTEM, action=ACK_SUPPRESSED, at=at,
+                        after={"to": email}, reason=reason)
 
 
 def ack_values(rt: Runtime, *, to: str, template: str, ticket_id: int, number: int,

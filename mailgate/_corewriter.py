@@ -44,7 +44,13 @@ from helpdesk.db import CoreRow
 from helpdesk.direct import connection, run
 from helpdesk.directory import ensure_contact
 from helpdesk.models import Agent, Attachment, AuditEvent, Message, MessageRef, OutboxRow, Ticket
-from helpdesk.notify import Notifier, ack_values, agent_notice_rows, may_acknowledge
+from helpdesk.notify import (
+    Notifier,
+    ack_suppressed_audit,
+    ack_values,
+    ack_verdict,
+    agent_notice_rows,
+)
 from helpdesk.numbering import next_number
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import (
@@ -190,8 +196,12 @@ class _Unit:
                       "ticket.created", snapshot)
         if sender.email.lower() in _deferred(self.session).mailed:
             await write_deferred(self.session)  # its acknowledgements count to the limit
-        if acknowledge and await may_acknowledge(self.rt, self.session, sender.email,
-                                                 sender.is_undeliverable, now):
+        send, held = (await ack_verdict(self.rt, self.session, sender.email,
+                                        sender.is_undeliverable, now)) if acknowledge \
+            else (False, "")  # a limit that holds the ack back is audited, as in the ORM path
+        if held:
+            self.rows[AuditEvent].append(ack_suppressed_audit(ticket_id, sender.email, held, now))
+        if send:
             self._outbox(ack_values(self.rt, to=sender.email, template=template,
                                     ticket_id=ticket_id, number=ticket.number,
                                     message_pk=message, message_id=msg.message_id, at=now))

@@ -136,13 +136,20 @@ async def _notify_admin(rt: Runtime, session: AsyncSession, row: OutboxRow) -> N
 
 
 async def load_read_model(rt: Runtime, session: AsyncSession, row: OutboxRow) -> ReadModel:
-    """Load what :meth:`Composer.compose` needs for ``row`` (ticket, message, recipients)."""
+    """Load what :meth:`Composer.compose` needs for ``row`` (ticket, message, recipients).
+
+    An address that is an agent's is not a contact for links, except the ticket's own
+    requester: an agent who opened a ticket from their address is on the requester side of
+    it and gets its acknowledgement, replies and rating links like anyone else.
+    """
     recipients = [r.lower() for r in row.recipients]
     ticket_view = None
+    requester_id: int | None = None
     if row.ticket_id is not None:
         ticket = await session.get(Ticket, row.ticket_id)
         if ticket is not None:
             ticket_view = _ticket_view(rt, ticket)
+            requester_id = ticket.requester_id
     message_view = None
     if row.about_message_id is not None:
         message = await session.get(Message, row.about_message_id)
@@ -153,7 +160,8 @@ async def load_read_model(rt: Runtime, session: AsyncSession, row: OutboxRow) ->
     agents = frozenset((await session.execute(
         select(Agent.email).where(Agent.email.in_(recipients)))).scalars())
     return ReadModel(ticket=ticket_view, message=message_view,
-                     contacts={k: v for k, v in contacts.items() if k not in agents},
+                     contacts={k: v for k, v in contacts.items()
+                               if k not in agents or v == requester_id},
                      agents=agents)
 
 

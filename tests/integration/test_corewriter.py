@@ -217,6 +217,7 @@ async def test_core_writer_leaves_the_rows_of_the_orm_path(
     assert sum(1 for row in core["outbox"] if row[1] == "agent_notice") >= 10
     assert len(core["tickets"]) == 33 and len(core["watchers"]) == 1
     assert [o.split()[0] for o in core_out].count("reply") == 6
+    assert sum(1 for row in core["audit_events"] if "ack.suppressed" in row) > 10
 
 
 async def batched_scenario(rt: Runtime, gateway: Gateway) -> list[str]:
