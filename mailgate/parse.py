@@ -186,7 +186,9 @@ def _parse_raw(raw: bytes, limits: tuple[int, int]) -> tuple[Inbound, Message | 
     as_is = len(data) == len(raw) and not elided and not raw.startswith(b"From ")
     try:
         if not _MAIL_HEADERS.intersection(k.lower() for k in msg):
-            return _raw_inbound(data, "no mail headers"), msg if as_is else None
+            # kept whole as text, but classify still reads what looked like headers
+            found = _undecoded([(k.lower(), v) for k, v in msg.raw_items()])
+            return _raw_inbound(data, "no mail headers", found), msg if as_is else None
         return _build(msg, limits), msg if as_is else None
     except Exception as exc:  # last resort; sub-steps degrade on their own
         return _headers_only(data, f"parse failed: {type(exc).__name__}", limits), None
@@ -355,12 +357,12 @@ def _headers_only(data: bytes, reason: str, limits: tuple[int, int]) -> Inbound:
         return _raw_inbound(data, reason)
 
 
-def _raw_inbound(data: bytes, reason: str) -> Inbound:
+def _raw_inbound(data: bytes, reason: str, headers: dict[str, str] | None = None) -> Inbound:
     text, cut = _truncate(_clean_text(_headers.decode_bytes(data, None)))
     return Inbound(
         message_id=None, in_reply_to=(), references=(), sender=None, reply_to=(), to=(),
         cc=(), subject=NO_SUBJECT, date=None, text=text,
-        html=None, attachments=(), headers=MappingProxyType({}), defects=(reason,),
+        html=None, attachments=(), headers=MappingProxyType(headers or {}), defects=(reason,),
         body_truncated=cut,
     )
 

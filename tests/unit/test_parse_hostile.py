@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailgate import _headers
+from mailgate.classify import classify
 from mailgate.parse import Inbound, looks_like_mail, parse_message
 
 CODECS = sorted(set(encodings.aliases.aliases.values()) | {"idna", "punycode", "undefined"})
@@ -159,3 +160,10 @@ def test_an_undecodable_charset_in_a_large_mail_keeps_text_and_attachment() -> N
     assert msg.text == "caf\u00e9"
     assert [(a.filename, a.large is not None) for a in msg.attachments] == [("big.bin", True)]
     assert msg.defects == ()
+
+
+def test_headers_of_a_mail_without_the_usual_ones_still_reach_classification() -> None:
+    """No From, To or Subject: the mail is kept whole as text, its headers still read."""
+    msg = parse_message(b"Auto-Submitted: auto-replied\nX-Any: =?idna?Q?=FF?=\n\nI am away.\n")
+    assert msg.text == "Auto-Submitted: auto-replied\nX-Any: =?idna?Q?=FF?=\n\nI am away.\n"
+    assert classify(msg, instance_id="helpdesk-1").kind == "auto_reply"
