@@ -29,12 +29,13 @@ from starlette.responses import RedirectResponse, Response
 
 from helpdesk import outbox
 from helpdesk.audit import Actor
-from helpdesk.directory import get_or_create_contact, normalise_email
+from helpdesk.directory import get_or_create_contact
 from helpdesk.links import LINKS_REVOKED, LinkRevoked, Purpose
 from helpdesk.models import AuditEvent, Contact, Ticket, Watcher
 from helpdesk.notify import Notifier
 from helpdesk.tickets import TicketService
-from portal_lite.routes import Portal, PortalError, form_id, portal_of
+from portal_lite.forms import form_address, form_id
+from portal_lite.routes import Portal, PortalError, portal_of
 from portal_lite.security import MY_SCOPE, token_scope
 
 MAILS_PER_HOUR = 3
@@ -68,10 +69,10 @@ async def request_link(request: Request) -> Response:
     if request.method == "GET":
         return portal.render(request, "my_request.html", {"sent": False})
     form = await request.form(max_files=0, max_fields=10)
-    email = normalise_email(str(form.get("email") or ""))[:320]
+    email = form_address(form.get("email"))
     portal.check_rate(request, f"my:{email}")
     portal.check_form(request, form, MY_SCOPE)
-    if "@" not in email or " " in email:
+    if email is None:
         return portal.render(request, "my_request.html",
                              {"sent": False, "error": "Please enter your email address."},
                              status=400)
@@ -228,9 +229,9 @@ async def watchers(request: Request) -> Response:
     portal.check_rate(request, token)
     form = await request.form(max_files=0, max_fields=10)
     portal.check_form(request, form, token_scope(token))
-    email = normalise_email(str(form.get("email") or ""))[:320]
+    email = form_address(form.get("email"))
     action = form.get("action")
-    if "@" not in email or action not in ("add", "remove"):
+    if email is None or action not in ("add", "remove"):
         raise PortalError(400, "Not accepted", "Please give an email address.")
     async with portal.rt.sessions() as session, session.begin():
         contact, ticket = await _load_managed(portal, session, token, form.get("ticket"))

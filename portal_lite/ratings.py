@@ -21,6 +21,7 @@ from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.links import CSAT_SCORES, Purpose
 from helpdesk.models import Contact, CsatRating, Ticket
+from portal_lite.forms import form_text
 from portal_lite.routes import Portal, PortalError, portal_of
 from portal_lite.security import token_scope
 
@@ -85,7 +86,7 @@ async def _rate(portal: Portal, request: Request, token: str) -> Response:
     form = await request.form(max_files=0, max_fields=10)
     portal.check_form(request, form, token_scope(token))
     score = parse_score(form.get("score"))
-    comment = str(form.get("comment") or "").replace("\r\n", "\n").strip()
+    comment = form_text(form.get("comment")).replace("\r\n", "\n").strip()
     if score is None or len(comment) > MAX_COMMENT_CHARS:
         async with portal.rt.sessions() as session:
             _claims, ticket, _contact = await portal.verify(session, token, Purpose.RATE)

@@ -198,19 +198,6 @@ def peek_ticket_id(token: str) -> int | None:
     return value if is_id(value) else None
 
 
-def form_id(value: object) -> int | None:
-    """A database id from a form field: ASCII digits only, in range, else None.
-
-    ``str.isdigit`` and ``int`` alone accept superscripts (which then fail in ``int``),
-    other scripts' digits and numbers no database column can hold; a form is untrusted.
-    """
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit() \
-            or len(value) > 10:
-        return None
-    number = int(value)
-    return number if is_id(number) else None
-
-
 def _when(value: str | datetime | None) -> str:
     if not value:
         return ""

@@ -24,6 +24,7 @@ from helpdesk.models import Contact, Ticket
 from helpdesk.notify import Notifier
 from helpdesk.tickets import NewAttachment, TicketService
 from helpdesk.views import ticket_detail
+from portal_lite.forms import form_text
 from portal_lite.routes import Portal, PortalError, portal_of
 from portal_lite.security import token_scope
 
@@ -74,7 +75,7 @@ async def _reply(portal: Portal, request: Request, token: str) -> Response:
         await portal.verify(session, token, Purpose.VIEW)
     async with request.form(max_files=MAX_FILES, max_fields=20) as form:
         portal.check_form(request, form, token_scope(token))
-        text = str(form.get("text") or "").replace("\r\n", "\n").strip()
+        text = form_text(form.get("text")).replace("\r\n", "\n").strip()
         uploads = [f for f in form.getlist("attachments")
                    if isinstance(f, UploadFile) and f.filename]
         problem = _problem(text, uploads, limit)

@@ -32,7 +32,7 @@ from helpdesk.audit import Actor
 from helpdesk.cli_portal import revoke_links
 from helpdesk.directory import add_agent, get_or_create_contact
 from helpdesk.links import SALTS, LinkSigner, Purpose, _secret_digest
-from helpdesk.models import OutboxRow, Ticket
+from helpdesk.models import Message, OutboxRow, Ticket
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import NewAttachment, TicketService
 from portal_lite.security import CSRF_COOKIE, MY_SCOPE, CsrfGuard, token_scope
@@ -264,6 +264,37 @@ async def test_out_of_range_ids_and_numbers_in_forms_answer_4xx(
             posted = await client.post(f"/csat/{rate}", data={
                 "score": bad, "csrf": _csrf(live.rt, token_scope(rate))})
             assert posted.status_code == 400, bad[:20]
+    _assert_no_error_logged(live)
+
+
+async def test_nul_in_form_text_is_dropped_and_in_an_address_refused(
+        live: Live, seeded: Seeded) -> None:
+    secret = await _secret(live.rt, seeded.ticket_id)
+    signer = LinkSigner(live.rt.secrets, view_max_age=timedelta(days=1))
+    view = signer.sign(Purpose.VIEW, seeded.ticket_id, seeded.contact_id, secret)
+    rate = signer.sign(Purpose.RATE, seeded.ticket_id, seeded.contact_id, secret)
+    async with _client(live) as client:
+        my = await _my_tickets_path(live, client, "alice@example.org")
+        reply = await client.post(f"/t/{view}", data={
+            "text": "half\x00way there", "csrf": _csrf(live.rt, token_scope(view))})
+        upload = await client.post(
+            f"/t/{view}", data={"text": "nul\x00file", "csrf": _csrf(live.rt, token_scope(view))},
+            files={"attachments": ("a\x00b.txt", b"data", "text/plain")})
+        rating = await client.post(f"/csat/{rate}", data={
+            "score": "4", "comment": "ok\x00", "csrf": _csrf(live.rt, token_scope(rate))})
+        assert (reply.status_code, upload.status_code, rating.status_code) == (303, 303, 303)
+        for address in ("alice@example.org\x00", "a\x00b@example.org", "a\x01@example.org",
+                        "\x85@example.org"):
+            asked = await client.post("/my", data={"email": address,
+                                                   "csrf": _csrf(live.rt, MY_SCOPE)})
+            watcher = await client.post(f"{my}/watchers", data={
+                "ticket": str(seeded.ticket_id), "email": address, "action": "add",
+                "csrf": _csrf(live.rt, token_scope(my.rsplit("/", 1)[1]))})
+            assert (asked.status_code, watcher.status_code) == (400, 400), address
+    async with live.rt.sessions() as session:
+        texts = (await session.execute(select(Message.text).where(
+            Message.ticket_id == seeded.ticket_id).order_by(Message.id))).scalars().all()
+    assert texts[-2:] == ["halfway there", "nulfile"]
     _assert_no_error_logged(live)
 
 
