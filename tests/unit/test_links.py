@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from helpdesk.errors import DomainError
 from helpdesk.links import (
+    MAX_ID,
     SALTS,
     BadLink,
     LinkClaims,
@@ -20,6 +21,7 @@ from helpdesk.links import (
     LinkRevoked,
     LinkSigner,
     Purpose,
+    is_id,
     rate_url,
     view_url,
 )
@@ -142,6 +144,29 @@ def test_signed_payload_of_the_wrong_shape_is_refused() -> None:
             make_signer().verify(token, "view", ticket_secret_for=CURRENT)
 
 
+def test_signed_ids_beyond_the_database_key_range_are_refused() -> None:
+    foreign = URLSafeTimedSerializer(
+        KEY, salt=SALTS[Purpose.VIEW], signer_kwargs={"digest_method": hashlib.sha256}
+    )
+    for payload in ([2222222222222222222222, CONTACT, "d"], [TICKET, 2**31, "d"],
+                    [MAX_ID + 1, CONTACT, "d"]):
+        with pytest.raises(BadLink, match="not valid"):
+            make_signer().verify(foreign.dumps(payload), "view", ticket_secret_for=CURRENT)
+    assert is_id(MAX_ID) and not is_id(MAX_ID + 1) and not is_id(True)
+
+
+def test_genuine_signature_over_a_timestamp_past_year_9999_is_a_bad_link() -> None:
+    class FarFuture(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return 2**64 - 1
+
+    forged = URLSafeTimedSerializer(KEY, salt=SALTS[Purpose.VIEW], signer=FarFuture,
+                                    signer_kwargs={"digest_method": hashlib.sha256})
+    with pytest.raises(BadLink):
+        make_signer().verify(forged.dumps([TICKET, CONTACT, "d"]), "view",
+                             ticket_secret_for=CURRENT)
+
+
 def test_token_for_one_ticket_is_refused_for_another() -> None:
     signer = make_signer()
     token = signer.sign("view", TICKET, CONTACT, TICKET_SECRET)
@@ -261,7 +286,8 @@ def test_signer_refuses_unusable_settings(bad_kwargs: dict[str, object]) -> None
 
 @pytest.mark.parametrize(
     ("ticket", "contact", "secret"),
-    [(0, CONTACT, TICKET_SECRET), (TICKET, True, TICKET_SECRET), (TICKET, CONTACT, "")],
+    [(0, CONTACT, TICKET_SECRET), (TICKET, True, TICKET_SECRET), (TICKET, CONTACT, ""),
+     (2**31, CONTACT, TICKET_SECRET)],
 )
 def test_sign_refuses_bad_ids_and_empty_secret(ticket: int, contact: int, secret: str) -> None:
     with pytest.raises(ValueError):
