@@ -186,13 +186,22 @@ def _require(value: str) -> str:
 def mailbox(name: str, display: str, addr: str) -> str:
     """The raw value of ``Display Name <addr>`` (just ``addr`` without a display name).
 
+    Atoms stay atoms; a printable ASCII name with specials that fits the line is a quoted
+    string (never holding ``=?``, which the email package would decode even there); any
+    other name is encoded words. Needless encoding of ASCII names is a spam-filter signal.
+
     Raises:
         ValueError: ``addr`` is not an address :func:`address` accepts.
     """
     checked = _require(addr)
     folder = _Folder(name)
     clean = header_text(display)
-    if clean:
+    quoted = '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if clean and _plain(clean.replace(" ", "x")) and folder.fits(len(quoted)) \
+            and not all(_ATOM_WORD.fullmatch(w) for w in clean.split(" ")):
+        folder.add(quoted)  # printable ASCII with specials: a quoted string, as formataddr
+        folder.add(f"<{checked}>")
+    elif clean:
         _add_words(folder, clean.split(" "), phrase=True)
         folder.add(f"<{checked}>")
     else:

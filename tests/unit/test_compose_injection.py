@@ -101,7 +101,11 @@ def check(c: Composer, r: OutgoingRow, read: ReadModel) -> None:
     [sender] = top["From"].addresses
     assert sender.addr_spec == c.settings.outbound.sender
     phrase = dict(msg.raw_items())["From"].replace("\r\n", "").rpartition(" <")[0]
-    assert str(make_header(decode_header(phrase))) == mh.header_text(c.settings.instance.name)
+    name = mh.header_text(c.settings.instance.name)
+    if phrase.startswith('"'):
+        assert sender.display_name == name
+    else:
+        assert str(make_header(decode_header(phrase))) == name
     assert [a.addr_spec for a in top["To"].addresses] == wanted_to
     assert top["Message-ID"] == r.message_id.strip()
     in_reply_to = mh.msg_id(r.in_reply_to)
