@@ -1,4 +1,4 @@
-"""The LMTP listener end to end: a real LMTP conversation on the wire, real receiver and database."""
+"""The LMTP listener end to end: a real LMTP conversation on the wire, real receiver, real DB."""
 
 from __future__ import annotations
 
