@@ -66,6 +66,10 @@ DEFAULT_TEMPLATES = templates_dir("email")
 AUTO_SUBMITTED: Mapping[str, str | None] = {"ack": "auto-replied", "reply": None}
 """Auto-Submitted per row kind (RFC 3834); any kind not listed is ``auto-generated``."""
 
+SUBJECT_MAX = 200
+"""Characters of an inbound subject we repeat in ours: a 100 KB subject would make a header
+that smarthosts cut (Postfix's header_size_limit) or refuse."""
+
 _PREFIX = re.compile(
     r"^\s*(?:(?:re|aw|sv|vs|antw|antwort|fwd?|wg|tr|rv|r|res|odp|返信|回复|答复)"
     r"\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
@@ -167,6 +171,12 @@ def clean_subject(subject: str, prefix: str = "TKT-") -> str:
         text = stripped
 
 
+def _shorten(text: str, limit: int = SUBJECT_MAX) -> str:
+    """``text`` as one clean line, cut to ``limit`` characters with an ellipsis."""
+    line = mailheaders.header_text(text)
+    return line if len(line) <= limit else line[:limit - 1].rstrip() + "\u2026"
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -263,10 +273,11 @@ class Composer:
     # -- headers ----------------------------------------------------------------------
 
     def subject(self, row: OutgoingRow, read: ReadModel) -> str:
+        """The Subject as plain text; the requester's part at most :data:`SUBJECT_MAX` long."""
         if read.ticket is None:
-            base = str(row.context.get("subject") or self.settings.instance.name)
+            base = _shorten(str(row.context.get("subject") or self.settings.instance.name))
         else:
-            cleaned = clean_subject(read.ticket.subject, self.settings.tickets.prefix)
+            cleaned = _shorten(clean_subject(read.ticket.subject, self.settings.tickets.prefix))
             base = f"[{read.ticket.reference}] {cleaned}"
         return f"Undeliverable: {base}" if row.kind == "admin_notice" else base
 

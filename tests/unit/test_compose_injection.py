@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from helpdesk import mailheaders as mh
 from helpdesk.config import InstanceSettings
 from responders.compose import (
+    SUBJECT_MAX,
     AttachmentData,
     ComposeError,
     Composer,
@@ -207,6 +208,15 @@ def test_a_recipient_that_is_not_an_address_is_left_out_and_none_left_is_an_erro
     with pytest.raises(ComposeError):
         composer().compose(row("ack", "acknowledgement", recipients=("_e@example.org?=",)),
                            ReadModel(TICKET, contacts={"_e@example.org?=": 11}), now=NOW)
+
+
+def test_a_huge_subject_is_cut_to_a_header_smarthosts_accept() -> None:
+    ticket = dataclasses.replace(TICKET, subject="é" * 100_000)
+    msg = composer().compose(row("ack", "acknowledgement"),
+                             ReadModel(ticket, contacts=REQUESTER), now=NOW)
+    subject = str(parse(flatten(msg))["Subject"])
+    assert subject == "[TKT-000042] " + "é" * (SUBJECT_MAX - 1) + "\u2026"
+    assert len(dict(msg.raw_items())["Subject"]) < 4000
 
 
 def test_lone_surrogates_in_a_body_become_replacement_characters() -> None:
