@@ -5,7 +5,10 @@ from __future__ import annotations
 import binascii
 import codecs
 import contextlib
+import encodings
+import encodings.aliases
 import functools
+import pkgutil
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -26,6 +29,9 @@ _WEAK_CODECS = frozenset({None, "cp1252", "ascii"})
 _NOT_CHARSETS = frozenset(
     {"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Every name the standard codec search finds: its aliases and its modules.
+_CODEC_NAMES = frozenset(encodings.aliases.aliases) | frozenset(
+    m.name for m in pkgutil.iter_modules(encodings.__path__))
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _WS = re.compile(r"\s+")
@@ -97,7 +103,7 @@ def decode_header(value: str) -> str:
 
 def decode_words(text: str) -> str:
     """Decode RFC 2047 words; adjacent words in one charset are joined before decoding."""
-    pieces: list[tuple[str | None, bytes | str]] = []
+    pieces: list[tuple[str | None, list[bytes] | str]] = []
     pos = 0
     for match in _ENCODED_WORD.finditer(text):
         gap = text[pos : match.start()]
@@ -106,13 +112,14 @@ def decode_words(text: str) -> str:
         charset = match.group(1).split("*", 1)[0].lower()
         data = _word_bytes(match.group(2), match.group(3))
         last = pieces[-1] if pieces else None
-        if last is not None and last[0] == charset and isinstance(last[1], bytes):
-            pieces[-1] = (charset, last[1] + data)
+        if last is not None and last[0] == charset and isinstance(last[1], list):
+            last[1].append(data)  # a list: joining bytes word by word is quadratic
         else:
-            pieces.append((charset, data))
+            pieces.append((charset, [data]))
         pos = match.end()
     pieces.append((None, text[pos:]))
-    return "".join(p if isinstance(p, str) else decode_bytes(p, cs) for cs, p in pieces)
+    return "".join(p if isinstance(p, str) else decode_bytes(b"".join(p), cs)
+                   for cs, p in pieces)
 
 
 def _word_bytes(encoding: str, payload: str) -> bytes:
@@ -132,6 +139,9 @@ def _codec(charset: str | None) -> str | None:
         return None
     name = charset.strip().strip("\"'").lower()
     name = _CHARSET_ALIASES.get(name, name)
+    norm = encodings.normalize_encoding(name)
+    if norm not in _CODEC_NAMES and norm.replace(".", "_") not in _CODEC_NAMES:
+        return None  # unknown: codecs.lookup would try an import (25 µs, per unique name)
     try:
         info = codecs.lookup(name)
     except Exception:  # LookupError, or ValueError on odd names
