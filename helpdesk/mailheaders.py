@@ -20,7 +20,7 @@ plain decoded text in, a finished raw header value out, meant for
   ``[literal]`` right side), at most 250 characters, never containing ``=?``; anything
   else is dropped, never repaired.
 - :func:`address`: an ASCII ``local@host`` we are willing to write (dot-atom local part,
-  hostname labels); anything else is None.
+  hostname labels, an internationalised domain in IDNA form); anything else is None.
 - :func:`attachment_disposition`: ``Content-Disposition`` with the file name in RFC 2231
   form, so a hostile file name is data, never syntax; :func:`mime_type`: a content type
   made of RFC 2045 tokens or ``application/octet-stream``.
@@ -168,8 +168,18 @@ def unstructured(name: str, text: str) -> str:
 
 
 def address(value: str) -> str | None:
-    """``value`` (surrounding spaces trimmed) when it is an ASCII ``local@host``, else None."""
+    """``value`` (surrounding spaces trimmed) when it is an ASCII ``local@host``, else None.
+
+    An internationalised domain is written in its ASCII (IDNA) form; a non-ASCII local part
+    would need SMTPUTF8, which we do not send, so such an address is None.
+    """
     candidate = value.strip()
+    local, at, domain = candidate.rpartition("@")
+    if at and not domain.isascii() and local.isascii():
+        try:
+            candidate = f"{local}@{domain.encode('idna').decode('ascii')}"
+        except UnicodeError:
+            return None
     m = _ADDRESS.fullmatch(candidate)
     if m is None or len(m.group(1)) > 64 or len(candidate) > 254:
         return None

@@ -124,7 +124,8 @@ def test_address_lists_fold_after_commas_and_parse_back(addrs: list[str]) -> Non
 @pytest.mark.parametrize("bad", [
     "", "alice", "alice@", "@example.org", "a b@example.org", "alice@exa mple.org",
     "alice@example.org\r\nBcc: x@y", "_evil@example.org?=", "alice@-example.org",
-    '"quoted"@example.org', "alice@[127.0.0.1]", "álice@example.org", "alice@exämple.org",
+    '"quoted"@example.org', "alice@[127.0.0.1]", "álice@example.org", "alice@exä mple.org",
+    "alice@exämple.org\r\nBcc: x", "alice@\u2028.org", "álice@exämple.org",
     "a@b@c", "alice@example.org>", "<alice@example.org>", "x" * 65 + "@example.org",
     "alice@" + "a" * 250 + ".org", "alice@example.org\x00", "a..b@example.org",
 ])
@@ -138,6 +139,11 @@ def test_addresses_we_do_not_write_are_refused(bad: str) -> None:
     "alice@example.org", "o'hara+tag@mail.example.co.uk", "x@z", "A.B-C_d=e?f@x1-2.org"])
 def test_ordinary_addresses_are_kept(good: str) -> None:
     assert mh.address(f" {good} ") == good
+
+
+def test_an_internationalised_domain_is_written_in_idna_form() -> None:
+    assert mh.address("hans@müller.example") == "hans@xn--mller-kva.example"
+    assert mh.address_list("To", ["hans@müller.example"]) == "hans@xn--mller-kva.example"
 
 
 @pytest.mark.parametrize("bad", [
