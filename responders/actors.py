@@ -40,6 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import outbox, outbox_ops
+from helpdesk.configcheck import admin_notice_note
 from helpdesk.models import Agent, Contact, Message, OutboxRow, Ticket
 from helpdesk.numbering import format_number
 from helpdesk.runtime import Runtime
@@ -55,6 +56,7 @@ from responders.compose import (
     TicketView,
 )
 from responders.send import DeliveryError, deliver
+from responders.smarthost import Smarthost
 
 log = structlog.get_logger("responders.actors")
 ADMIN_NOTICE = "admin_notice"
@@ -65,15 +67,20 @@ def send_outbox_row(row_id: int) -> None:
     """Send outbox row ``row_id`` unless it is no longer ``queued``."""
     bridge = RuntimeBridge.of(send_outbox_row.broker)
     bridge.processing(row_id)
-    bridge.run(deliver_row(bridge.rt, row_id, bridge.options, bridge.composer))
+    bridge.run(deliver_row(bridge.rt, row_id, bridge.options, bridge.composer,
+                           bridge.smarthost))
 
 
 ACTORS = (send_outbox_row,)
 
 
 async def deliver_row(rt: Runtime, row_id: int, options: WorkerOptions,
-                      composer: Composer) -> str:
-    """One delivery attempt of a row; returns "skipped", "sent", "retry" or "failed"."""
+                      composer: Composer, smarthost: Smarthost | None = None) -> str:
+    """One delivery attempt of a row; returns "skipped", "sent", "retry" or "failed".
+
+    ``smarthost``: the process's reachability tracker; with it, a connection failure is
+    logged once for all rows (as the smarthost being unreachable), not once per row.
+    """
     async with rt.sessions() as session, session.begin():
         if not await outbox_ops.claim_for_sending(session, row_id, now=rt.clock(),
                                                   lease=options.lease):
@@ -89,19 +96,31 @@ async def deliver_row(rt: Runtime, row_id: int, options: WorkerOptions,
         return await _finish(rt, row_id, error=f"not composed: {exc}", permanent=True,
                              options=options)
     except DeliveryError as exc:
+        unreachable = isinstance(exc.__cause__, OSError | TimeoutError)
+        if smarthost is not None and unreachable:
+            smarthost.unreachable(exc.reply)
+        elif smarthost is not None:
+            smarthost.answered()
         return await _finish(rt, row_id, error=exc.reply, permanent=exc.is_permanent,
-                             options=options)
+                             options=options, quiet=unreachable and smarthost is not None)
+    if smarthost is not None:
+        smarthost.answered()
     async with rt.sessions() as session, session.begin():
         row = await session.get(OutboxRow, row_id)
         assert row is not None
         await outbox_ops.mark_sent(session, row, now=rt.clock())
+        row.last_error = admin_notice_note(rt.settings, outgoing.recipients)  # outbox list
     log.info("outbox.sent", row=row_id, kind=outgoing.kind, message_id=outgoing.message_id)
     return "sent"
 
 
 async def _finish(rt: Runtime, row_id: int, *, error: str, permanent: bool,
-                  options: WorkerOptions) -> str:
-    """Record a failed attempt; tell the admin when the row has failed for good."""
+                  options: WorkerOptions, quiet: bool = False) -> str:
+    """Record a failed attempt; tell the admin when the row has failed for good.
+
+    ``quiet``: a retry whose cause was already logged once (the smarthost is unreachable)
+    is logged at debug; the row keeps the error for ``helpdesk outbox list``.
+    """
     async with rt.sessions() as session, session.begin():
         row = await session.get(OutboxRow, row_id)
         assert row is not None
@@ -115,7 +134,8 @@ async def _finish(rt: Runtime, row_id: int, *, error: str, permanent: bool,
         if not again:
             await _notify_admin(rt, session, row)
     event = "outbox.retry" if again else "outbox.failed"
-    log.warning(event, row=row_id, kind=row.kind, attempts=row.attempts, error=error)
+    (log.debug if again and quiet else log.warning)(
+        event, row=row_id, kind=row.kind, attempts=row.attempts, error=error)
     return "retry" if again else "failed"
 
 

@@ -33,6 +33,7 @@ from dramatiq.middleware import Middleware
 from helpdesk.config import Settings
 from helpdesk.runtime import Runtime
 from responders.compose import Composer
+from responders.smarthost import Smarthost
 
 QUEUE = "outbox"
 T = TypeVar("T")
@@ -130,14 +131,16 @@ class RuntimeBridge(Middleware):
         loop: the event loop that owns ``rt``'s engine; coroutines run there.
         options: the relay and sender tuning.
         composer: the message composer, built once per process.
+        smarthost: whether the smarthost answers, so that an outage is logged once.
     """
 
     def __init__(self, rt: Runtime, loop: asyncio.AbstractEventLoop, options: WorkerOptions,
-                 composer: Composer) -> None:
+                 composer: Composer, smarthost: Smarthost | None = None) -> None:
         self.rt = rt
         self.loop = loop
         self.options = options
         self.composer = composer
+        self.smarthost = smarthost or Smarthost(rt.settings.outbound)
         self._lock = threading.Lock()
         self._unprocessed: set[int] = set()
 

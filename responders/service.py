@@ -10,7 +10,9 @@ flight (their coroutines run on this loop, so it is stopped from a thread), rows
 messages were still waiting in the in-memory queue go back to ``pending`` (a restart sends
 them at once), and the broker closes. After a crash such rows are sent once their lease
 runs out. With Redis the messages outlive the process; those a stopping worker had
-prefetched come back through dramatiq's dead-worker requeue or the row lease.
+prefetched come back through dramatiq's dead-worker requeue or the row lease. At start the
+smarthost is probed; an unreachable one is reported in one warning
+(:mod:`responders.smarthost`), not once per waiting row.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ async def run(rt: Runtime, stop: asyncio.Event, options: WorkerOptions) -> None:
                              worker_timeout=100)
     worker.start()
     log.info("worker.started", broker=type(broker).__name__, threads=options.threads)
+    probe = asyncio.create_task(bridge.smarthost.probe(), name="smarthost-probe")
     relay = asyncio.create_task(run_relay(rt, stop, options, enqueue), name="outbox-relay")
     stopped = asyncio.create_task(stop.wait())
     try:
@@ -68,9 +71,10 @@ async def run(rt: Runtime, stop: asyncio.Event, options: WorkerOptions) -> None:
         else:  # let the relay finish its scan: a claim is never left without its enqueue
             await relay
     finally:
-        for task in (stopped, relay):
+        for task in (stopped, relay, probe):
             task.cancel()
-        await asyncio.gather(relay, stopped, return_exceptions=True)  # raised above if failed
+        await asyncio.gather(relay, stopped, probe,
+                             return_exceptions=True)  # raised above if failed
         await asyncio.to_thread(worker.stop, STOP_TIMEOUT_MS)
         await _release_undelivered(rt, broker, bridge)
         broker.close()
