@@ -72,6 +72,15 @@ class SmtpSettings:
     tls_cert: str = ""
     tls_key: str = ""
     require_tls: bool = False
+    # Open connections beyond which a new one is greeted with 421 4.7.0 and closed: in all,
+    # and from one client address. 0 means no limit.
+    max_connections: int = 200
+    max_connections_per_client: int = 50
+    # DATA that receives nothing for this long is cut (421 4.4.2); RFC 5321 4.5.3.2.5.
+    data_timeout_seconds: float = 180.0
+    # DATA beyond this many bytes is spooled to an unlinked file under [storage] dir
+    # instead of memory, so stalled transfers cannot exhaust it.
+    data_in_memory_bytes: int = 262144
 
     def accepts(self, address: str) -> bool:
         """Whether ``address`` is one of ours: the rule every receiver and check applies.
@@ -114,6 +123,8 @@ class QueueSettings:
 class OutboundSettings:
     host: str = "127.0.0.1"
     port: int = 25
+    # The name we give in EHLO; empty: this machine's fully qualified name.
+    ehlo_name: str = ""
     sender: str = "support@support.example.com"
     starttls: bool = False
     tls: bool = False
@@ -394,12 +405,19 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             raise ConfigError(f"{source}: cannot read config file: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: invalid TOML: {exc}") from None
-    _apply_env(data, env)
-    settings: Settings = _build(Settings, data, "", source)
+    origins = _apply_env(data, env)
+    settings: Settings = _build(Settings, data, "", source, origins)
     return dataclasses.replace(settings, source=source)
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Merge ``HELPDESK_<SECTION>__<KEY>`` overrides into ``data``.
+
+    Returns:
+        ``section.key`` -> ``environment NAME=value`` for each override, so an error in
+        one names the variable to fix rather than the file it did not come from.
+    """
+    origins: dict[str, str] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name or name == "HELPDESK_CONFIG":
             continue
@@ -412,9 +430,12 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         if not isinstance(table, dict):
             raise ConfigError(f"environment {name}: section [{section}] is not a table")
         table[key] = value
+        origins[f"{section}.{key}"] = f"environment {name}={raw}"
+    return origins
 
 
-def _build(cls: type[Any], data: Any, where: str, source: str) -> Any:
+def _build(cls: type[Any], data: Any, where: str, source: str,
+           origins: Mapping[str, str] | None = None) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: [{where or 'root'}] must be a table")
     hints = typing.get_type_hints(cls)
@@ -423,9 +444,10 @@ def _build(cls: type[Any], data: Any, where: str, source: str) -> Any:
     for raw_key, value in data.items():
         key = _TOML_ALIASES.get(raw_key, raw_key)
         dotted = f"{where}.{raw_key}" if where else raw_key
+        origin = (origins or {}).get(dotted, source)
         if key not in fields:
-            raise ConfigError(f"{source}: unknown setting '{dotted}'")
-        kwargs[key] = _coerce(hints[key], value, dotted, source)
+            raise ConfigError(f"{origin}: unknown setting '{dotted}'")
+        kwargs[key] = _coerce(hints[key], value, dotted, origin, origins)
     missing = [
         name for name, f in fields.items()
         if name not in kwargs
@@ -437,11 +459,12 @@ def _build(cls: type[Any], data: Any, where: str, source: str) -> Any:
     return cls(**kwargs)
 
 
-def _coerce(hint: Any, value: Any, dotted: str, source: str) -> Any:
+def _coerce(hint: Any, value: Any, dotted: str, source: str,
+            origins: Mapping[str, str] | None = None) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, dotted, source)
+        return _build(hint, value, dotted, source, origins)
     if origin is tuple:
         item = args[0]
         if isinstance(value, str) and item is str:

@@ -79,3 +79,18 @@ def test_cli_stops_with_one_line_and_exit_2_on_a_mistyped_key(tmp_path: Path) ->
     assert len(lines) == 1, proc.stderr
     assert "database.ulr" in lines[0] and str(cfg) in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("name", "raw", "says"), [
+    ("HELPDESK_SMTP__PORT", "abc", "'smtp.port' must be an integer"),
+    ("HELPDESK_SMTP__PROT", "25", "unknown setting 'smtp.prot'"),
+    ("HELPDESK_PORTAL__ENABLED", "maybe", "'portal.enabled' must be true or false"),
+])
+def test_a_bad_environment_override_names_the_variable(tmp_path: Path, name: str, raw: str,
+                                                       says: str) -> None:
+    cfg = tmp_path / "helpdesk.toml"
+    cfg.write_text("[smtp]\nport = 2525\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cfg, environ={name: raw})
+    assert str(caught.value).startswith(f"environment {name}={raw}: ")
+    assert says in str(caught.value) and str(cfg) not in str(caught.value)
