@@ -351,9 +351,18 @@ async def spool_retry(ctx: click.Context, config_path: str | None, spool_id: int
 
 def _register_commands() -> None:
     """Attach the command groups that live in their own modules (each imports this one)."""
-    from helpdesk import cli_agents, cli_imap, cli_ingest, cli_outbox, cli_portal, cli_sla
+    from helpdesk import (
+        cli_agents,
+        cli_config,
+        cli_imap,
+        cli_ingest,
+        cli_outbox,
+        cli_portal,
+        cli_sla,
+    )
 
     cli.add_command(cli_ingest.ingest)
+    cli.add_command(cli_config.config_group)
     cli.add_command(cli_agents.canned)
     cli.add_command(cli_agents.time_group)
     agents.add_command(cli_agents.agents_prefs)

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from helpdesk.config import Settings
+from helpdesk.configcheck import config_warnings
 from helpdesk.errors import RoleFailedError
 from helpdesk.runtime import Runtime
 
@@ -81,6 +82,8 @@ async def run_roles(settings: Settings, roles: Sequence[str]) -> None:
             continue
         tasks.append(asyncio.create_task(serve(rt, stop), name=role))
     log.info("daemon.started", roles=[t.get_name() for t in tasks], config=settings.source)
+    for warning in config_warnings(settings, paths=False):  # as `helpdesk config check`
+        log.warning("config.warning", warning=warning)
     failed: RoleFailedError | None = None
     try:
         if tasks:

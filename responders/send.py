@@ -90,7 +90,8 @@ async def deliver(message: EmailMessage, settings: OutboundSettings, *,
 
     Args:
         message: the composed message; sent as :func:`flatten` writes it.
-        settings: ``[outbound]``: host, port, ``tls`` (implicit TLS), ``starttls``,
+        settings: ``[outbound]``: host, port, ``ehlo_name`` (the name we give in EHLO;
+            empty: this machine's FQDN), ``tls`` (implicit TLS), ``starttls``,
             ``username``/``password`` (login only when a username is set), timeout.
         recipients: the envelope recipients (RCPT TO).
         envelope_from: the envelope sender (MAIL FROM); ``settings.sender`` when None.
@@ -115,6 +116,7 @@ async def deliver(message: EmailMessage, settings: OutboundSettings, *,
             recipients=envelope,
             hostname=settings.host,
             port=settings.port,
+            local_hostname=settings.ehlo_name or None,
             username=settings.username or None,
             password=settings.password or None,
             use_tls=settings.tls,
