@@ -302,3 +302,39 @@ async def test_with_no_room_in_the_row_every_mail_goes_to_the_blob_store(
             "alice@example.org", [SUPPORT], raw))
         assert await _raw_columns(gate) == [(len(raw), None)]
         assert len(blob_files(gate)) == 1 and await stored(gate) == [raw]
+
+
+# -- bare LF line endings ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1_500, 60_000, 190_000])
+async def test_a_bare_lf_mail_of_any_length_is_accepted_and_stored_as_sent(
+        gate: Gate, size: int) -> None:
+    head = headers("Bare LF", f"bare{size}").replace(b"\r\n", b"\n")
+    body = b"".join(b"line %06d of a mail from a script\n" % i for i in range(size // 36))
+    raw = head + body + b"\n.\n" + b"a dot line above is data, not the end\n"
+    assert len(raw) > size - 100
+    wire = await Wire.open(gate.port)
+    try:
+        assert (await wire.cmd("EHLO script.example.org")).startswith("250")
+        await wire.envelope()
+        reply = await wire.data(raw + b"\r\n.\r\n")  # only CRLF.CRLF ends DATA
+        assert reply.startswith("250 2.0.0 Queued as TKT-")
+        assert (await wire.cmd("QUIT")).startswith("221")
+    finally:
+        await wire.close()
+    assert await stored(gate) == [raw + b"\r\n"]
+    [ticket] = await gate.tickets()
+    assert ticket.subject == "Bare LF"
+
+
+async def test_a_bare_lf_line_over_1000_octets_still_gets_500(gate: Gate) -> None:
+    raw = headers("Long LF line", "longlf") + b"ok\n" * 500 + b"w" * 1200 + b"\nend\r\n"
+    wire = await Wire.open(gate.port)
+    try:
+        assert (await wire.cmd("EHLO script.example.org")).startswith("250")
+        await wire.envelope()
+        assert (await wire.data(raw + b".\r\n")).startswith("500 5.5.2 Line too long")
+    finally:
+        await wire.close()
+    assert await gate.spool() == []
