@@ -242,8 +242,9 @@ def _build(msg: Message, limits: tuple[int, int]) -> Inbound:
     attachments: tuple[InboundAttachment, ...] = steps.run(
         "attachments", lambda: _attachments(walked, used, limits, steps.defects), ()
     )
-    headers: dict[str, str] = steps.run(  # classify reads them: never lose them all
-        "headers", lambda: _headers.header_map(raw_headers), _undecoded(raw_headers))
+    headers: Mapping[str, str] = steps.run(  # classify reads them: never lose them all
+        "headers", lambda: _headers.header_map(raw_headers),
+        MappingProxyType(_undecoded(raw_headers)))
     senders = every("from")
     return Inbound(
         message_id=steps.run("message-id", lambda: next(iter(ids("message-id")), None), None),
@@ -258,7 +259,7 @@ def _build(msg: Message, limits: tuple[int, int]) -> Inbound:
         text=text,
         html=html,
         attachments=attachments,
-        headers=MappingProxyType(headers),
+        headers=headers,
         defects=tuple(dict.fromkeys(steps.defects)),
         body_truncated=truncated,
         content_type=_mime.ctype(msg),
@@ -302,6 +303,8 @@ def _cleaned(inbound: Inbound) -> Inbound:
     The one place that guarantees what every later writer relies on (PostgreSQL and the
     database drivers refuse such text); the decoders clean what they make, and this
     catches what comes from elsewhere (a surrogate-escaped byte in a content type).
+    ``headers`` are clean as made (`_headers.HeaderMap`, `_undecoded`), and left as they
+    are so that they stay decoded on demand.
     """
     c = _headers.clean
 
@@ -335,7 +338,6 @@ def _cleaned(inbound: Inbound) -> Inbound:
             replace(a, filename=c(a.filename), content_type=mime_type(a.content_type),
                     content_id=_message_id(a.content_id))
             for a in inbound.attachments),
-        headers=MappingProxyType({c(k): c(v) for k, v in inbound.headers.items()}),
         defects=tuple(map(c, inbound.defects)), content_type=mime_type(inbound.content_type),
         part_types=tuple(map(mime_type, inbound.part_types)),
         delivery_status=c(inbound.delivery_status),

@@ -185,3 +185,12 @@ def test_an_unknown_charset_is_not_looked_up(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(_headers.codecs, "lookup", lambda name: calls.append(name))
     assert _headers.decode_bytes(b"caf\xc3\xa9", "x-made-up-4711") == "caf\u00e9"
     assert calls == []
+
+
+def test_headers_are_decoded_when_read_and_all_of_them_are_kept() -> None:
+    msg = parse_message(b"From: a@example.org\nX-One: =?utf-8?Q?caf=C3=A9?=\n"
+                        b"X-Two:  two\n  lines\nX-One: second\n\nx\n")
+    assert dict(msg.headers) == {"from": "a@example.org", "x-one": "caf\u00e9",
+                                 "x-two": "two lines"}
+    assert "x-two" in msg.headers and "x-three" not in msg.headers
+    assert msg.headers.get("x-three", "") == ""
