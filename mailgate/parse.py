@@ -5,9 +5,12 @@ structure comes from the standard library's lenient, fast ``compat32`` parser (`
 finds the bodies in it) and ``_headers`` decodes headers (RFC 2047, raw 8-bit), charsets
 and filenames itself. mail-parser is not used: it wraps the same ``compat32`` parser, costs
 about five times as much, logs, and raises on some real mail. Every sub-step degrades
-instead of failing: an undecodable byte becomes U+FFFD, a header that cannot be read is
-left out, and the reason is kept in ``Inbound.defects``. Input that has no mail headers at
-all is kept whole as the body text.
+instead of failing, and only for its own field: an undecodable byte becomes U+FFFD, an
+encoded word, body part or filename in a charset that cannot decode (``idna``,
+``punycode``, an unknown name) is read as UTF-8, else Windows-1252, and what still fails is
+noted in ``Inbound.defects``. Every text returned is one a database stores: no lone
+surrogate (UTF-7 ``+2AA-``), no NUL, ids, names and types within their RFC lengths.
+Input that has no mail headers at all is kept whole as the body text.
 """
 
 from __future__ import annotations
@@ -25,18 +28,12 @@ from email.policy import compat32
 from types import MappingProxyType
 from typing import TypeVar
 
-from mailgate import _bigparts, _headers, _html, _mime, _reply
+from mailgate import _bigparts, _clean, _headers, _html, _mime, _reply
 from mailgate._dedupe import dedupe_key
 from mailgate._headers import Address as Address  # re-exported: part of the Inbound contract
 
 NO_SUBJECT = "(no subject)"
 MAX_BODY_CHARS = 2_000_000  # text or HTML longer than this is cut and body_truncated set
-# Longer values are not valid mail (RFC 5321/5322/6838 limits) and are dropped or cut, so
-# they fit the database's columns too (PostgreSQL refuses what is longer).
-MAX_ID_CHARS = 998  # a message or content id: one whole header line
-MAX_ADDRESS_CHARS = 254  # an addr-spec in a SMTP path; a longer one is unusable ("")
-MAX_NAME_CHARS = 255  # a display name is cut to this
-MAX_TYPE_CHARS = 255  # type "/" subtype, each at most 127
 _MAIL_HEADERS = frozenset(
     {"from", "to", "cc", "subject", "date", "message-id", "received", "return-path",
      "mime-version", "content-type", "reply-to", "sender", "in-reply-to", "references",
@@ -161,18 +158,13 @@ def parse_keyed(
     """
     inbound, msg = _parse(raw, (max_attachment_bytes, max_total_attachment_bytes))
     key, message_id = dedupe_key(raw, headers=msg)
-    return inbound, key, _message_id(message_id)
-
-
-def _message_id(value: str | None) -> str | None:
-    value = _headers.clean(value) if value else None
-    return value if value and len(value) <= MAX_ID_CHARS else None
+    return inbound, key, _clean.message_id(message_id)
 
 
 def _parse(raw: bytes, limits: tuple[int, int]) -> tuple[Inbound, Message | None]:
     """The parse, and its ``compat32`` message when it read ``raw``'s header block as is."""
     inbound, msg = _parse_raw(raw, limits)
-    return _cleaned(inbound), msg
+    return _clean.cleaned(inbound), msg
 
 
 def _parse_raw(raw: bytes, limits: tuple[int, int]) -> tuple[Inbound, Message | None]:
@@ -293,55 +285,9 @@ def _undecoded(raw_headers: list[tuple[str, str]]) -> dict[str, str]:
     """Header name -> first value, repaired but not RFC 2047-decoded: the last resort."""
     out: dict[str, str] = {}
     for name, value in raw_headers:
-        out.setdefault(name, _headers.clean(_WS.sub(" ", _headers.repair(str(value))).strip()))
+        out.setdefault(_headers.clean(name),
+                       _headers.clean(_WS.sub(" ", _headers.repair(str(value))).strip()))
     return out
-
-
-def _cleaned(inbound: Inbound) -> Inbound:
-    """``inbound`` with every text in it `_headers.clean`: no lone surrogate, no NUL.
-
-    The one place that guarantees what every later writer relies on (PostgreSQL and the
-    database drivers refuse such text); the decoders clean what they make, and this
-    catches what comes from elsewhere (a surrogate-escaped byte in a content type).
-    ``headers`` are clean as made (`_headers.HeaderMap`, `_undecoded`), and left as they
-    are so that they stay decoded on demand.
-    """
-    c = _headers.clean
-
-    def address(a: Address | None) -> Address | None:
-        return None if a is None else one_address(a)
-
-    def one_address(a: Address) -> Address:
-        email = c(a.email)
-        return Address(email=email if len(email) <= MAX_ADDRESS_CHARS else "",
-                       name=c(a.name)[:MAX_NAME_CHARS].rstrip())
-
-    def addresses(values: tuple[Address, ...]) -> tuple[Address, ...]:
-        return tuple(map(one_address, values))
-
-    def ids(values: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(i for i in map(_message_id, values) if i)
-
-    def mime_type(value: str) -> str:
-        value = c(value)
-        return value if len(value) <= MAX_TYPE_CHARS else "application/octet-stream"
-
-    return replace(
-        inbound,
-        message_id=_message_id(inbound.message_id),
-        in_reply_to=ids(inbound.in_reply_to),
-        references=ids(inbound.references),
-        sender=address(inbound.sender), reply_to=addresses(inbound.reply_to),
-        to=addresses(inbound.to), cc=addresses(inbound.cc), subject=c(inbound.subject),
-        text=c(inbound.text), html=c(inbound.html) if inbound.html else inbound.html,
-        attachments=tuple(
-            replace(a, filename=c(a.filename), content_type=mime_type(a.content_type),
-                    content_id=_message_id(a.content_id))
-            for a in inbound.attachments),
-        defects=tuple(map(c, inbound.defects)), content_type=mime_type(inbound.content_type),
-        part_types=tuple(map(mime_type, inbound.part_types)),
-        delivery_status=c(inbound.delivery_status),
-    )
 
 
 def _headers_only(data: bytes, reason: str, limits: tuple[int, int]) -> Inbound:
