@@ -13,6 +13,8 @@ The contract (issue "agents work by email"):
   ``requester`` and ``agent``) is a public reply by the agent, which the Notifier relays
   to the requester and which counts as the first response. A mail holding only commands
   adds no message, so nothing reaches the requester.
+- ``#watch`` and ``#unwatch`` run before the reply is added: a watcher added by the mail
+  receives its reply, one it removes does not.
 - ``#merge`` runs last, after every other line has acted on this ticket.
 - ``#help`` answers the agent with the command list (template ``agent_help``).
 
@@ -59,6 +61,9 @@ from mailgate._agent_notices import refuse_unauthenticated as refuse_unauthentic
 from mailgate.agent_auth import AuthResult, authenticate_agent
 from mailgate.commands import Command, describe_commands, parse_commands, parse_due
 from mailgate.parse import Inbound
+
+WATCH_COMMANDS = frozenset({"watch", "unwatch"})
+"""Run before the mail's reply is added, so that the reply goes to the watchers they name."""
 
 
 class Refused(DomainError):
@@ -145,6 +150,10 @@ class AgentMail:
                     out.failed.append((cmd.line, str(exc)))
         text = "\n\n".join(t for t in texts if t)
         is_note = parsed.is_note or internal
+        # Who watches changes before the reply is added, so the reply reaches whom the
+        # same mail added (and not whom it removed): the Notifier relays at add_message.
+        early = {id(cmd): await self._try(cmd) for cmd in parsed.commands
+                 if cmd.name in WATCH_COMMANDS}
         if is_note or text or attachments:
             out.message = await self.service.add_message(
                 self.ticket, kind="internal" if is_note else "public",
@@ -160,11 +169,11 @@ class AgentMail:
             if cmd.name == "merge":
                 merge = cmd
                 continue
-            try:
-                await self._run(cmd)
+            refusal = early[id(cmd)] if id(cmd) in early else await self._try(cmd)
+            if refusal is None:
                 out.applied.append(cmd.line)
-            except DomainError as exc:
-                out.failed.append((cmd.line, str(exc)))
+            else:
+                out.failed.append((cmd.line, refusal))
         if merge is not None:
             try:
                 out.merged_into = await self._merge(int(merge.args[0]))
@@ -178,6 +187,14 @@ class AgentMail:
                 context={"errors": [{"line": line, "reason": why} for line, why in out.failed],
                          "applied": out.applied, "prefix": s.commands.prefix})
         return out
+
+    async def _try(self, cmd: Command) -> str | None:
+        """Run one command line; returns why it was refused (for the agent), or None."""
+        try:
+            await self._run(cmd)
+        except DomainError as exc:
+            return str(exc)
+        return None
 
     async def _run(self, cmd: Command) -> None:
         svc, t, actor, args = self.service, self.ticket, self.actor, cmd.args

@@ -543,3 +543,11 @@ def test_agent_notification_preferences(cfg: Path) -> None:
     assert '"new_ticket": false' in changed.output and '"status": true' in changed.output
     assert "reply on" in _invoke(cfg, "agents", "prefs", BOB).output
     assert _invoke(cfg, "agents", "prefs", "nobody@example.org").exit_code != 0
+
+
+async def test_a_watcher_added_with_a_reply_receives_that_reply(desk: Desk) -> None:
+    await desk.from_bob("#watch erin@partner.example\n")
+    await desk.from_bob("#watch dave@partner.example\n#unwatch erin@partner.example\n\n"
+                        "We replaced the fuser.\n")
+    replies = await desk.rows(OutboxRow, OutboxRow.kind == "reply")
+    assert sorted(r.to_addr for r in replies) == ["alice@example.org", "dave@partner.example"]
