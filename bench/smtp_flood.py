@@ -113,6 +113,14 @@ async def stall(port: int, size: int) -> asyncio.StreamWriter | str:
     return writer
 
 
+async def finish(writer: asyncio.StreamWriter) -> str:
+    """End a stalled message with CRLF.CRLF; the server's reply."""
+    reader = writer.transport.get_protocol()._stream_reader  # type: ignore[attr-defined]
+    writer.write(b"\r\n.\r\n")
+    await writer.drain()
+    return await reply(reader)
+
+
 async def ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
@@ -167,6 +175,13 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         hwm = status(proc.pid, "VmHWM")
         print(f"peak RSS: {mb(hwm0)} before, {mb(hwm)} after "
               f"(+{mb(hwm - hwm0)} for {len(writers)} x {args.megabytes} MB stalled)")
+        if args.finish:
+            started = time.monotonic()
+            answers = await asyncio.gather(*(finish(w) for w in writers))
+            accepted = sum(a.startswith("250") for a in answers)
+            print(f"then all {len(writers)} finished at once: {accepted} accepted in "
+                  f"{time.monotonic() - started:.1f} s, peak RSS "
+                  f"{mb(status(proc.pid, 'VmHWM'))}")
     finally:
         for w in writers:
             w.transport.abort()
@@ -180,6 +195,8 @@ def main() -> None:
     ap.add_argument("--megabytes", type=int, default=25)
     ap.add_argument("--settle", type=float, default=3.0,
                     help="seconds to let the daemon read what the sockets hold")
+    ap.add_argument("--finish", action="store_true",
+                    help="then end all stalled messages at once (40 x 25 MB to ingest)")
     ap.add_argument("--src", help="run the daemon from this source tree (PYTHONPATH)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="smtp-flood-") as tmp:

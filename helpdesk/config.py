@@ -81,6 +81,9 @@ class SmtpSettings:
     # DATA beyond this many bytes is spooled to an unlinked file under [storage] dir
     # instead of memory, so stalled transfers cannot exhaust it.
     data_in_memory_bytes: int = 262144
+    # Spooled messages are read back for ingest while those being ingested total no more
+    # than this; the rest wait their turn (one larger goes alone). 0 means no limit.
+    max_ingest_bytes: int = 104857600
 
     def accepts(self, address: str) -> bool:
         """Whether ``address`` is one of ours: the rule every receiver and check applies.

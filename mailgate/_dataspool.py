@@ -37,6 +37,13 @@ class DataSpool:
     def is_on_disk(self) -> bool:
         return self._file is not None
 
+    @property
+    def size(self) -> int:
+        """The bytes written so far."""
+        if self._file is not None:
+            return self._file.tell()
+        return self._memory.tell() if self._memory is not None else 0
+
     def roll_over(self) -> None:
         """Move what was written to an unlinked temporary file and write there from now on.
 

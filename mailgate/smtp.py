@@ -23,6 +23,7 @@ from helpdesk.errors import TransientError
 from mailgate._connlimits import ConnectionLimits, client_key
 from mailgate._dataspool import DataSpool
 from mailgate._headers import ATOM
+from mailgate._membudget import ByteBudget
 from mailgate.ingest import Gateway
 from mailgate.replies import (
     R250_OK,
@@ -104,10 +105,12 @@ class GatewaySMTP(SMTP):
     """
 
     def __init__(self, handler: Any, *, limits: ConnectionLimits | None = None,
-                 spool_dir: str = "", data_in_memory_bytes: int = 262144,
-                 data_timeout: float = 180.0, **kwargs: Any) -> None:
+                 budget: ByteBudget | None = None, spool_dir: str = "",
+                 data_in_memory_bytes: int = 262144, data_timeout: float = 180.0,
+                 **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._limits = limits
+        self._budget = budget
         self._client = ""
         self._refusal: str | None = None
         self._spool_dir = spool_dir
@@ -230,15 +233,25 @@ class GatewaySMTP(SMTP):
                 self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's
                 await self.push(received)
                 return
-            raw = await spool.value()
+            if spool.is_on_disk and self._budget is not None:
+                async with self._budget.hold(spool.size):  # large mail takes turns
+                    status = await self._hand_over(spool)
+            else:
+                status = await self._hand_over(spool)
         finally:
             self._in_data = False
             spool.close()
-        self.envelope.content = self.envelope.original_content = raw
-        del raw
-        status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
         await self.push("250 OK" if status is MISSING else status)
+
+    async def _hand_over(self, spool: DataSpool) -> Any:
+        """The handler's answer to the message in ``spool``, read into memory once."""
+        assert self.envelope is not None
+        raw = await spool.value()
+        spool.close()
+        self.envelope.content = self.envelope.original_content = raw
+        del raw
+        return await self._call_handler_hook("DATA")
 
     async def _receive_data(self, spool: DataSpool) -> str | None:
         """Read DATA into ``spool``: "" when whole, the refusal to give, None if the client
@@ -329,6 +342,7 @@ async def start_smtp(gateway: Gateway, settings: SmtpSettings, *, host: str | No
     loop = asyncio.get_running_loop()
 
     limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_client)
+    budget = ByteBudget(settings.max_ingest_bytes)
     spool_dir = str(gateway.settings.storage.dir)
     Path(spool_dir).mkdir(parents=True, exist_ok=True)
 
@@ -339,6 +353,7 @@ async def start_smtp(gateway: Gateway, settings: SmtpSettings, *, host: str | No
             "decode_data": False,
             "ident": "helpdesk ESMTP",
             "limits": limits,
+            "budget": budget,
             "spool_dir": spool_dir,
             "data_in_memory_bytes": settings.data_in_memory_bytes,
             "data_timeout": settings.data_timeout_seconds,

@@ -15,11 +15,17 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiosmtplib
 import pytest
 
+from helpdesk.notify import Notifier
+from helpdesk.runtime import Runtime
+from mailgate.ingest import Gateway, IngestResult
 from mailgate.replies import R421_TOO_MANY_CONNECTIONS, R421_TOO_MANY_FROM_CLIENT
-from tests.conftest import sqlite_url
+from mailgate.smtp import start_smtp
+from tests.conftest import make_settings, sqlite_url
 from tests.e2e.test_smtp_data import Wire, headers, stored
 from tests.e2e.test_smtp_gateway import SUPPORT, Gate, _start
 
@@ -128,6 +134,56 @@ async def test_a_slow_but_steady_sender_outlasts_the_data_timeout(tmp_path: Path
         assert (await wire.cmd("QUIT")).startswith("221")
         await wire.close()
         assert await stored(gate) == [raw]
+
+
+# -- large messages take turns to be in memory --------------------------------------------
+
+
+class _Counting(Gateway):
+    """The real gateway, noting how many bytes of raw mail it holds at once."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt, listeners=[Notifier(rt)])
+        self.held: list[int] = []
+        self.seen: set[tuple[int, ...]] = set()  # the sizes held together, at each arrival
+
+    async def ingest(self, raw: bytes, via: str, **kwargs: Any) -> IngestResult:
+        self.held.append(len(raw))
+        self.seen.add(tuple(sorted(self.held)))
+        try:
+            await asyncio.sleep(0.05)  # long enough for the others to arrive
+            return await super().ingest(raw, via, **kwargs)
+        finally:
+            self.held.remove(len(raw))
+
+
+async def test_spooled_messages_are_ingested_within_the_memory_budget(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, sqlite_url(tmp_path), smtp={
+        "data_in_memory_bytes": 16384, "max_ingest_bytes": 250_000})
+    rt = await Runtime.open(settings)
+    gateway = _Counting(rt)
+    server = await start_smtp(gateway, settings.smtp, port=0)
+    port = server.sockets[0].getsockname()[1]
+    line = b"B" * 98 + b"\r\n"
+    mails = [headers(f"Big {i}", f"big{i}") + line * 1000 for i in range(6)]
+    mails.append(headers("Bigger than the budget", "bigger") + line * 3000)
+    try:
+        async def send(raw: bytes) -> str:
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60) as smtp:
+                _, reply = await smtp.sendmail("alice@example.org", [SUPPORT], raw)
+                return reply
+
+        replies = await asyncio.gather(*(send(raw) for raw in mails))
+        assert all(r.startswith("2.0.0 Queued as TKT-") for r in replies), replies
+        together = {len(sizes) for sizes in gateway.seen}
+        assert together == {1, 2}  # two 100 KB mails fit in 250 KB; a third waits
+        assert all(sum(sizes) <= 250_000 for sizes in gateway.seen if len(sizes) > 1)
+        assert max(max(sizes) for sizes in gateway.seen) > 250_000  # the bigger one, alone
+        assert sorted(await stored(Gate(rt, port))) == sorted(mails)
+    finally:
+        server.close()
+        await server.wait_closed()
+        await rt.close()
 
 
 # -- memory under a flood of stalled DATA --------------------------------------------------
