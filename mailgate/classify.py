@@ -12,7 +12,11 @@ fixed order and the first that matches wins:
 3. bounce: ``multipart/report`` delivery-status or feedback-report, a delivery-status part,
    a MAILER-DAEMON / postmaster / empty sender, an unmistakable bounce subject, or a weaker
    bounce subject or bounce text backed by another sign of a machine (``Auto-Submitted``,
-   null ``Return-Path``, a returned copy of the original message).
+   null ``Return-Path``, a returned copy of the original message). Then, for mail from a
+   sender that looks like a system (a daemon, an administrator, a list server, a machine
+   local part or display name) or with one of those signs but the subject: a bounce that
+   flufl.bounce's detectors recognise (Exchange, qmail, Exim and dozens of other non-RFC
+   3464 formats, see ``mailgate._bounces``), or a mail-loop alert.
 4. auto_reply: ``Auto-Submitted`` other than ``no``, ``X-Autoreply``, ``X-Autorespond``,
    ``X-Auto-Response-Suppress`` All/OOF/AutoReply, ``Precedence: auto_reply``, read
    receipts, out-of-office subjects, a null ``Return-Path``.
@@ -20,15 +24,20 @@ fixed order and the first that matches wins:
    lists are not ignored, but never an automatic answer).
 
 Subjects alone only count when anchored at the start and specific: a customer writing
-"Delivery failed for order 123" or "Vacation request" must still get a ticket.
+"Delivery failed for order 123" or "Vacation request" must still get a ticket. For the same
+reason flufl.bounce is only asked about machine-made mail: its heuristics also match a
+customer who forwards a bounce to ask what it means.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from email.message import Message
 from typing import Literal
 
+from mailgate import _bounces
 from mailgate.parse import Inbound
 
 Kind = Literal["mail", "auto_reply", "bounce", "list", "loop"]
@@ -94,6 +103,23 @@ _ORIGINAL_FOLLOWS = re.compile(
     re.I | re.M,
 )
 _DELAY = re.compile(r"delay|warning|not\s+yet|retried|retrying", re.I)
+_SYSTEM_LOCAL = re.compile(
+    r"^(?:admin(?:istrator)?|root|system|listserv|listserver|listproc|majordomo|mailman"
+    r"|sympa|ezmlm|lyris|smtp|mta|exchange(?:admin)?|.+[-_.](?:owner|request|bounces?|errors?))$",
+    re.I,
+)
+_SYSTEM_NAME = re.compile(
+    r"\b(?:system\s+administrator|administrator|mail\s+(?:delivery|system|server|administrator)"
+    r"|delivery\s+(?:system|subsystem|service)|post\s?master|mailer[-\s]?daemon"
+    r"|list\s?serv(?:er)?|list\s+(?:server|processor|manager)|majordomo|mailman|sympa)\b",
+    re.I,
+)
+_LOOP_TEXT = re.compile(
+    r"(?:mail|message)\s+loop|loop\s+detected|(?:is|was)\s+looping|looping\s+(?:mail|message)"
+    r"|too\s+many\s+hops|hop\s+count\s+exceeded|too\s+many\s+\"?received\"?\s+(?:headers|lines)",
+    re.I,
+)
+_ADDRESSED_TO = re.compile(r"addressed\s+to\s*:?\s*<?([^<>\s:;,()\"']+@[^<>\s:;,()\"']+)", re.I)
 _SPLIT = re.compile(r"[\s,;]+")
 
 
@@ -127,11 +153,15 @@ class Classification:
 
 
 def classify(msg: Inbound, *, instance_id: str, ignore_lists: bool = True,
-             own_addresses: frozenset[str] = frozenset()) -> Classification:
+             own_addresses: frozenset[str] = frozenset(),
+             mime: Message | None = None) -> Classification:
     """Classify one parsed mail; a pure function of ``msg`` and the settings given.
 
     Args:
         msg: The parsed mail.
+        mime: The same mail as the stdlib parsed it, for flufl.bounce's detectors that
+            read MIME layout; without it they read ``msg``'s headers and text (see
+            `might_be_bounce` for when the gateway passes it).
         instance_id: This help desk's ``X-Helpdesk-Loop`` value.
         ignore_lists: When False, list mail is kind ``mail`` (a ticket) but still never
             answered automatically.
@@ -155,6 +185,10 @@ def classify(msg: Inbound, *, instance_id: str, ignore_lists: bool = True,
     reason = _bounce_reason(msg)
     if reason:
         return Classification("bounce", reason, bounced_recipients(msg))
+    if might_be_bounce(msg):
+        verdict = _detected_bounce(msg, mime)
+        if verdict is not None:
+            return verdict
     reason = _auto_reply_reason(msg)
     if reason:
         return Classification("auto_reply", reason)
@@ -219,6 +253,39 @@ def _bounce_reason(msg: Inbound) -> str | None:
         return f"bounce subject from a machine: {msg.subject[:80]}"
     if _has_returned_message(msg) and _BOUNCE_TEXT.search(_before_original(msg.text)):
         return "bounce text with the returned message"
+    return None
+
+
+def might_be_bounce(msg: Inbound) -> bool:
+    """Whether the mail looks machine-made enough to ask the bounce detectors about it.
+
+    Cheap (headers only); the gateway re-reads the raw mail for `classify`'s ``mime`` only
+    when this holds.
+    """
+    headers = msg.headers
+    local = _sender_local(msg)
+    name = msg.sender.name if msg.sender else headers.get("from", "")
+    return bool(
+        msg.sender is None
+        or _SYSTEM_LOCAL.match(local) or _MACHINE_LOCAL.search(local) or _DAEMON.match(local)
+        or _SYSTEM_NAME.search(name)
+        or headers.get("auto-submitted", "no").lower().split(";")[0].strip() != "no"
+        or _is_null(headers.get("return-path", "x"))
+        or _has_returned_message(msg)
+    )
+
+
+def _detected_bounce(msg: Inbound, mime: Message | None) -> Classification | None:
+    """A bounce flufl.bounce recognises, or a mail-loop alert, from machine-made mail."""
+    permanent, reported = _bounces.failures(msg, mime)
+    if reported:
+        found = _skip_own(msg, sorted(permanent))
+        return Classification("bounce", "bounce recognised by flufl.bounce", found)
+    own = _before_original(msg.text)
+    if _LOOP_TEXT.search(msg.subject) or _LOOP_TEXT.search(own[:4000]):
+        found = _skip_own(msg, [*_ADDRESSED_TO.findall(own[:4000]),
+                                *bounced_recipients(msg)])
+        return Classification("bounce", f"mail loop alert: {msg.subject[:80]}", found)
     return None
 
 
@@ -289,6 +356,11 @@ def bounced_recipients(msg: Inbound) -> tuple[str, ...]:
         own = _before_original(msg.text)
         for pattern in (_ANGLE_COLON, _DELIVERED_TO, _ADDRESS_LINE):
             found.extend(pattern.findall(own))
+    return _skip_own(msg, found)
+
+
+def _skip_own(msg: Inbound, found: Iterable[str]) -> tuple[str, ...]:
+    """``found`` cleaned and lowercased, without the bounce's own sender and recipients."""
     skip = {a.email for a in (*msg.to, *msg.cc)} | {msg.sender.email if msg.sender else ""}
     skip |= {msg.headers.get(h, "").strip("<> ").lower() for h in ("delivered-to", "x-original-to")}
     out = []

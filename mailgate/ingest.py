@@ -41,6 +41,9 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import Message
+from email.policy import compat32
 from email.utils import parseaddr
 from typing import Any, Literal
 
@@ -67,7 +70,7 @@ from mailgate.agent_auth import AuthResult
 from mailgate.agent_mail import AgentMail, refuse_unauthenticated
 from mailgate.agent_mail import authenticate as authenticate_agent_mail
 from mailgate.attachments import store_attachments
-from mailgate.classify import Classification, classify
+from mailgate.classify import Classification, classify, might_be_bounce
 from mailgate.parse import Address, Inbound, looks_like_mail, parse_keyed
 from mailgate.routing import Route, cc_watchers, header_recipients, resolve_queue
 from mailgate.threading_lookup import lookup_thread
@@ -75,6 +78,21 @@ from mailgate.threading_lookup import lookup_thread
 log = structlog.get_logger("mailgate.ingest")
 
 Disposition = Literal["ticket", "reply", "ignored", "quarantined", "duplicate"]
+
+
+BOUNCE_MIME_BYTES = 2 * 2**20
+"""Machine-made mail up to this size is re-read as MIME for the bounce detectors; a larger
+one (a bounce returning a big attachment) is judged from its parsed text alone."""
+
+
+def _bounce_mime(msg: Inbound, raw: bytes) -> Message | None:
+    """The stdlib message flufl.bounce reads, only for mail that may be a bounce (rare)."""
+    if len(raw) > BOUNCE_MIME_BYTES or not might_be_bounce(msg):
+        return None
+    try:
+        return message_from_bytes(raw, policy=compat32)
+    except Exception:  # deep nesting (RecursionError): the parsed text will do
+        return None
 
 
 @dataclass(frozen=True)
@@ -246,7 +264,7 @@ class Gateway:
             await _spool.finish(session, spool_id, "quarantined", job.parse_error, None, now)
             return IngestResult("quarantined", spool_id, None, job.parse_error)
         verdict = classify(msg, instance_id=s.instance.id, ignore_lists=s.classify.ignore_lists,
-                           own_addresses=self._own_addresses)
+                           own_addresses=self._own_addresses, mime=_bounce_mime(msg, job.raw))
         if not verdict.makes_ticket:
             await self._record_ignored(session, msg, verdict, spool_id, now)
             return IngestResult("ignored", spool_id, None, f"{verdict.kind}: {verdict.reason}")

@@ -222,6 +222,27 @@ async def test_bounce_marks_the_bounced_recipient_undeliverable(gate: Gate) -> N
     assert bob.is_undeliverable
 
 
+@pytest.mark.parametrize(("name", "bounced"), [
+    ("bounce-exchange-delivery-failure.eml", "bob@corp.example"),
+    ("bounce-list-loop-alert.eml", "staff-l@lists.example.edu"),
+    ("bounce-mailer-daemon-plain.eml", "carol@partner.example"),
+])
+async def test_a_bounce_without_a_delivery_report_is_recognised(gate: Gate, name: str,
+                                                                bounced: str) -> None:
+    """Issue 21 item 8: Exchange, a list server's loop alert and a plain-text daemon notice."""
+    await gate.send(mail(sender=bounced))
+    raw = (Path(__file__).parents[1] / "data" / "mail" / name).read_bytes()
+    await gate.send(raw, sender="")
+    assert len(await gate.tickets()) == 1
+    async with gate.rt.sessions() as session:
+        contact = (await session.execute(
+            select(Contact).where(Contact.email == bounced))).scalar_one()
+        spool = (await session.execute(
+            select(InboundSpool).order_by(InboundSpool.id.desc()).limit(1))).scalar_one()
+    assert contact.is_undeliverable
+    assert spool.status == "ignored" and spool.reason.startswith("bounce:")
+
+
 # -- items 6 and 7: threading and authorisation ---------------------------------------------
 
 async def test_subject_token_from_the_requester_threads_in_any_spelling(gate: Gate) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import time
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailgate.classify import Classification, classify
+from mailgate.classify import Classification, classify, might_be_bounce
 from mailgate.parse import Inbound, parse_message
 
 MAIL = Path(__file__).resolve().parents[1] / "data" / "mail"
@@ -369,3 +371,49 @@ def test_classify_never_raises(headers: list[tuple[str, str]], body: str) -> Non
 
     assert result.kind in ("mail", "auto_reply", "bounce", "list", "loop")
     assert result.makes_ticket == (result.kind == "mail")
+
+
+# -- bounces without a delivery report (flufl.bounce), issue 21 item 8 ----------------------------
+
+@pytest.mark.parametrize(("name", "bounced"), [
+    ("bounce-exchange-delivery-failure.eml", ("bob@corp.example",)),
+    ("bounce-list-loop-alert.eml", ("staff-l@lists.example.edu",)),
+    ("bounce-mailer-daemon-plain.eml", ("carol@partner.example",)),
+])
+@pytest.mark.parametrize("with_mime", [False, True])
+def test_bounces_without_a_delivery_report_are_bounces(name: str, bounced: tuple[str, ...],
+                                                       with_mime: bool) -> None:
+    raw = (MAIL / name).read_bytes()
+    msg = parse_message(raw)
+    mime = email.message_from_bytes(raw, policy=email.policy.compat32) if with_mime else None
+
+    assert might_be_bounce(msg)
+    result = classify(msg, instance_id=INSTANCE, mime=mime)
+
+    assert result.kind == "bounce", result.reason
+    assert result.bounced_recipients == bounced
+
+
+def test_a_customer_forwarding_a_bounce_still_gets_a_ticket() -> None:
+    exchange = (MAIL / "bounce-exchange-delivery-failure.eml").read_text()
+    body = "Hi, I got this when writing to Bob, what does it mean?\n\n" + exchange
+    msg = mail("Subject: Fwd: Delivery Failure: Re: [TKT-000001] Printer on fire", body)
+
+    assert not might_be_bounce(msg)
+    assert verdict(msg).kind == "mail"
+
+
+def test_a_customer_mentioning_a_mail_loop_still_gets_a_ticket() -> None:
+    msg = mail("Subject: Mail loop detected on our server",
+               "Our mail server says: message loop detected, too many hops. Can you help?\n")
+
+    assert verdict(msg).kind == "mail"
+
+
+def test_a_system_sender_without_bounce_text_is_not_a_bounce() -> None:
+    msg = parse_message(b"From: System Administrator <admin@corp.example>\n"
+                        b"To: support@support.example.com\nSubject: Password reset\n\n"
+                        b"Please reset the password of the printer account.\n")
+
+    assert might_be_bounce(msg)
+    assert verdict(msg).kind == "mail"
