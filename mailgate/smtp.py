@@ -230,18 +230,16 @@ class GatewaySMTP(SMTP):
             if received is None:  # connection gone before the terminating dot
                 return
             if received:
-                self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's
-                await self.push(received)
-                return
-            if spool.is_on_disk and self._budget is not None:
+                status: Any = received
+            elif spool.is_on_disk and self._budget is not None:
                 async with self._budget.hold(spool.size):  # large mail takes turns
                     status = await self._hand_over(spool)
             else:
                 status = await self._hand_over(spool)
-        finally:
+        finally:  # also when an error goes on to `handle_exception`: no envelope is kept
             self._in_data = False
             spool.close()
-        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's
         await self.push("250 OK" if status is MISSING else status)
 
     async def _hand_over(self, spool: DataSpool) -> Any:

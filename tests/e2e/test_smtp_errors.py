@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mailgate._dataspool import DataSpool
 from mailgate.replies import R451_TEMPFAIL
 from tests.conftest import sqlite_url
 from tests.e2e.test_smtp_data import Wire, headers, stored
@@ -61,3 +62,24 @@ async def test_a_spool_that_cannot_be_written_answers_451_after_the_whole_data(
         await wire.close()
     assert await gate.spool() == []
 
+
+
+async def test_a_failure_after_data_answers_451_and_leaves_no_envelope_behind(
+        gate: Gate, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def unreadable(self: DataSpool) -> bytes:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(DataSpool, "value", unreadable)  # the spool cannot be read back
+    wire = await Wire.open(gate.port)
+    try:
+        assert (await wire.cmd("EHLO client.example.org")).startswith("250")
+        await wire.envelope()
+        reply = await wire.data(headers("Unreadable", "unreadable") + b"x\r\n" * 3000 + b".\r\n")
+        assert reply == R451_TEMPFAIL
+        monkeypatch.undo()
+        await wire.envelope()  # a new MAIL at once: no "503 nested MAIL command"
+        raw = headers("Again", "again") + b"fine\r\n"
+        assert (await wire.data(raw + b".\r\n")).startswith("250 2.0.0 Queued as TKT-")
+    finally:
+        await wire.close()
+    assert await stored(gate) == [raw]
