@@ -55,6 +55,7 @@ async def rating_page(request: Request) -> Response:
     score = parse_score(request.query_params.get("score"))
     context = _context(portal, ticket, rating, score=score)
     context["saved"] = request.query_params.get("saved") == "1"
+    context["chosen"] = score  # the score picked in the mail: the page asks to confirm it
     return portal.render(request, "csat.html", context, scope=token_scope(token))
 
 
@@ -70,6 +71,7 @@ def _context(portal: Portal, ticket: Ticket, rating: CsatRating | None, *,
         "has_rating": rating is not None,
         "error": error,
         "saved": False,
+        "chosen": None,
     }
 
 

@@ -205,8 +205,11 @@ def test_requester_replies_with_a_file_and_rates_four_stars_in_chromium(
         lambda m: "alice@example.org" in m.rcpt_tos and "/csat/" in _body(m), timeout=20)
     rate_url = _link(resolved, r"http://127\.0\.0\.1:\d+/csat/[A-Za-z0-9_.\-]+\?score=4")
 
+    assert "one click" not in _body(resolved).lower()
     page.goto(rate_url)
     assert page.is_checked("#score-4")
+    assert page.is_visible("text=You chose 4 of 5 in our mail")
+    assert page.inner_text("button[type=submit]").strip() == "Confirm my rating"
 
     async def ratings(rt: Runtime) -> list[tuple[int, str]]:
         async with rt.sessions() as session:
