@@ -332,17 +332,24 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+def data_options(gateway: Gateway, settings: SmtpSettings) -> dict[str, Any]:
+    """`GatewaySMTP`'s DATA keywords for one listening server (its spool folder, memory
+    threshold, timeout and ingest budget); an LMTP listener takes them too."""
+    spool_dir = str(gateway.settings.storage.dir)
+    Path(spool_dir).mkdir(parents=True, exist_ok=True)
+    return {"spool_dir": spool_dir, "data_in_memory_bytes": settings.data_in_memory_bytes,
+            "data_timeout": settings.data_timeout_seconds,
+            "budget": ByteBudget(settings.max_ingest_bytes)}
+
+
 async def start_smtp(gateway: Gateway, settings: SmtpSettings, *, host: str | None = None,
                      port: int | None = None) -> asyncio.base_events.Server:
     """Listen on the configured address; returns the asyncio server (its sockets give the port)."""
     handler = GatewayHandler(gateway, settings)
     tls = tls_context(settings)
     loop = asyncio.get_running_loop()
-
     limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_client)
-    budget = ByteBudget(settings.max_ingest_bytes)
-    spool_dir = str(gateway.settings.storage.dir)
-    Path(spool_dir).mkdir(parents=True, exist_ok=True)
+    data = data_options(gateway, settings)
 
     def factory() -> GatewaySMTP:
         kwargs: dict[str, Any] = {
@@ -351,10 +358,7 @@ async def start_smtp(gateway: Gateway, settings: SmtpSettings, *, host: str | No
             "decode_data": False,
             "ident": "helpdesk ESMTP",
             "limits": limits,
-            "budget": budget,
-            "spool_dir": spool_dir,
-            "data_in_memory_bytes": settings.data_in_memory_bytes,
-            "data_timeout": settings.data_timeout_seconds,
+            **data,
         }
         if tls is not None:
             kwargs["tls_context"] = tls
