@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import require
 from tests.fixtures import postfix
-from tests.fixtures.postfix import Postfix, chown_tree, free_port, pipe_user_python, wait_for
+from tests.fixtures.postfix import Postfix, free_port, give_to, pipe_user_python, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +95,7 @@ def stack() -> Iterator[tuple[Postfix, Desk]]:
         command = pipe_user_python(base)
         smtp_port = free_port()
         cfg = helpdesk_config(base, smtp_port)
-        chown_tree(base, postfix.PIPE_USER)
+        give_to(postfix.PIPE_USER, base, cfg)
         desk = Desk(base, command, cfg)
         init = desk.run("init")
         assert init.returncode == 0, init.stderr
