@@ -73,7 +73,7 @@ class SmtpSettings:
     tls_key: str = ""
     require_tls: bool = False
     # Open connections beyond which a new one is greeted with 421 4.7.0 and closed: in all,
-    # and from one client address. 0 means no limit.
+    # and from one client address (IPv6: one /64). 0 means no limit.
     max_connections: int = 200
     max_connections_per_client: int = 50
     # DATA that receives nothing for this long is cut (421 4.4.2); RFC 5321 4.5.3.2.5.

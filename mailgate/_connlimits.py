@@ -7,6 +7,7 @@ limit is greeted with 421 4.7.0 and closed (RFC 5321 3.8 allows 421 as the greet
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 
 from mailgate.replies import R421_TOO_MANY_CONNECTIONS, R421_TOO_MANY_FROM_CLIENT
@@ -40,8 +41,16 @@ class ConnectionLimits:
 
 
 def client_key(peer: object) -> str:
-    """The address a connection is counted under: the IP of a TCP peer, else "local"."""
-    if isinstance(peer, tuple) and peer:
-        host = str(peer[0])
-        return host.removeprefix("::ffff:") if "." in host else host
-    return "local"
+    """What a connection is counted under: a TCP peer's IPv4 address or IPv6 /64 (one
+    site's hosts get a /64, so per address would be no limit), else "local"."""
+    if not (isinstance(peer, tuple) and peer):
+        return "local"
+    try:
+        address = ipaddress.ip_address(str(peer[0]).partition("%")[0])
+    except ValueError:
+        return str(peer[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
