@@ -206,11 +206,10 @@ async def store_all(settings: Settings, files: Sequence[str],
     from helpdesk.notify import Notifier
     from helpdesk.runtime import Runtime
     from mailgate.ingest import Gateway
+    from mailgate.parse import looks_like_mail
 
     raws = [(name, sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes())
             for name in files]
-    from mailgate.parse import looks_like_mail
-
     for name, raw in raws:  # decided on the bytes alone, before the database is opened
         if not looks_like_mail(raw):
             raise NotMailError(f"{name}: input is not an email (empty, or binary)")
