@@ -24,7 +24,7 @@ from aiosmtpd.lmtp import LMTP
 
 from helpdesk.config import LmtpSettings, SmtpSettings
 from mailgate.ingest import Gateway
-from mailgate.smtp import GatewayHandler, GatewaySMTP
+from mailgate.smtp import GatewayHandler, GatewaySMTP, data_options
 
 log = structlog.get_logger("mailgate.lmtp")
 
@@ -81,6 +81,7 @@ async def start_lmtp(gateway: Gateway, settings: LmtpSettings,
     """
     handler = LmtpHandler(gateway, smtp)
     loop = asyncio.get_running_loop()
+    data = data_options(gateway, smtp)  # the SMTP receiver's DATA spool, timeout and budget
 
     def factory() -> GatewayLMTP:
         kwargs: dict[str, Any] = {
@@ -88,6 +89,7 @@ async def start_lmtp(gateway: Gateway, settings: LmtpSettings,
             "enable_SMTPUTF8": True,
             "decode_data": False,
             "ident": "helpdesk LMTP",
+            **data,
         }
         return GatewayLMTP(handler, **kwargs)
 

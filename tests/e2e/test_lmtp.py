@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from helpdesk.models import InboundSpool, Ticket
+from helpdesk.models import InboundSpool, Message, Ticket
 from helpdesk.runtime import Runtime
 from mailgate.lmtp import start_lmtp
 from mailgate.replies import R451_TEMPFAIL, R550_RELAY, R552_TOO_BIG
@@ -205,4 +205,28 @@ async def test_mailgate_role_serves_lmtp_over_tcp_when_enabled(tmp_path: Path) -
     finally:
         stop.set()
         await asyncio.wait_for(role, 30)
+        await rt.close()
+
+
+async def test_a_mail_past_the_memory_threshold_is_spooled_and_stored_whole(
+        tmp_path: Path) -> None:
+    sock = tmp_path / "big.sock"
+    settings = make_settings(tmp_path, sqlite_url(tmp_path),
+                             smtp={"data_in_memory_bytes": 4096},
+                             lmtp={"enabled": True, "socket": str(sock)})
+    rt = await Runtime.open(settings)
+    server = await start_lmtp(make_gateway(rt), settings.lmtp, settings.smtp)
+    try:
+        wire = await Lmtp(rt, sock).connect()
+        await wire.command("MAIL FROM:<alice@example.org>")
+        await wire.command(f"RCPT TO:<{SUPPORT}>")
+        body = "\r\n".join(f"line {i} " + "x" * 60 for i in range(3000))
+        assert await wire.data(mail(body=body), replies=1) == ["250 2.0.0 Queued as TKT-000001"]
+        await wire.quit()
+        async with rt.sessions() as session:
+            [message] = (await session.execute(select(Message))).scalars()
+        assert "line 2999 " in message.full_text
+    finally:
+        server.close()
+        await server.wait_closed()
         await rt.close()
