@@ -266,7 +266,7 @@ def run_pipe(config_path: str | None, sender: str | None, recipients: Sequence[s
               help="Envelope sender (Postfix: ${sender}).")
 @click.option("--recipient", "recipients", multiple=True, metavar="ADDR",
               help="Envelope recipient, repeatable (Postfix: ${recipient}).")
-@click.argument("inputs", nargs=-1)
+@click.argument("inputs", nargs=-1, metavar="[FILE]...")
 @click.pass_context
 def ingest(ctx: click.Context, config_path: str | None, sender: str | None,
            recipients: tuple[str, ...], inputs: tuple[str, ...]) -> None:

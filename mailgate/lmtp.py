@@ -77,7 +77,7 @@ async def start_lmtp(gateway: Gateway, settings: LmtpSettings,
     """Listen on the configured Unix socket or TCP address; returns the asyncio server.
 
     A stale socket file from an earlier run is replaced; any other file at that path is
-    left alone (the start fails with the reason).
+    left alone (the start fails with the reason). A missing folder for it is created.
     """
     handler = LmtpHandler(gateway, smtp)
     loop = asyncio.get_running_loop()
@@ -95,6 +95,7 @@ async def start_lmtp(gateway: Gateway, settings: LmtpSettings,
 
     if settings.socket:
         path = Path(settings.socket)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(path.lstat().st_mode):
                 path.unlink()

@@ -85,7 +85,7 @@ class Lmtp:
 
 @pytest.fixture
 async def lmtp(tmp_path: Path) -> AsyncIterator[Lmtp]:
-    sock = tmp_path / "lmtp.sock"
+    sock = tmp_path / "run" / "lmtp.sock"  # its folder is created
     settings = make_settings(
         tmp_path, sqlite_url(tmp_path), smtp={"max_message_bytes": 100_000},
         database={"busy_timeout_ms": 200},
@@ -226,6 +226,26 @@ async def test_a_mail_past_the_memory_threshold_is_spooled_and_stored_whole(
         async with rt.sessions() as session:
             [message] = (await session.execute(select(Message))).scalars()
         assert "line 2999 " in message.full_text
+    finally:
+        server.close()
+        await server.wait_closed()
+        await rt.close()
+
+
+async def test_a_stale_socket_from_an_earlier_run_is_replaced(tmp_path: Path) -> None:
+    import socket
+
+    sock = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as stale:  # bound, then its process is gone
+        stale.bind(str(sock))
+    settings = make_settings(tmp_path, sqlite_url(tmp_path),
+                             lmtp={"enabled": True, "socket": str(sock)})
+    rt = await Runtime.open(settings)
+    server = await start_lmtp(make_gateway(rt), settings.lmtp, settings.smtp)
+    try:
+        wire = await Lmtp(rt, sock).connect()
+        assert (await wire.quit()).startswith("221")
+        assert oct(sock.stat().st_mode & 0o777) == oct(0o660)
     finally:
         server.close()
         await server.wait_closed()
