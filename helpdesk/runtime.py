@@ -42,11 +42,11 @@ class Runtime:
                    clock: Callable[[], datetime] = utcnow) -> Runtime:
         """Connect (and by default create or upgrade the schema) for ``settings``."""
         engine = db.create_engine(settings.database)
-        if migrate:
-            await schema.migrate(engine)
-        Path(settings.storage.dir).mkdir(parents=True, exist_ok=True)
         reader = (db.create_engine(settings.database, writer=False)
                   if db.is_sqlite(settings.database.url) else None)
+        if migrate:
+            await schema.migrate(engine, reader=reader)
+        Path(settings.storage.dir).mkdir(parents=True, exist_ok=True)
         return cls(settings, engine, db.session_factory(engine),
                    BlobStore(Path(settings.storage.dir) / "blobs"), clock, reader)
 

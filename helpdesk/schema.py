@@ -62,15 +62,17 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(_current)
 
 
-async def migrate(engine: AsyncEngine) -> bool:
+async def migrate(engine: AsyncEngine, *, reader: AsyncEngine | None = None) -> bool:
     """Bring the schema to head; returns whether anything was applied.
 
     The check and the upgrade run in one transaction that holds the database's write lock
     (SQLite ``BEGIN IMMEDIATE``) or an advisory lock (PostgreSQL), so fifty processes
-    starting at once apply each migration exactly once.
+    starting at once apply each migration exactly once. The first look, whether there is
+    anything to do, goes through ``reader`` when given (SQLite's deferred reader), so a
+    process starting while another holds the write lock does not queue behind it.
     """
     head = HEAD
-    if await current_revision(engine) == head:
+    if await current_revision(reader or engine) == head:
         return False
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

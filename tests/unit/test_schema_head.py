@@ -35,3 +35,25 @@ asyncio.run(main())
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+async def test_opening_a_current_database_does_not_wait_for_its_write_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+    import time
+
+    from helpdesk.runtime import Runtime
+    from tests.conftest import make_settings, sqlite_url
+
+    settings = make_settings(tmp_path, sqlite_url(tmp_path), database={"busy_timeout_ms": 5000})
+    rt = await Runtime.open(settings)  # creates it
+    await rt.close()
+    holder = sqlite3.connect(tmp_path / "helpdesk.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        started = time.monotonic()
+        rt = await Runtime.open(settings)
+        await rt.close()
+        assert time.monotonic() - started < 2.5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
