@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ def _config(tmp_path: Path, smtp_port: int, portal_port: int, portal_extra: str 
     cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "hd.db"}"\n'
                    f'[storage]\ndir = "{tmp_path / "data"}"\n'
                    f'[smtp]\nport = {smtp_port}\n'
+                   f'[logging]\njson = true\n'
                    f'[portal]\nport = {portal_port}\n{portal_extra}')
     return cfg
 
@@ -85,7 +87,9 @@ def test_portal_enabled_false_is_honoured_by_run(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "daemon.role_disabled" in err and "role=portal" in err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert {"event": "daemon.role_disabled", "role": "portal"}.items() <= next(
+        e for e in events if e.get("event") == "daemon.role_disabled").items()
 
 
 def test_portal_enabled_true_still_serves(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def test_an_unreachable_smarthost_is_reported_once_and_outbox_list_shows_why(
                    f'[smtp]\nport = {smtp_port}\n[portal]\nenabled = false\n'
                    f'[outbound]\nport = {dead_port}\nretry_base_seconds = 0.2\n'
                    f'relay_interval_seconds = 0.1\nmax_attempts = 1000\n'
-                   '[logging]\nlevel = "INFO"\n')
+                   '[logging]\nlevel = "INFO"\njson = true\n')
     helpdesk = [sys.executable, "-m", "helpdesk", "--config", str(cfg)]
     proc = subprocess.Popen([*helpdesk, "run"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -78,6 +78,19 @@ def test_an_unreachable_smarthost_is_reported_once_and_outbox_list_shows_why(
     assert len(listing.strip().splitlines()) == len(rows) >= 3
     assert all(f"127.0.0.1:{dead_port}" in line and line.split()[1] in waiting
                for line in listing.strip().splitlines()), listing
-    warnings = [line for line in log.splitlines() if "warning" in line]
-    assert len([w for w in warnings if "outbound.smarthost_unreachable" in w]) == 1, log
-    assert [w for w in warnings if "outbox." in w] == [], log
+    warnings = [e["event"] for e in _events(log) if e.get("level") == "warning"]
+    assert warnings.count("outbound.smarthost_unreachable") == 1, log
+    assert [w for w in warnings if w.startswith("outbox.")] == [], log
+
+
+def _events(log: str) -> list[dict[str, object]]:
+    """The structured log lines (uvicorn may add plain ones)."""
+    out = []
+    for line in log.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "event" in event:
+            out.append(event)
+    return out
