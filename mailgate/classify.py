@@ -119,6 +119,8 @@ _LOOP_TEXT = re.compile(
     r"|too\s+many\s+hops|hop\s+count\s+exceeded|too\s+many\s+\"?received\"?\s+(?:headers|lines)",
     re.I,
 )
+_FORWARD_OR_REPLY = re.compile(
+    r"^\W*(?:re|fwd?|fw|wg|aw|sv|vs|tr|rv|antw|doorst|rif|enc|res)\s*(?:\[\d+\])?\s*:", re.I)
 _ADDRESSED_TO = re.compile(r"addressed\s+to\s*:?\s*<?([^<>\s:;,()\"']+@[^<>\s:;,()\"']+)", re.I)
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -276,13 +278,21 @@ def might_be_bounce(msg: Inbound) -> bool:
 
 
 def _detected_bounce(msg: Inbound, mime: Message | None) -> Classification | None:
-    """A bounce flufl.bounce recognises, or a mail-loop alert, from machine-made mail."""
+    """A bounce flufl.bounce recognises, or a mail-loop alert, from machine-made mail.
+
+    Not for a forward or a reply (``Fwd:``, ``Re:`` ...): that is a person, perhaps an
+    ``admin@`` of a small company, asking about a bounce they got. A loop alert must
+    also return the looping message (attached, or quoted from its headers on).
+    """
+    if _FORWARD_OR_REPLY.match(msg.subject):
+        return None
     permanent, reported = _bounces.failures(msg, mime)
     if reported:
         found = _skip_own(msg, sorted(permanent))
         return Classification("bounce", "bounce recognised by flufl.bounce", found)
     own = _before_original(msg.text)
-    if _LOOP_TEXT.search(msg.subject) or _LOOP_TEXT.search(own[:4000]):
+    returned = _has_returned_message(msg) or len(own) < len(msg.text[:20000])
+    if returned and (_LOOP_TEXT.search(msg.subject) or _LOOP_TEXT.search(own[:4000])):
         found = _skip_own(msg, [*_ADDRESSED_TO.findall(own[:4000]),
                                 *bounced_recipients(msg)])
         return Classification("bounce", f"mail loop alert: {msg.subject[:80]}", found)

@@ -417,3 +417,18 @@ def test_a_system_sender_without_bounce_text_is_not_a_bounce() -> None:
 
     assert might_be_bounce(msg)
     assert verdict(msg).kind == "mail"
+
+
+def test_an_admin_forwarding_a_bounce_or_asking_about_a_loop_gets_a_ticket() -> None:
+    exchange = (MAIL / "bounce-exchange-delivery-failure.eml").read_bytes().split(b"\n\n", 1)[1]
+    forward = parse_message(b"From: IT Admin <admin@smallco.example>\n"
+                            b"To: support@support.example.com\n"
+                            b"Subject: Fwd: Delivery Failure: Re: [TKT-000001] Printer on fire\n\n"
+                            b"What does this mean?\n\n" + exchange)
+    loop = parse_message(b"From: System Administrator <admin@smallco.example>\n"
+                         b"To: support@support.example.com\nSubject: Mail loop detected\n\n"
+                         b"Our server reports a mail loop with yours, too many hops. Help?\n")
+
+    assert might_be_bounce(forward) and might_be_bounce(loop)
+    assert verdict(forward).kind == "mail"
+    assert verdict(loop).kind == "mail"
