@@ -22,7 +22,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import distinct, func, or_, select
 
-from helpdesk.cli import _echo_json, _with_runtime, config_option, run_async
+from helpdesk.cli_common import config_option, echo_json, run_async, with_runtime
 from helpdesk.directory import find_agent
 from helpdesk.errors import DomainError, NotFoundError
 from helpdesk.models import CannedResponse, Organization, Ticket, TimeEntry
@@ -56,7 +56,8 @@ def check_template(body: str) -> None:
 # -- canned responses -------------------------------------------------------------------------
 
 @click.group("canned")
-def canned() -> None:
+@config_option
+def canned(config_path: str | None) -> None:
     """Canned responses agents insert with #canned <shortcut>."""
 
 
@@ -107,7 +108,7 @@ async def canned_add(ctx: click.Context, config_path: str | None, shortcut: str,
             else:
                 row.title, row.category, row.body = title, cat, text
         click.echo(f"canned response {key} saved")
-    await _with_runtime(ctx, work)
+    await with_runtime(ctx, work)
 
 
 @canned.command("list")
@@ -131,11 +132,11 @@ async def canned_list(ctx: click.Context, config_path: str | None, keyword: str 
         data = [{"shortcut": r.shortcut, "title": r.title, "category": r.category}
                 for r in rows]
         if as_json:
-            _echo_json(data)
+            echo_json(data)
             return
         for d in data:
             click.echo(f"{d['shortcut']:<24} {d['category']:<16} {d['title']}")
-    await _with_runtime(ctx, work)
+    await with_runtime(ctx, work, read_only=True)
 
 
 async def _get_canned(rt: Runtime, shortcut: str) -> CannedResponse:
@@ -159,14 +160,14 @@ async def canned_show(ctx: click.Context, config_path: str | None, shortcut: str
     async def work(rt: Runtime) -> None:
         row = await _get_canned(rt, shortcut)
         if as_json:
-            _echo_json({"shortcut": row.shortcut, "title": row.title,
+            echo_json({"shortcut": row.shortcut, "title": row.title,
                         "category": row.category, "body": row.body})
             return
         click.echo(f"{row.shortcut}: {row.title}" + (f" [{row.category}]" if row.category
                                                      else ""))
         click.echo("")
         click.echo(row.body)
-    await _with_runtime(ctx, work)
+    await with_runtime(ctx, work, read_only=True)
 
 
 @canned.command("remove")
@@ -181,13 +182,14 @@ async def canned_remove(ctx: click.Context, config_path: str | None, shortcut: s
         async with rt.sessions() as session, session.begin():
             await session.delete(await session.get(CannedResponse, row.id))
         click.echo(f"canned response {row.shortcut} removed")
-    await _with_runtime(ctx, work)
+    await with_runtime(ctx, work)
 
 
 # -- time -------------------------------------------------------------------------------------
 
 @click.group("time")
-def time_group() -> None:
+@config_option
+def time_group(config_path: str | None) -> None:
     """Time agents logged with #time."""
 
 
@@ -239,7 +241,61 @@ async def time_export(ctx: click.Context, config_path: str | None, since: dateti
             "organization", "domain", "tickets", "entries", "minutes", "hours"])
         writer.writeheader()
         writer.writerows(data)
-    await _with_runtime(ctx, work)
+    await with_runtime(ctx, work, read_only=True)
+
+
+# -- agents -----------------------------------------------------------------------------------
+
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+
+
+@click.group()
+@config_option
+def agents(config_path: str | None) -> None:
+    """Manage agents (the people who answer tickets)."""
+
+
+@agents.command("add")
+@config_option
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.pass_context
+@run_async
+async def agents_add(ctx: click.Context, config_path: str | None, email: str, name: str) -> None:
+    """Add (or reactivate) an agent."""
+    from helpdesk import directory
+
+    address = email.strip()
+    if not _ADDRESS.match(address):
+        raise click.BadParameter(f"{email!r} is not an email address (local@domain.tld)",
+                                 param_hint="EMAIL")
+
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as session, session.begin():
+            agent = await directory.add_agent(session, address, name)
+        click.echo(f"agent {agent.email} ({agent.name or 'no name'})")
+    await with_runtime(ctx, work)
+
+
+@agents.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@run_async
+async def agents_list(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
+    """List agents."""
+    from helpdesk.models import Agent
+
+    async def work(rt: Runtime) -> None:
+        async with rt.read_sessions() as session:
+            rows = (await session.execute(select(Agent).order_by(Agent.email))).scalars().all()
+        data = [{"email": a.email, "name": a.name, "active": a.is_active} for a in rows]
+        if as_json:
+            echo_json(data)
+        for a in [] if as_json else data:
+            click.echo(f"{a['email']:<40} {a['name']}{'' if a['active'] else ' (inactive)'}")
+    await with_runtime(ctx, work, read_only=True)
 
 
 # -- agent notification preferences -----------------------------------------------------------
@@ -275,8 +331,11 @@ async def agents_prefs(ctx: click.Context, config_path: str | None, email: str,
                     setattr(agent, _PREFS[name], value)
             current = {name: bool(getattr(agent, col)) for name, col in _PREFS.items()}
         if as_json:
-            _echo_json({"email": agent.email, **current})
+            echo_json({"email": agent.email, **current})
             return
         click.echo(agent.email + ": " + ", ".join(
             f"{name.replace('_', '-')} {'on' if on else 'off'}" for name, on in current.items()))
-    await _with_runtime(ctx, work)
+    await with_runtime(ctx, work, read_only=True)
+
+
+agents.add_command(agents_prefs)

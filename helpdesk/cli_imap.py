@@ -1,10 +1,5 @@
 """`helpdesk imap check`: log in to each configured mailbox and report what the poller will see.
 
-Register at the bottom of ``helpdesk/cli.py`` (after its helpers exist)::
-
-    from helpdesk.cli_imap import imap
-    cli.add_command(imap)
-
 For set-up: it proves the credentials, shows whether the folders exist (the poller creates
 missing processed and quarantine folders on its first run), how many messages wait, whether
 the server offers IDLE and MOVE, and where polling stands in the database. It never
@@ -19,14 +14,15 @@ from typing import Any
 
 import click
 
-from helpdesk.cli import _settings, config_option, run_async
+from helpdesk.cli_common import config_option, run_async, settings_of
 from helpdesk.config import ImapSettings, Settings
 
 CAPABILITIES = ("IDLE", "MOVE", "UIDPLUS")
 
 
 @click.group()
-def imap() -> None:
+@config_option
+def imap(config_path: str | None) -> None:
     """Inspect the configured IMAP mailboxes."""
 
 
@@ -123,9 +119,12 @@ def _render(mailbox: ImapSettings, report: dict[str, Any], state: dict[str, Any]
 @run_async
 async def check(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     """Log in to each [[imap]] mailbox; report folders, message counts, IDLE/MOVE support."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if not settings.imap:
-        click.echo("no [[imap]] mailboxes configured")
+        if as_json:
+            click.echo("[]")
+        else:
+            click.echo("no [[imap]] mailboxes configured")
         return
     reports = [await check_mailbox(m) for m in settings.imap]
     states = await _polling_state(settings)

@@ -58,11 +58,12 @@ def ticket_number(settings: Settings, ref: str) -> int:
 
 
 def _settings(ctx: click.Context, config_path: str | None) -> Settings:
+    from helpdesk.cli_common import config_path_of
+
     obj = ctx.find_root().ensure_object(dict)
     if "settings" in obj:
         return obj["settings"]  # type: ignore[no-any-return]
-    path = config_path or obj.get("config_path")
-    obj["settings"] = load_settings(path)
+    obj["settings"] = load_settings(config_path or config_path_of(ctx))
     return obj["settings"]  # type: ignore[no-any-return]
 
 

@@ -1,10 +1,5 @@
 """`helpdesk sla ...`: run the SLA role, show a ticket's clocks, tick by hand, list policies.
 
-Register at the bottom of ``helpdesk/cli.py`` (after its helpers exist)::
-
-    from helpdesk.cli_sla import sla
-    cli.add_command(sla)
-
 ``helpdesk sla`` alone runs the SLA process role (as ``mailgate``/``worker``/``portal`` do);
 ``status``, ``tick`` and ``policies`` are subcommands. :func:`sla_summary`,
 :func:`sla_summaries` and :func:`sla_state` are the read side for ``tickets show`` /
@@ -20,14 +15,14 @@ from typing import Any
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.cli import (
-    _echo_json,
-    _settings,
-    _with_runtime,
+from helpdesk.cli_common import (
     config_option,
+    echo_json,
     parse_ticket_ref,
     run_async,
     serve_roles,
+    settings_of,
+    with_runtime,
 )
 from helpdesk.config import Settings
 from helpdesk.models import Ticket
@@ -85,8 +80,6 @@ def parse_instant(text: str | None) -> datetime | None:
 @click.pass_context
 def sla(ctx: click.Context, config_path: str | None) -> None:
     """Run the SLA daemon role (no subcommand), or inspect and tick SLA clocks."""
-    if config_path:
-        ctx.find_root().ensure_object(dict)["config_path"] = config_path
     if ctx.invoked_subcommand is None:
         serve_roles(ctx, ("sla",))
 
@@ -107,14 +100,14 @@ async def sla_status(ctx: click.Context, config_path: str | None, ref: str,
             ticket = await load_ticket(session, parse_ticket_ref(rt.settings, ref))
             summary = await sla_summary(session, rt.settings, ticket, at)
         if as_json:
-            _echo_json(summary)
+            echo_json(summary)
             return
         click.echo(f"policy {summary['policy']}")
         for kind in ("first_response", "resolution"):
             c = summary[kind]
             click.echo(f"{kind:<15} {c['state']:<9} {c['elapsed_minutes']:>9} / "
                        f"{c['target_minutes']} min  due {c['due_at'] or '-'}")
-    await _with_runtime(ctx, work)
+    await with_runtime(ctx, work, read_only=True)
 
 
 @sla.command("tick")
@@ -135,11 +128,11 @@ async def sla_tick(ctx: click.Context, config_path: str | None, at_text: str | N
         data = {"at": at.isoformat(), "tickets": result.tickets,
                 "warnings": result.warnings, "breaches": result.breaches}
         if as_json:
-            _echo_json(data)
+            echo_json(data)
             return
         click.echo(f"tick at {data['at']}: {result.tickets} tickets evaluated, "
                    f"{result.warnings} warnings, {result.breaches} breaches fired")
-    await _with_runtime(ctx, work)
+    await with_runtime(ctx, work, read_only=True)
 
 
 @sla.command("policies")
@@ -150,9 +143,9 @@ def sla_policies(ctx: click.Context, config_path: str | None, as_json: bool) -> 
     """List the SLA policies in force (the built-in default when none are configured)."""
     from sla_daemon.policy import policies_from_settings
 
-    policies = [p.describe() for p in policies_from_settings(_settings(ctx))]
+    policies = [p.describe() for p in policies_from_settings(settings_of(ctx))]
     if as_json:
-        _echo_json(policies)
+        echo_json(policies)
         return
     days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
     for p in policies:

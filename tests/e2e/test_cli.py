@@ -66,9 +66,13 @@ def test_ingest_then_show_gives_requester_and_text(hd) -> None:  # type: ignore[
     assert [t["number"] for t in listed] == ["TKT-000001"]
 
 
-def test_config_option_is_accepted_after_the_subcommand_too(hd) -> None:  # type: ignore[no-untyped-def]
-    proc = subprocess.run([sys.executable, "-m", "helpdesk", "tickets", "list", "--config",
-                           str(hd.cfg)], capture_output=True, timeout=60)
+@pytest.mark.parametrize("where", ["command", "group"])
+def test_config_option_is_accepted_after_the_subcommand_too(hd, where: str) -> None:  # type: ignore[no-untyped-def]
+    assert hd("init").returncode == 0
+    args = (["tickets", "list", "--config", str(hd.cfg)] if where == "command"
+            else ["tickets", "--config", str(hd.cfg), "list"])
+    proc = subprocess.run([sys.executable, "-m", "helpdesk", *args], capture_output=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -1,0 +1,99 @@
+"""How fast the command line starts, and what the MTA pipe (`helpdesk ingest`) delivers.
+
+Run by hand, never as a test. It prints, for each source tree given (this checkout by
+default; ``--src OTHER`` adds another, e.g. an older commit checked out with
+``git worktree add /tmp/old <rev>``, run side by side in the same rounds):
+
+- ``helpdesk --help``: median wall time of ``--runs`` starts;
+- one small ``helpdesk ingest``: median wall time of ``--runs`` deliveries;
+- a serial pipe: ``--mails`` deliveries one after another, mails per second;
+- ``--parallel`` pipes at once: ``--mails`` deliveries, mails per second.
+
+Each tree gets its own database (SQLite, created by ``helpdesk init``) in a temporary
+folder; the interpreter is this one, with the tree first on ``PYTHONPATH``.
+
+    python bench/pipe.py [--mails 500] [--parallel 8] [--runs 15] [--src DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mail(n: int) -> bytes:
+    return (f"From: Customer {n} <c{n % 50}@example.org>\r\n"
+            f"To: support@support.example.com\r\nSubject: Printer {n} on fire\r\n"
+            f"Message-ID: <bench-{n}-{time.time_ns()}@example.org>\r\n"
+            f"Date: Fri, 04 Dec 2026 10:00:00 +0000\r\n\r\nIt burns, {n}.\r\n").encode()
+
+
+class Tree:
+    """One source tree with its own config and database."""
+
+    def __init__(self, src: Path, work: Path) -> None:
+        self.src = src
+        work.mkdir(parents=True)
+        self.cfg = work / "helpdesk.toml"
+        self.cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{work}/hd.db"\n'
+                            f'[storage]\ndir = "{work}/data"\n[logging]\nlevel = "WARNING"\n',
+                            encoding="utf-8")
+        self.env = {**os.environ, "PYTHONPATH": str(src), "HELPDESK_CONFIG": str(self.cfg)}
+        self.run("init")
+
+    def run(self, *args: str, stdin: bytes = b"") -> float:
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "helpdesk", *args], input=stdin,
+                              env=self.env, capture_output=True, timeout=300)
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"{self.src}: helpdesk {' '.join(args)} exited "
+                             f"{done.returncode}: {done.stderr.decode()[-500:]}")
+        return elapsed
+
+
+def measure(tree: Tree, mails: int, parallel: int, runs: int) -> dict[str, float]:
+    help_s = statistics.median(tree.run("--help") for _ in range(runs))
+    one_s = statistics.median(tree.run("ingest", stdin=mail(-i)) for i in range(1, runs + 1))
+    started = time.perf_counter()
+    for n in range(mails):
+        tree.run("ingest", stdin=mail(n))
+    serial = mails / (time.perf_counter() - started)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda n: tree.run("ingest", stdin=mail(mails + n)), range(mails)))
+    par = mails / (time.perf_counter() - started)
+    return {"help_ms": help_s * 1000, "ingest_ms": one_s * 1000, "serial": serial,
+            "parallel": par}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mails", type=int, default=500)
+    parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--src", action="append", default=[], type=Path,
+                        help="another source tree to measure beside this one")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = [Tree(src.resolve(), Path(tmp) / f"t{i}")
+                 for i, src in enumerate([REPO, *args.src])]
+        print(f"{'tree':<40} {'--help ms':>10} {'ingest ms':>10} {'serial/s':>9} "
+              f"{args.parallel:>2} par/s")
+        for tree in trees:
+            r = measure(tree, args.mails, args.parallel, args.runs)
+            print(f"{str(tree.src):<40} {r['help_ms']:>10.0f} {r['ingest_ms']:>10.0f} "
+                  f"{r['serial']:>9.1f} {r['parallel']:>8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
