@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import signal
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -52,6 +53,17 @@ def role_enabled(settings: Settings, role: str) -> bool:
     return settings.portal.enabled if role == "portal" else True
 
 
+def database_location(settings: Settings) -> str:
+    """Where the data is, for the start-up line: the SQLite file's absolute path, or the
+    server URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return str(Path(url.database).resolve())
+    return url.render_as_string(hide_password=True)
+
+
 def _failure(role: str, exc: BaseException | None) -> RoleFailedError:
     """One operator-facing line: which role stopped and why, without a traceback."""
     if exc is None:
@@ -81,7 +93,9 @@ async def run_roles(settings: Settings, roles: Sequence[str]) -> None:
             log.warning("daemon.role_unavailable", role=role)
             continue
         tasks.append(asyncio.create_task(serve(rt, stop), name=role))
-    log.info("daemon.started", roles=[t.get_name() for t in tasks], config=settings.source)
+    log.info("daemon.started", roles=[t.get_name() for t in tasks], config=settings.source,
+             database=database_location(settings),
+             storage=str(Path(settings.storage.dir).resolve()))
     for warning in config_warnings(settings, paths=False):  # as `helpdesk config check`
         log.warning("config.warning", warning=warning)
     failed: RoleFailedError | None = None

@@ -346,7 +346,8 @@ async def tick(rt: Runtime, at: datetime | None = None, *,
             total.add(await recompute(session, rt, engine, tickets, at))
         if len(ids) < batch:
             break
-    if total.tickets:
-        log.info("sla.tick", at=at.isoformat(), tickets=total.tickets,
-                 warnings=total.warnings, breaches=total.breaches)
+    if total.tickets:  # at info only when an alert fired: a quiet tick is not news
+        emit = log.info if total.warnings or total.breaches else log.debug
+        emit("sla.tick", at=at.isoformat(), tickets=total.tickets,
+             warnings=total.warnings, breaches=total.breaches)
     return total

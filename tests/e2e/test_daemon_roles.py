@@ -90,6 +90,9 @@ def test_portal_enabled_false_is_honoured_by_run(tmp_path: Path) -> None:
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert {"event": "daemon.role_disabled", "role": "portal"}.items() <= next(
         e for e in events if e.get("event") == "daemon.role_disabled").items()
+    started = next(e for e in events if e.get("event") == "daemon.started")
+    assert started["database"] == str(tmp_path / "hd.db")  # where the data is, said at start
+    assert started["storage"] == str(tmp_path / "data")
 
 
 def test_portal_enabled_true_still_serves(tmp_path: Path) -> None:
