@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -107,6 +105,9 @@ def render_canned(body: str, *, ticket: dict[str, Any], requester: dict[str, Any
         Refused: the template does not parse, names an unknown variable or breaks the
             sandbox.
     """
+    import jinja2  # here, not at the top: only #canned needs it, and the MTA pipe starts
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # once per mail
+
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
                                         keep_trailing_newline=False)
     try:
