@@ -128,3 +128,11 @@ def test_help_and_the_cli_module_load_no_database_or_web_stack() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_pipe_takes_mail_with_a_stray_nul_byte(hd) -> None:  # type: ignore[no-untyped-def]
+    assert hd("init").returncode == 0
+    proc = hd("ingest", stdin=MAIL.replace(b"It burns.", b"It \x00burns."))
+    assert proc.returncode == 0, proc.stderr
+    view = json.loads(hd("tickets", "show", "TKT-000001", "--json").stdout)
+    assert "burns" in view["messages"][0]["text"]
