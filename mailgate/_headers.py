@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import binascii
-import codecs
+import codecs  # noqa: F401  (tests patch ``_headers.codecs.lookup``)
 import contextlib
-import encodings
-import encodings.aliases
-import functools
-import pkgutil
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,22 +13,11 @@ from datetime import UTC, datetime
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
-_CHARSET_ALIASES = {
-    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "euc-cn": "gb18030",
-    "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "iso-8859-8-i": "iso-8859-8",
-    "windows-874": "cp874", "x-sjis": "cp932", "shift_jis": "cp932", "shift-jis": "cp932",
-    "iso-8859-1": "cp1252", "latin1": "cp1252", "unicode-1-1-utf-7": "utf-7",
-}
-_WEAK_CODECS = frozenset({None, "cp1252", "ascii"})
-# Codecs Python knows that are no mail charset: a label naming one is treated as unknown.
-# idna and punycode raise on most input (and even with errors="replace"), undefined always
-# raises, and the escape codecs turn ``\udc80`` in a body into a lone surrogate.
-_NOT_CHARSETS = frozenset(
-    {"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-# Every name the standard codec search finds: its aliases and its modules.
-_CODEC_NAMES = frozenset(encodings.aliases.aliases) | frozenset(
-    m.name for m in pkgutil.iter_modules(encodings.__path__))
+from helpdesk.mailheaders import header_text
+from mailgate._charsets import clean as clean
+from mailgate._charsets import decode_8bit, header_codec
+from mailgate._charsets import decode_bytes as decode_bytes
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _WS = re.compile(r"\s+")
@@ -42,13 +27,15 @@ _MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _BARE_MSGID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
 _FILENAME_PARAM = re.compile(r'(?:file)?name\*?=\s*"?([^";]+)', re.IGNORECASE)
 _RFC2231_VALUE = re.compile(r"([^']*)'[^']*'(.*)")
-_ADDRESS = re.compile(r"[\w.+\-=/]+@[\w.\-]+")
+_PHRASE_TOKEN = re.compile(
+    r'"(?:\\.|[^"\\])*"?|\((?:\\.|[^()\\])*\)?|<[^<>]*>?|=\?[^?\s"]+\?[QqBb]\?[^?\s"]*\?=')
 ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"  # RFC 5322 atext, one or more
 _DOT_ATOM = rf"{ATOM}(?:\.{ATOM})*"
 # ``Name <local@domain>`` or ``local@domain``: a name of letters, digits and blanks, a
 # dot-atom address. Anything else (quotes, comments, groups, encoded words) goes to the
 # email package.
 _ADDR_SPEC = rf"{_DOT_ATOM}@{_DOT_ATOM}"
+_ADDR_SPEC_RE = re.compile(_ADDR_SPEC)
 _PLAIN_MAILBOX = re.compile(
     rf"[ \t]*(?:([A-Za-z0-9 \t]*?)[ \t]*<({_ADDR_SPEC})>|({_ADDR_SPEC}))[ \t]*")
 
@@ -61,49 +48,57 @@ class Address:
     name: str  # decoded display name, "" when none
 
 
-def repair(value: str) -> str:
-    """Turn surrogate-escaped raw 8-bit bytes into text: UTF-8, else U+FFFD."""
+@dataclass(frozen=True)
+class Charsets:
+    """What a message says about the charset of its raw 8-bit header bytes.
+
+    ``header``: the one charset that reads all of them (`mailgate._charsets.header_codec`),
+    None when there are none; ``declared``: every charset the message declares, the
+    message's own first, for bytes that charset does not read (filenames).
+    """
+
+    header: str | None = None
+    declared: Iterable[str] = ()  # may be read lazily: iterate, do not index
+
+
+NO_CHARSETS = Charsets()
+
+
+def repair(value: str, charsets: Charsets = NO_CHARSETS) -> str:
+    """Turn surrogate-escaped raw 8-bit bytes into text: UTF-8, else the message's charset.
+
+    Without a charset from the message, bytes that are not UTF-8 become U+FFFD.
+    """
     if value.isascii():
         return value
     try:
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        data = value.encode("utf-8", "surrogateescape")
     except UnicodeError:  # a surrogate that is no escaped byte (RFC 2231 in UTF-7)
         return clean(value)
+    if charsets is NO_CHARSETS:
+        return data.decode("utf-8", "replace")
+    return decode_8bit(data, charsets.declared, charsets.header)
 
 
-def clean(text: str) -> str:
-    """``text`` as valid Unicode a database stores: lone surrogates become U+FFFD, NULs go.
-
-    Surrogates come from UTF-7 (``+2AA-``), UTF-16 and surrogate-escaped raw bytes; a pair
-    that is split into two code points is joined. PostgreSQL refuses NUL in text.
-    """
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-        text = _SURROGATE.sub("\ufffd", text)  # the decoder passes some lone ones through
-    return text
-
-
-def decode_header(value: str) -> str:
+def decode_header(value: str, charsets: Charsets = NO_CHARSETS) -> str:
     """Unfold, repair and RFC 2047-decode one header value; control characters are dropped.
 
     Never raises: an encoded word that cannot be decoded is decoded as UTF-8 with U+FFFD
     (see `decode_bytes`), and should anything else fail the value is kept undecoded.
     """
-    text = repair(_LINE_BREAK.sub("", str(value)))
+    text = repair(_LINE_BREAK.sub("", str(value)), charsets)
     if "=?" in text:
         with contextlib.suppress(Exception):  # a failure must not lose the header
-            text = decode_words(text)
+            text = decode_words(text, charsets.declared)
     return clean(_CONTROL.sub("", text))
 
 
-def decode_words(text: str) -> str:
-    """Decode RFC 2047 words; adjacent words in one charset are joined before decoding."""
+def decode_words(text: str, hints: Iterable[str] = ()) -> str:
+    """Decode RFC 2047 words; adjacent words in one charset are joined before decoding.
+
+    A word whose bytes its label does not read (Shift_JIS labelled ISO-2022-JP) is read
+    as `decode_bytes` reads a body: UTF-8, the message's charsets (``hints``), detected.
+    """
     pieces: list[tuple[str | None, list[bytes] | str]] = []
     pos = 0
     for match in _ENCODED_WORD.finditer(text):
@@ -119,7 +114,7 @@ def decode_words(text: str) -> str:
             pieces.append((charset, [data]))
         pos = match.end()
     pieces.append((None, text[pos:]))
-    return "".join(p if isinstance(p, str) else decode_bytes(b"".join(p), cs)
+    return "".join(p if isinstance(p, str) else decode_bytes(b"".join(p), cs, hints)
                    for cs, p in pieces)
 
 
@@ -134,43 +129,19 @@ def _word_bytes(encoding: str, payload: str) -> bytes:
         return raw
 
 
-@functools.lru_cache(maxsize=256)
-def _codec(charset: str | None) -> str | None:
-    if not charset:
-        return None
-    name = charset.strip().strip("\"'").lower()
-    name = _CHARSET_ALIASES.get(name, name)
-    norm = encodings.normalize_encoding(name)
-    if norm not in _CODEC_NAMES and norm.replace(".", "_") not in _CODEC_NAMES:
-        return None  # unknown: codecs.lookup would try an import (25 µs, per unique name)
+def message_charsets(raw_headers: Iterable[tuple[str, str]],
+                     declared: Iterable[str]) -> Charsets:
+    """The `Charsets` of a message from its raw headers and its declared charsets."""
+    raw = [b for b in (_raw_bytes(v) for _, v in raw_headers if not v.isascii()) if b]
+    return Charsets(header_codec(raw, declared) if raw else None, declared)
+
+
+def _raw_bytes(value: str) -> bytes | None:
+    """The bytes a header value was read from; None when it holds more than escaped bytes."""
     try:
-        info = codecs.lookup(name)
-    except Exception:  # LookupError, or ValueError on odd names
+        return str(value).encode("utf-8", "surrogateescape")
+    except UnicodeError:
         return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        return None
-    return info.name
-
-
-def decode_bytes(data: bytes, charset: str | None) -> str:
-    """Decode with the declared charset, else UTF-8, else best effort with U+FFFD.
-
-    Never raises, and the text is `clean`: an unknown or unusable charset decodes as
-    UTF-8, else Windows-1252, with U+FFFD for what is undecodable.
-    """
-    codec = _codec(charset)
-    # UTF-8 labelled as Latin-1/ASCII is common; real Latin-1 text is almost never valid UTF-8
-    order = ("utf-8", codec) if codec in _WEAK_CODECS else (codec, "utf-8")
-    for attempt in order:
-        if attempt:
-            try:
-                return clean(data.decode(attempt))
-            except Exception:  # UnicodeError, or a codec's own error on odd input
-                pass
-    try:
-        return clean(data.decode(codec or "cp1252", "replace"))
-    except Exception:  # a codec that cannot replace
-        return clean(data.decode("utf-8", "replace"))
 
 
 class HeaderMap(Mapping[str, str]):
@@ -181,16 +152,18 @@ class HeaderMap(Mapping[str, str]):
     ten seconds on the event loop. Read-only; values are `clean` as `decode_header` is.
     """
 
-    def __init__(self, raw_headers: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, raw_headers: Iterable[tuple[str, str]],
+                 charsets: Charsets = NO_CHARSETS) -> None:
         self._raw: dict[str, str] = {}
         for name, value in raw_headers:
             self._raw.setdefault(clean(name), value)
         self._decoded: dict[str, str] = {}
+        self._charsets = charsets
 
     def __getitem__(self, name: str) -> str:
         found = self._decoded.get(name)
         if found is None:
-            found = _WS.sub(" ", decode_header(self._raw[name])).strip()
+            found = _WS.sub(" ", decode_header(self._raw[name], self._charsets)).strip()
             self._decoded[name] = found
         return found
 
@@ -207,9 +180,10 @@ class HeaderMap(Mapping[str, str]):
         return f"HeaderMap({dict(self)!r})"
 
 
-def header_map(raw_headers: Iterable[tuple[str, str]]) -> HeaderMap:
+def header_map(raw_headers: Iterable[tuple[str, str]],
+               charsets: Charsets = NO_CHARSETS) -> HeaderMap:
     """Map each lowercased header name to its first value, decoded, whitespace collapsed."""
-    return HeaderMap(raw_headers)
+    return HeaderMap(raw_headers, charsets)
 
 
 def message_ids(value: str) -> tuple[str, ...]:
@@ -230,20 +204,55 @@ def normalize_email(addr: str) -> str:
     return addr.lower()
 
 
-def subject(values: list[str]) -> str:
-    """The first Subject value decoded, whitespace collapsed; "" when absent or blank."""
-    return _WS.sub(" ", decode_header(values[0])).strip() if values else ""
+def subject(values: list[str], charsets: Charsets = NO_CHARSETS) -> str:
+    """The first Subject value decoded, as one line; "" when absent or blank.
+
+    Decoded text is made one safe line (`helpdesk.mailheaders.header_text`): an encoded
+    CR or LF never reaches a header we write from it.
+    """
+    return header_text(decode_header(values[0], charsets)) if values else ""
 
 
-def addresses(values: list[str]) -> tuple[Address, ...]:
-    """Every mailbox in the header values that has an address or a display name."""
+def addresses(values: list[str], charsets: Charsets = NO_CHARSETS) -> tuple[Address, ...]:
+    """Every mailbox in the header values that has an address or a display name.
+
+    The address structure is read before any encoded word is decoded (each word is
+    quoted first, so a comma, colon or ``@`` it holds is text, not syntax); a decoded
+    display name is then made one safe line.
+    """
     out = []
-    for name, addr in split_addresses([_LINE_BREAK.sub("", v) for v in values]):
+    unfolded = [_protect_words(_LINE_BREAK.sub("", v)) for v in values]
+    for name, addr in split_addresses(unfolded):
         email = clean(normalize_email(addr))
-        display = _WS.sub(" ", decode_header(name)).strip()
+        display = header_text(decode_header(name, charsets)) if name else ""
         if email or display:
             out.append(Address(email=email, name=display))
     return tuple(out)
+
+
+def _protect_words(value: str) -> str:
+    """``value`` with each encoded word outside quotes, comments and ``<>`` quoted.
+
+    An encoded word is an atom to the address parser, but what it decodes to is text: a
+    word must not split a name at its comma or make a group of it at its colon. A word
+    touching ``@`` or ``.`` is part of an address and stays as it is (never decoded).
+    """
+    if "=?" not in value:
+        return value
+    out: list[str] = []
+    pos = 0
+    for match in _PHRASE_TOKEN.finditer(value):
+        token = match.group(0)
+        if not token.startswith("=?"):
+            continue
+        before = value[match.start() - 1] if match.start() else " "
+        after = value[match.end()] if match.end() < len(value) else " "
+        if before in "@." or after in "@.":
+            continue
+        out += [value[pos:match.start()], '"', token.replace("\\", "\\\\"), '"']
+        pos = match.end()
+    out.append(value[pos:])
+    return "".join(out)
 
 
 def split_addresses(values: list[str]) -> list[tuple[str, str]]:
@@ -263,13 +272,50 @@ def split_addresses(values: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def sender(values: list[str]) -> Address | None:
-    """The first From mailbox with a usable address, else a bare address found in it."""
-    found = next((a for a in addresses(values[:1]) if a.email), None)
-    if found is None:
-        match = _ADDRESS.search(decode_header(values[0]))
-        found = Address(email=match.group(0).lower(), name="") if match else None
-    return found
+def _unbracketed(value: str, charsets: Charsets) -> Address | None:
+    """``Name local@domain``, a display name without its angle brackets: a mailbox.
+
+    Only without brackets: inside ``<...>`` the whole text is the address, and one with
+    blanks in it is not one mailbox.
+    """
+    text = _LINE_BREAK.sub("", value)
+    words = text.split()
+    if "<" in text or len(words) < 2 or '"' in words[-1]:
+        return None
+    if all(_ADDR_SPEC_RE.fullmatch(w) for w in words):  # a list that lost its commas
+        return Address(clean(normalize_email(words[0])), "")
+    email = clean(normalize_email(words[-1]))
+    if not email or not _ADDR_SPEC_RE.fullmatch(email):
+        return None
+    return Address(email, header_text(decode_header(" ".join(words[:-1]), charsets)))
+
+
+def sender(values: list[str], fallbacks: Iterable[str] = (),
+           charsets: Charsets = NO_CHARSETS) -> tuple[Address | None, str]:
+    """The sender, and the From text when the sender's address is not taken from it as is.
+
+    The first From header with a usable address wins (a mailer that writes two, one of
+    them broken, means the good one). An address that is not one mailbox (``power
+    quadrant system@example.com``) is never cut down to another (``system@example.com``),
+    which would send our replies to someone else: the address comes from ``fallbacks``
+    (Sender, Reply-To, Return-Path), keeping the From's display name, and the From text
+    is returned to be recorded. With no address anywhere: the display name alone when the
+    From held an address-like text, else None.
+    """
+    name = ""
+    for value in values:
+        for found in (*addresses([value], charsets), _unbracketed(value, charsets)):
+            if found is not None and found.email:
+                return Address(found.email, found.name or name), ""
+            name = name or (found.name if found is not None else "")
+    original = header_text(decode_header(values[0], charsets)) if values else ""
+    if "@" not in original:  # no address (``<>``, a bare name): no sender, as written
+        return None, original
+    for value in fallbacks:
+        other = next((a for a in addresses([value], charsets) if a.email), None)
+        if other is not None:
+            return Address(other.email, name), original
+    return (Address("", name) if name else None), original
 
 
 def header_date(values: list[str]) -> datetime | None:
@@ -284,21 +330,60 @@ def header_date(values: list[str]) -> datetime | None:
         return None
 
 
-def part_filename(part: Message) -> str | None:
-    """The part's filename from the raw headers, with RFC 2231 and RFC 2047 decoded."""
+def part_filename(part: Message, charsets: Charsets = NO_CHARSETS) -> str | None:
+    """The part's filename from the raw headers, with RFC 2231 and RFC 2047 decoded.
+
+    Raw 8-bit and RFC 2231 bytes are read in the part's charset, else as the message's
+    header bytes are (`Charsets`): UTF-8, a declared charset, or the detected one.
+    """
+    if not any(k.lower() in ("content-disposition", "content-type") and "name" in v.lower()
+               for k, v in part.raw_items()):
+        return None  # most parts: no parameter that could name a file
+    own = _part_charset(part)
+    if own:
+        charsets = Charsets(own, (own, *charsets.declared))
     probe = Message()
     for key, value in part.raw_items():
         if key.lower() in ("content-disposition", "content-type") and key not in probe:
-            probe[key] = repair(_LINE_BREAK.sub("", value))
+            probe[key] = repair(_LINE_BREAK.sub("", value), charsets)
     try:
-        name = probe.get_filename()
+        name = _filename_param(probe, charsets)
     except Exception:  # malformed RFC 2231 parameters
         match = _FILENAME_PARAM.search(" ".join(str(v) for v in probe.values()))
         name = match.group(1) if match else None
         extended = _RFC2231_VALUE.fullmatch(name or "")
         if extended:  # charset'language'%XX..., in a charset the email package fails on
             raw = urllib.parse.unquote_to_bytes(extended.group(2))
-            return decode_bytes(raw, extended.group(1))
+            return decode_bytes(raw, extended.group(1), charsets.declared)
     if name is None:
         return None
-    return decode_header(str(name))
+    return decode_header(str(name), charsets)
+
+
+def _filename_param(probe: Message, charsets: Charsets) -> str | None:
+    """``get_filename``, reading RFC 2231 bytes as `decode_bytes` reads a body.
+
+    The email package decodes them in the labelled charset with U+FFFD for the rest
+    (``us-ascii''W%F6lbung.jpg``); a client reads them as Latin-1 or the message's charset.
+    """
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        value = probe.get_param(param, None, header)
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # RFC 2231: (charset, language, text of bytes)
+            label, _, text = value
+            try:
+                raw = str(text).encode("latin-1")
+            except UnicodeEncodeError:  # raw 8-bit bytes in it, already decoded
+                return str(text).strip()
+            return decode_bytes(raw, label or charsets.header, charsets.declared)
+        return str(value).strip()
+    return None
+
+
+def _part_charset(part: Message) -> str | None:
+    try:
+        found = part.get_param("charset")
+    except Exception:  # a malformed Content-Type
+        return None
+    return found if isinstance(found, str) and found.isascii() else None

@@ -1,13 +1,14 @@
-"""Find one's way around a parsed mail's MIME tree: its parts, and which of them is the body.
+"""Find one's way around a parsed mail's MIME tree: its parts, types and declared charsets.
 
 Why a module of its own: ``parse`` uses the standard library's ``compat32`` parser for
 speed, and ``compat32`` messages have no ``get_body`` or ``iter_parts``. These functions
-are that navigation, bounded (at most ``_MAX_PARTS`` parts, ``_MAX_DEPTH`` levels) so a
+(and ``_bodies``, which picks the content among them) are that navigation, bounded (at most ``_MAX_PARTS`` parts, ``_MAX_DEPTH`` levels) so a
 hostile or broken mail cannot make it run away, and tolerant of malformed headers.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from email.message import Message
 
@@ -77,47 +78,33 @@ def walk(msg: Message) -> Walked:
     return out
 
 
-def best_body(msg: Message, subtype: str) -> Message | None:
-    """The first ``text/<subtype>`` part ``EmailMessage.get_body`` would choose, or None."""
-    return next(_find_body(msg, subtype), None)
-
-
-def text_parts(plain: Message | None, walked: Walked) -> list[Message]:
-    """The chosen text/plain part plus later inline text siblings (Apple Mail splits text)."""
-    if plain is None:
-        return []
-    parent = next((p for c, p in walked if c is plain), None)
-    if parent is None or ctype(parent) != "multipart/mixed":
-        return [plain]
-    siblings = children(parent) or []
-    later = siblings[siblings.index(plain) + 1 :] if plain in siblings else []
-    return [plain] + [c for c in later if ctype(c) == "text/plain" and _is_bare_text(c)]
-
-
 def fallback_text(part: Message) -> bool:
     """Whether ``part`` may serve as the text when there is neither text/plain nor HTML."""
     return ctype(part).startswith("text/") and _is_bare_text(part)
 
 
-def _find_body(part: Message, subtype: str, depth: int = 0) -> Iterator[Message]:
-    """The body search of ``EmailMessage.get_body``, on ``compat32`` parts."""
-    if depth > _MAX_DEPTH or disposition(part) == "attachment":
-        return
-    maintype, _, sub = ctype(part).partition("/")
-    if maintype == "text":
-        if sub == subtype:
-            yield part
-        return
-    found = children(part)
-    if maintype != "multipart" or found is None:
-        return
-    if sub == "related" and found:
-        start = part.get_param("start")
-        match = [c for c in found if start and c.get("content-id") == start]
-        found = match[:1] or found[:1]
-    for child in found:
-        yield from _find_body(child, subtype, depth + 1)
-
-
 def _is_bare_text(part: Message) -> bool:
     return disposition(part) != "attachment" and _headers.part_filename(part) is None
+
+
+class DeclaredCharsets:
+    """The charsets a mail declares, its own first: read on first use, then kept.
+
+    Only mail with bytes its labels do not read needs them (raw 8-bit headers and
+    filenames, mislabelled bodies), so most parses never walk the parts for them.
+    """
+
+    def __init__(self, walked: Walked) -> None:
+        self._walked = walked
+        self._found: tuple[str, ...] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._found is None:
+            names: dict[str, None] = {}
+            for part, _ in self._walked:
+                with contextlib.suppress(Exception):  # a malformed Content-Type
+                    charset = part.get_param("charset")
+                    if isinstance(charset, str) and charset.isascii() and charset.strip():
+                        names.setdefault(charset.strip().lower())
+            self._found = tuple(names)
+        return iter(self._found)

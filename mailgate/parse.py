@@ -1,16 +1,19 @@
 """Turn the raw bytes of one inbound mail into an ``Inbound`` value, never raising.
 
 Parsing is on the gateway's hot path and meets every kind of broken mail, so the MIME
-structure comes from the standard library's lenient, fast ``compat32`` parser (``_mime``
-finds the bodies in it) and ``_headers`` decodes headers (RFC 2047, raw 8-bit), charsets
-and filenames itself. mail-parser is not used: it wraps the same ``compat32`` parser, costs
-about five times as much, logs, and raises on some real mail. Every sub-step degrades
-instead of failing, and only for its own field: an undecodable byte becomes U+FFFD, an
-encoded word, body part or filename in a charset that cannot decode (``idna``,
-``punycode``, an unknown name) is read as UTF-8, else Windows-1252, and what still fails is
-noted in ``Inbound.defects``. Every text returned is one a database stores: no lone
-surrogate (UTF-7 ``+2AA-``), no NUL, ids, names and types within their RFC lengths.
-Input that has no mail headers at all is kept whole as the body text.
+structure comes from the standard library's lenient, fast ``compat32`` parser, after
+``_headblock`` has repaired a broken header block in a copy (a stray line before the
+headers, an unindented continuation); ``_bodies`` keeps every text leaf as content,
+``_headers`` decodes headers (RFC 2047, raw 8-bit), addresses and filenames, and
+``_charsets`` reads bytes as mail clients do (supersets of declared charsets, UTF-8, the
+charsets the mail declares elsewhere, a detector). mail-parser is not used: it wraps the
+same ``compat32`` parser, costs about five times as much, logs, and raises on some real
+mail. Every sub-step degrades instead of failing, and only for its own field: bytes no
+charset reads become U+FFFD, an encoded word, body part or filename in a charset that
+cannot decode (``idna``, ``punycode``, an unknown name) is read as if unlabelled, and what
+still fails is noted in ``Inbound.defects``. Every text returned is one a database
+stores: no lone surrogate (UTF-7 ``+2AA-``), no NUL, ids, names and types within their RFC
+lengths. Input that has no mail headers at all is kept whole as the body text.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from email.policy import compat32
 from types import MappingProxyType
 from typing import TypeVar
 
-from mailgate import _bigparts, _clean, _headers, _html, _mime, _reply
+from mailgate import _bigparts, _clean, _headblock, _headers, _html, _mime, _reply
+from mailgate._bodies import MAX_BODY_CHARS as MAX_BODY_CHARS  # re-exported
+from mailgate._bodies import bodies, clean_text, part_text, payload_bytes, truncate
 from mailgate._dedupe import dedupe_key
 from mailgate._headers import Address as Address  # re-exported: part of the Inbound contract
 
 NO_SUBJECT = "(no subject)"
-MAX_BODY_CHARS = 2_000_000  # text or HTML longer than this is cut and body_truncated set
 _MAIL_HEADERS = frozenset(
     {"from", "to", "cc", "subject", "date", "message-id", "received", "return-path",
      "mime-version", "content-type", "reply-to", "sender", "in-reply-to", "references",
@@ -46,7 +50,6 @@ _EXTENSIONS = {
 _MBOX_FROM = re.compile(rb"From [^\s:][^\n]*\n(?=[\x21-\x39\x3b-\x7e]+[ \t]*:)")
 _HEADER_LINE = re.compile(rb"(?m)^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:")
 _BINARY = bytes(b for b in range(32) if b not in b"\t\n\v\f\r\x1b") + b"\x7f"
-_BODY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _WS = re.compile(r"\s+")
 _T = TypeVar("_T")
 
@@ -86,8 +89,9 @@ class Inbound:
     cc: tuple[Address, ...]
     subject: str  # decoded, whitespace collapsed; NO_SUBJECT when absent or blank
     date: datetime | None  # aware UTC
-    text: str  # the text/plain body (inline text parts joined), else text from the HTML
-    html: str | None  # sanitised: no scripts, handlers, javascript: or remote images
+    text: str  # every text leaf in order (HTML leaves as their text), "\n"-joined
+    html: str | None  # sanitised: no scripts, handlers, javascript: or remote images; set
+    # when a leaf is HTML, and then every leaf in order (text leaves as escaped HTML)
     attachments: tuple[InboundAttachment, ...]  # named parts and unnamed non-text parts
     headers: Mapping[str, str] = field(hash=False)  # lowercased name -> first value, decoded
     defects: tuple[str, ...]  # parser defects and dropped attachments, for logging
@@ -95,6 +99,9 @@ class Inbound:
     content_type: str = "text/plain"  # of the whole message
     part_types: tuple[str, ...] = ()  # every MIME part's type, depth first
     delivery_status: str = ""  # fields of delivery-status / feedback-report parts
+    # The From text, decoded, when ``sender`` is not read from it as is: its address was
+    # no one mailbox, so the address came from Sender, Reply-To or Return-Path, or none.
+    sender_text: str = ""
 
     @functools.cached_property
     def visible_text(self) -> str:
@@ -169,19 +176,26 @@ def _parse(raw: bytes, limits: tuple[int, int]) -> tuple[Inbound, Message | None
 
 def _parse_raw(raw: bytes, limits: tuple[int, int]) -> tuple[Inbound, Message | None]:
     data = _strip_envelope(raw)
+    repaired = _headblock.recover(data)
+    if repaired is not None:  # the parser reads a repaired copy; raw stays as it came
+        data = repaired
     light, elided = _bigparts.lighten(data)
     try:
         msg = message_from_bytes(light, policy=compat32)
         _bigparts.restore(msg.walk(), elided)
     except Exception as exc:  # deep nesting can exhaust the recursion limit
         return _headers_only(data, f"mime parse failed: {type(exc).__name__}", limits), None
-    as_is = len(data) == len(raw) and not elided and not raw.startswith(b"From ")
+    as_is = (len(data) == len(raw) and not elided and not raw.startswith(b"From ")
+             and repaired is None)
     try:
         if not _MAIL_HEADERS.intersection(k.lower() for k in msg):
             # kept whole as text, but classify still reads what looked like headers
             found = _undecoded([(k.lower(), v) for k, v in msg.raw_items()])
             return _raw_inbound(data, "no mail headers", found), msg if as_is else None
-        return _build(msg, limits), msg if as_is else None
+        built = _build(msg, limits)
+        if repaired is not None:
+            built = replace(built, defects=("header block repaired", *built.defects))
+        return built, msg if as_is else None
     except Exception as exc:  # last resort; sub-steps degrade on their own
         return _headers_only(data, f"parse failed: {type(exc).__name__}", limits), None
 
@@ -228,57 +242,51 @@ def _build(msg: Message, limits: tuple[int, int]) -> Inbound:
         return _headers.message_ids(" ".join(every(name)))
 
     walked: _mime.Walked = steps.run("mime walk", lambda: _mime.walk(msg), [(msg, None)])
-    text, html, used, truncated = _bodies(msg, walked, steps)
+    declared = _mime.DeclaredCharsets(walked)
+    charsets: _headers.Charsets = steps.run(
+        "charsets", lambda: _headers.message_charsets(raw_headers, declared),
+        _headers.NO_CHARSETS)
+    found = bodies(msg, walked, functools.partial(part_text, hints=declared),
+                   lambda label, exc: steps.defects.append(f"{label}: {type(exc).__name__}"))
     for part, _ in walked:
         steps.defects.extend(type(d).__name__ for d in getattr(part, "defects", ()))
     attachments: tuple[InboundAttachment, ...] = steps.run(
-        "attachments", lambda: _attachments(walked, used, limits, steps.defects), ()
+        "attachments",
+        lambda: _attachments(walked, found.used, limits, steps.defects, charsets), ()
     )
-    headers: Mapping[str, str] = steps.run(  # classify reads them: never lose them all
-        "headers", lambda: _headers.header_map(raw_headers),
-        MappingProxyType(_undecoded(raw_headers)))
+    headers: Mapping[str, str] | None = steps.run(
+        "headers", lambda: _headers.header_map(raw_headers, charsets), None)
+    if headers is None:  # classify reads them: never lose them all
+        headers = MappingProxyType(_undecoded(raw_headers))
     senders = every("from")
+    fallbacks = [*every("sender"), *every("reply-to"), *every("return-path")]
+    no_sender: tuple[Address | None, str] = (None, "")
+    sender, sender_text = steps.run(
+        "from", lambda: _headers.sender(senders, fallbacks, charsets), no_sender
+    ) if senders else no_sender
     return Inbound(
         message_id=steps.run("message-id", lambda: next(iter(ids("message-id")), None), None),
         in_reply_to=steps.run("in-reply-to", lambda: ids("in-reply-to"), ()),
         references=steps.run("references", lambda: ids("references"), ()),
-        sender=steps.run("from", lambda: _headers.sender(senders), None) if senders else None,
-        reply_to=steps.run("reply-to", lambda: _headers.addresses(every("reply-to")), ()),
-        to=steps.run("to", lambda: _headers.addresses(every("to")), ()),
-        cc=steps.run("cc", lambda: _headers.addresses(every("cc")), ()),
-        subject=steps.run("subject", lambda: _headers.subject(every("subject")), "") or NO_SUBJECT,
+        sender=sender,
+        reply_to=steps.run("reply-to",
+                           lambda: _headers.addresses(every("reply-to"), charsets), ()),
+        to=steps.run("to", lambda: _headers.addresses(every("to"), charsets), ()),
+        cc=steps.run("cc", lambda: _headers.addresses(every("cc"), charsets), ()),
+        subject=steps.run(
+            "subject", lambda: _headers.subject(every("subject"), charsets), "") or NO_SUBJECT,
         date=steps.run("date", lambda: _headers.header_date(every("date")), None),
-        text=text,
-        html=html,
+        text=found.text,
+        html=_html.sanitize_html(found.raw_html) if found.raw_html else None,
         attachments=attachments,
         headers=headers,
         defects=tuple(dict.fromkeys(steps.defects)),
-        body_truncated=truncated,
+        body_truncated=found.truncated,
         content_type=_mime.ctype(msg),
         part_types=tuple(_mime.ctype(p) for p, _ in walked),
         delivery_status=steps.run("delivery status", lambda: _report_text(walked), ""),
+        sender_text=sender_text,
     )
-
-
-def _bodies(msg: Message, walked: _mime.Walked,
-            steps: _Steps) -> tuple[str, str | None, set[int], bool]:
-    """Text, sanitised HTML, the ids of the parts used for them, and whether one was cut."""
-    plain = steps.run("plain body", lambda: _mime.best_body(msg, "plain"), None)
-    html_part = steps.run("html body", lambda: _mime.best_body(msg, "html"), None)
-    parts: list[Message] = steps.run("text parts", lambda: _mime.text_parts(plain, walked), [])
-    if not parts and html_part is None:
-        parts = [p for p, _ in walked if _mime.fallback_text(p)][:1]
-    text = "\n".join(steps.run("text", functools.partial(_part_text, p), "") for p in parts)
-    raw_html = ""
-    if html_part is not None:
-        raw_html = steps.run("html", functools.partial(_part_text, html_part), "")
-    if raw_html and not text.strip():  # no text part, or an empty one beside the HTML
-        text = _html.html_to_text(raw_html)
-    text, cut_text = _truncate(text)
-    raw_html, cut_html = _truncate(raw_html)
-    html = _html.sanitize_html(raw_html) if raw_html else None
-    used = {id(p) for p in [*parts, html_part] if p is not None}
-    return text, html, used, cut_text or cut_html
 
 
 def _undecoded(raw_headers: list[tuple[str, str]]) -> dict[str, str]:
@@ -298,7 +306,7 @@ def _headers_only(data: bytes, reason: str, limits: tuple[int, int]) -> Inbound:
         msg.set_payload("")
         del msg["content-type"], msg["content-transfer-encoding"]
         inbound = _build(msg, limits)
-        text, cut = _truncate(_clean_text(_headers.repair(body if isinstance(body, str) else "")))
+        text, cut = truncate(clean_text(_headers.repair(body if isinstance(body, str) else "")))
         return replace(inbound, text=text,
                        defects=(reason, *inbound.defects), body_truncated=cut)
     except Exception:  # fall through to keeping the bytes as text
@@ -306,7 +314,7 @@ def _headers_only(data: bytes, reason: str, limits: tuple[int, int]) -> Inbound:
 
 
 def _raw_inbound(data: bytes, reason: str, headers: dict[str, str] | None = None) -> Inbound:
-    text, cut = _truncate(_clean_text(_headers.decode_bytes(data, None)))
+    text, cut = truncate(clean_text(_headers.decode_bytes(data, None)))
     return Inbound(
         message_id=None, in_reply_to=(), references=(), sender=None, reply_to=(), to=(),
         cc=(), subject=NO_SUBJECT, date=None, text=text,
@@ -323,37 +331,12 @@ def _strip_envelope(raw: bytes) -> bytes:
     return data
 
 
-def _payload_bytes(part: Message) -> bytes:
-    big = _bigparts.elided(part)
-    if big is not None:
-        return big.decode()
-    data = part.get_payload(decode=True)  # safe: only decode=False re-decodes by charset
-    if isinstance(data, bytes):
-        return data
-    return _mime.body_text(part).encode("utf-8", "surrogateescape")
-
-
-def _part_text(part: Message) -> str:
-    try:
-        charset = part.get_content_charset()
-    except Exception:
-        charset = None
-    return _clean_text(_headers.decode_bytes(_payload_bytes(part), charset))
-
-
-def _clean_text(text: str) -> str:
-    return _BODY_CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-def _truncate(text: str) -> tuple[str, bool]:
-    return (text[:MAX_BODY_CHARS], True) if len(text) > MAX_BODY_CHARS else (text, False)
-
-
 def _attachments(
     walked: _mime.Walked,
-    skip: set[int],
+    skip: frozenset[int],
     limits: tuple[int, int],
     defects: list[str],
+    charsets: _headers.Charsets = _headers.NO_CHARSETS,
 ) -> tuple[InboundAttachment, ...]:
     """Named parts, plus unnamed non-text parts (an image or PDF sent without a name)."""
     out: list[InboundAttachment] = []
@@ -362,7 +345,7 @@ def _attachments(
         if part.is_multipart() or id(part) in skip:
             continue
         try:  # one unreadable part loses that attachment, not the others
-            found = _attachment(part, len(out) + 1, defects)
+            found = _attachment(part, len(out) + 1, defects, charsets)
         except Exception as exc:
             defects.append(f"attachment {len(out) + 1} dropped: {type(exc).__name__}")
             continue
@@ -380,11 +363,12 @@ def _attachments(
     return tuple(out)
 
 
-def _attachment(part: Message, index: int, defects: list[str]) -> InboundAttachment | None:
+def _attachment(part: Message, index: int, defects: list[str],
+                charsets: _headers.Charsets) -> InboundAttachment | None:
     """``part`` as attachment number ``index``; None for a part that is not one (body text)."""
     ctype = _mime.ctype(part)
     try:
-        name = _headers.part_filename(part)
+        name = _headers.part_filename(part, charsets)
     except Exception as exc:  # the part keeps a made-up name: ``attachment-<index>.<ext>``
         defects.append(f"filename {index}: {type(exc).__name__}")
         name = ""
@@ -396,7 +380,7 @@ def _attachment(part: Message, index: int, defects: list[str]) -> InboundAttachm
         return None
     filename = safe_filename(name or "", index, ctype)
     big = _bigparts.elided(part)
-    payload = b"" if big is not None else _payload_bytes(part)
+    payload = b"" if big is not None else payload_bytes(part)
     cid_raw = part.get("content-id")
     cid = _headers.decode_header(str(cid_raw)).strip().strip("<>").strip() if cid_raw else ""
     inline = disposition == "inline" or (not disposition and bool(cid))
@@ -414,5 +398,5 @@ def _report_text(walked: _mime.Walked) -> str:
                 chunks.extend(f"{k}: {_headers.decode_header(v)}" for k, v in block.raw_items())
                 chunks.append("")
         else:
-            chunks.append(_part_text(part))
+            chunks.append(part_text(part))
     return "\n".join(chunks)
