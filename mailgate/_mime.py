@@ -2,8 +2,9 @@
 
 Why a module of its own: ``parse`` uses the standard library's ``compat32`` parser for
 speed, and ``compat32`` messages have no ``get_body`` or ``iter_parts``. These functions
-(and ``_bodies``, which picks the content among them) are that navigation, bounded (at most ``_MAX_PARTS`` parts, ``_MAX_DEPTH`` levels) so a
-hostile or broken mail cannot make it run away, and tolerant of malformed headers.
+(and ``_bodies``, which picks the content among them) are that navigation, bounded (at
+most ``_MAX_PARTS`` parts, ``_MAX_DEPTH`` levels) so a hostile or broken mail cannot
+make it run away, and tolerant of malformed headers.
 """
 
 from __future__ import annotations
