@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html as html_lib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 
 from mailgate import _bigparts, _headers, _html, _mime
@@ -25,10 +25,16 @@ _BODY_CONTROL = str.maketrans("", "", "".join(
 
 @dataclass
 class _Unit:
-    """One piece of content: a text leaf, an HTML leaf, or both versions of one content."""
+    """One piece of content: a leaf, or the versions of one content (an alternative).
 
-    plain: Message | None = None
-    html: Message | None = None
+    ``text``: the leaves of its text version; ``rich``: the leaves of its richest version
+    in order, as (part, is HTML). A text leaf has only ``text``, an HTML leaf only
+    ``rich``; an alternative has the first all-text child as ``text`` and the last child
+    with HTML as ``rich`` (a ``mixed`` child: HTML and a text footer, both kept).
+    """
+
+    text: list[Message] = field(default_factory=list)
+    rich: list[tuple[Message, bool]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -58,29 +64,38 @@ def bodies(msg: Message, walked: _mime.Walked, decode: Decoder,
         on_error("body parts", exc)
         units = []
     if not units:
-        units = [_Unit(plain=p) for p, _ in walked if _mime.fallback_text(p)][:1]
+        units = [_Unit(text=[p]) for p, _ in walked if _mime.fallback_text(p)][:1]
+    decoded: dict[int, str] = {}
 
     def text_of(part: Message, label: str) -> str:
-        try:
-            return decode(part)
-        except Exception as exc:  # one undecodable part loses that part only
-            on_error(label, exc)
-            return ""
+        if id(part) not in decoded:
+            try:
+                decoded[id(part)] = decode(part)
+            except Exception as exc:  # one undecodable part loses that part only
+                on_error(label, exc)
+                decoded[id(part)] = ""
+        return decoded[id(part)]
+
+    def rich_text(leaves: list[tuple[Message, bool]]) -> str:
+        return "\n".join(_html.html_to_text(text_of(p, "html")) if is_html
+                         else text_of(p, "text") for p, is_html in leaves)
 
     texts: list[str] = []
     markup: list[str] = []
-    has_html = any(u.html is not None for u in units)
+    has_html = any(is_html for u in units for _, is_html in u.rich)
     for unit in units:
-        plain = text_of(unit.plain, "text") if unit.plain is not None else ""
-        page = text_of(unit.html, "html") if unit.html is not None else ""
-        if page and not plain.strip():  # no text version, or an empty one beside the HTML
-            plain = _html.html_to_text(page)
+        plain = "\n".join(text_of(p, "text") for p in unit.text)
+        if unit.rich and not plain.strip():  # no text version, or an empty one
+            plain = rich_text(unit.rich)
         texts.append(plain)
         if has_html:
-            markup.append(page if page else _text_as_html(plain))
+            markup.extend(text_of(p, "html") if is_html else _text_as_html(text_of(p, "text"))
+                          for p, is_html in unit.rich)
+            if not unit.rich:
+                markup.append(_text_as_html(plain))
     text, cut_text = truncate("\n".join(texts))
     raw_html, cut_html = truncate("".join(markup))
-    used = frozenset(id(p) for u in units for p in (u.plain, u.html) if p is not None)
+    used = frozenset(id(p) for u in units for p in [*u.text, *(q for q, _ in u.rich)])
     return Bodies(text, raw_html, used, cut_text or cut_html)
 
 
@@ -120,17 +135,24 @@ def _units(part: Message, depth: int) -> list[_Unit]:
     if maintype == "text":
         if sub not in ("plain", "html") or _headers.part_filename(part) is not None:
             return []
-        return [_Unit(plain=part)] if sub == "plain" else [_Unit(html=part)]
+        return [_Unit(text=[part])] if sub == "plain" else [_Unit(rich=[(part, True)])]
     children = _mime.children(part)
     if maintype != "multipart" or not children:
         return []
-    found = [u for child in children for u in _units(child, depth + 1)]
-    if sub != "alternative" or not found:
-        return found
-    # versions of one content: the last (richest) HTML, the first text
-    plain = next((u.plain for u in found if u.plain is not None), None)
-    page = next((u.html for u in reversed(found) if u.html is not None), None)
-    return [_Unit(plain=plain, html=page)]
+    if sub != "alternative":
+        return [u for child in children for u in _units(child, depth + 1)]
+    versions = [v for v in (_units(child, depth + 1) for child in children) if v]
+    if not versions:
+        return []
+    plain = next((v for v in versions if not any(u.rich for u in v)), None)
+    richest = next((v for v in reversed(versions) if any(u.rich for u in v)), None)
+    unit = _Unit()
+    if plain is not None:
+        unit.text = [p for u in plain for p in u.text]
+    if richest is not None:
+        unit.rich = [leaf for u in richest
+                     for leaf in (u.rich or [(p, False) for p in u.text])]
+    return [unit]
 
 
 def _text_as_html(text: str) -> str:

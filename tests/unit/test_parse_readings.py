@@ -63,6 +63,21 @@ def test_alternative_alone_still_chooses_one_version() -> None:
     assert msg.html == "<p>html words</p>"
 
 
+def test_an_alternative_whose_rich_version_is_mixed_keeps_all_of_that_version() -> None:
+    raw = (b"From: a@example.org\nSubject: alt\nMIME-Version: 1.0\n"
+           b"Content-Type: multipart/alternative; boundary=a\n\n"
+           b"--a\nContent-Type: text/plain\n\nwhole text version\n"
+           b"--a\nContent-Type: multipart/mixed; boundary=m\n\n"
+           b"--m\nContent-Type: text/html\n\n<p>first html</p>\n"
+           b"--m\nContent-Type: text/plain\n\nplain footer\n"
+           b"--m\nContent-Type: text/html\n\n<p>second html</p>\n--m--\n--a--\n")
+    msg = parse_message(raw)
+
+    assert msg.text == "whole text version"  # the text version, not the HTML's text too
+    assert msg.html == "<p>first html</p><div>plain footer</div><p>second html</p>"
+    assert msg.attachments == ()
+
+
 # --- 2. charsets through their supersets, unlabelled bytes read before U+FFFD ----------
 
 
