@@ -36,6 +36,10 @@ _DOT_ATOM = rf"{ATOM}(?:\.{ATOM})*"
 # email package.
 _ADDR_SPEC = rf"{_DOT_ATOM}@{_DOT_ATOM}"
 _ADDR_SPEC_RE = re.compile(_ADDR_SPEC)
+# An RFC 5322 date-time up to its zone: what is left of a Date with text glued to it.
+_DATE_HEAD = re.compile(
+    r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{2,4}\s+\d{1,2}:\d{2}(?::\d{2})?"
+    r"\s*(?:[+-]\d{4}|[A-Za-z]{1,5})?")
 _PLAIN_MAILBOX = re.compile(
     rf"[ \t]*(?:([A-Za-z0-9 \t]*?)[ \t]*<({_ADDR_SPEC})>|({_ADDR_SPEC}))[ \t]*")
 
@@ -322,8 +326,16 @@ def header_date(values: list[str]) -> datetime | None:
     """The first Date header value as an aware UTC datetime; None when absent or unreadable."""
     if not values:
         return None
+    text = repair(_LINE_BREAK.sub("", values[0])).strip()
+    head = _DATE_HEAD.match(text)
+    if head and head.end() < len(text) and not text[head.end()].isspace():
+        text = head.group(0)  # a header glued to its zone ("+0200Received: from ...")
+    return _parse_date(text)
+
+
+def _parse_date(text: str) -> datetime | None:
     try:
-        parsed = parsedate_to_datetime(repair(_LINE_BREAK.sub("", values[0])).strip())
+        parsed = parsedate_to_datetime(text)
         parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         return parsed.astimezone(UTC)
     except (TypeError, ValueError, OverflowError, IndexError):

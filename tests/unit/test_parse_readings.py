@@ -195,6 +195,15 @@ def test_obsolete_blanks_before_the_colon_still_name_a_header() -> None:
     assert msg.text == "body\n"
 
 
+def test_a_date_with_a_header_glued_to_it_keeps_its_date() -> None:
+    msg = parse_message(b"From: +123@example.com\nDate: Fri, 07 Apr 2023 17:30:44 +0200"
+                        b"Received: from m241.example.com\n\tby in45.mail.example.com\n"
+                        b"Subject: test\n\nsome text\n")
+
+    assert msg.date is not None and msg.date.isoformat() == "2023-04-07T15:30:44+00:00"
+    assert msg.subject == "test"
+
+
 def test_a_body_without_its_blank_line_is_not_made_a_header() -> None:
     raw = b"From: a@example.org\nSubject: x\nRegards,\nJohn\nPhone: 123\n"
     assert _headblock.recover(raw) is None
