@@ -9,6 +9,10 @@ default; ``--src OTHER`` adds another, e.g. an older commit checked out with
 - a serial pipe: ``--mails`` deliveries one after another, mails per second;
 - ``--parallel`` pipes at once: ``--mails`` deliveries, mails per second.
 
+This checkout is measured twice: the pipe storing each mail itself, and the pipe handing
+it over to a running ``helpdesk mailgate`` by LMTP (``[lmtp]`` on a Unix socket). Other
+trees are measured storing the mail themselves.
+
 Each tree gets its own database (SQLite, created by ``helpdesk init``) in a temporary
 folder; the interpreter is this one, with the tree first on ``PYTHONPATH``.
 
@@ -40,15 +44,37 @@ def mail(n: int) -> bytes:
 class Tree:
     """One source tree with its own config and database."""
 
-    def __init__(self, src: Path, work: Path) -> None:
-        self.src = src
+    def __init__(self, src: Path, work: Path, *, handover: bool = False) -> None:
+        self.src, self.handover = src, handover
         work.mkdir(parents=True)
         self.cfg = work / "helpdesk.toml"
+        self.socket = work / "lmtp.sock"
         self.cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{work}/hd.db"\n'
-                            f'[storage]\ndir = "{work}/data"\n[logging]\nlevel = "WARNING"\n',
+                            f'[storage]\ndir = "{work}/data"\n[logging]\nlevel = "WARNING"\n'
+                            + (f'[smtp]\nport = 0\n[lmtp]\nenabled = true\n'
+                               f'socket = "{self.socket}"\n' if handover else ""),
                             encoding="utf-8")
         self.env = {**os.environ, "PYTHONPATH": str(src), "HELPDESK_CONFIG": str(self.cfg)}
         self.run("init")
+        self.daemon: subprocess.Popen[bytes] | None = None
+        if handover:
+            self.daemon = subprocess.Popen([sys.executable, "-m", "helpdesk", "mailgate"],
+                                           env=self.env, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while not self.socket.exists():
+                if self.daemon.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("helpdesk mailgate did not open its LMTP socket")
+                time.sleep(0.1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.src}" + (" (hand-over)" if self.handover else "")
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            self.daemon.terminate()
+            self.daemon.wait(timeout=60)
 
     def run(self, *args: str, stdin: bytes = b"") -> float:
         started = time.perf_counter()
@@ -85,14 +111,19 @@ def main() -> None:
                         help="another source tree to measure beside this one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        trees = [Tree(src.resolve(), Path(tmp) / f"t{i}")
-                 for i, src in enumerate([REPO, *args.src])]
-        print(f"{'tree':<40} {'--help ms':>10} {'ingest ms':>10} {'serial/s':>9} "
+        trees = [Tree(REPO, Path(tmp) / "handover", handover=True),
+                 *(Tree(src.resolve(), Path(tmp) / f"t{i}")
+                   for i, src in enumerate([REPO, *args.src]))]
+        print(f"{'tree':<52} {'--help ms':>10} {'ingest ms':>10} {'serial/s':>9} "
               f"{args.parallel:>2} par/s")
-        for tree in trees:
-            r = measure(tree, args.mails, args.parallel, args.runs)
-            print(f"{str(tree.src):<40} {r['help_ms']:>10.0f} {r['ingest_ms']:>10.0f} "
-                  f"{r['serial']:>9.1f} {r['parallel']:>8.1f}", flush=True)
+        try:
+            for tree in trees:
+                r = measure(tree, args.mails, args.parallel, args.runs)
+                print(f"{tree.label:<52} {r['help_ms']:>10.0f} {r['ingest_ms']:>10.0f} "
+                      f"{r['serial']:>9.1f} {r['parallel']:>8.1f}", flush=True)
+        finally:
+            for tree in trees:
+                tree.close()
 
 
 if __name__ == "__main__":

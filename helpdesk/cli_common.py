@@ -70,12 +70,8 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
 
 def sqlite_path(settings: Settings) -> Path | None:
     """The absolute path of the SQLite database file, None for another database."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.database.url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    return Path(url.database).resolve()
+    path = settings.database.sqlite_file
+    return path.resolve() if path is not None else None
 
 
 def require_database(settings: Settings) -> None:

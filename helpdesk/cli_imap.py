@@ -9,7 +9,6 @@ changes a mailbox. Exit 0 when every mailbox answered, 1 otherwise.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -63,13 +62,12 @@ async def check_mailbox(mailbox: ImapSettings, *, timeout: float = 15.0) -> dict
 async def _polling_state(settings: Settings) -> dict[str, dict[str, Any]]:
     """Per mailbox key: last UID, UIDVALIDITY and lease holder; empty when unreadable."""
     from sqlalchemy import select
-    from sqlalchemy.engine import make_url
 
     from helpdesk.models import ImapState
     from helpdesk.runtime import Runtime
 
-    url = make_url(settings.database.url)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+    database = settings.database.sqlite_file
+    if database is not None and not database.exists():
         return {}  # never polled here; do not create an empty database file
     try:
         rt = await Runtime.open(settings, migrate=False)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from helpdesk.config import Settings
 
 
@@ -62,9 +60,9 @@ def config_warnings(settings: Settings, *, paths: bool = True) -> list[str]:
                         "as an agent")
     if not paths:
         return warnings
-    url = make_url(settings.database.url)
-    if url.get_backend_name() == "sqlite" and _relative(url.database or ""):
-        warnings.append(f"[database] url names a relative path ({url.database}): an MTA "
+    database = settings.database.sqlite_file
+    if database is not None and _relative(str(database)):
+        warnings.append(f"[database] url names a relative path ({database}): an MTA "
                         "runs `helpdesk ingest` in its own directory; use an absolute path")
     if _relative(settings.storage.dir):
         warnings.append(f"[storage] dir is relative ({settings.storage.dir}): use an "

@@ -10,7 +10,6 @@ exits non-zero with one line naming the role and the cause: nothing runs half-st
 from __future__ import annotations
 
 import asyncio
-import importlib
 import signal
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -25,24 +24,47 @@ from helpdesk.runtime import Runtime
 
 log = structlog.get_logger("helpdesk.daemon")
 
-ROLE_MODULES = {
-    "mailgate": "mailgate.service",
-    "worker": "responders.service",
-    "sla": "sla_daemon.service",
-    "portal": "portal_lite.service",
-}
 Serve = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def role_server(role: str) -> Serve | None:
-    """The role's ``serve`` coroutine function, or None when that role is not built yet."""
+def _mailgate() -> Serve:
+    from mailgate.service import serve
+    return serve
+
+
+def _worker() -> Serve:
+    from responders.service import serve
+    return serve
+
+
+def _sla() -> Serve:
+    from sla_daemon.service import serve
+    return serve
+
+
+def _portal() -> Serve:
+    from portal_lite.service import serve
+    return serve
+
+
+ROLES: dict[str, Callable[[], Serve]] = {
+    "mailgate": _mailgate, "worker": _worker, "sla": _sla, "portal": _portal,
+}
+"""Each role's loader: a plain import inside a function, so only the roles a process runs
+are loaded (``helpdesk portal`` never loads Dramatiq), the import checker sees every
+edge, and a role missing from a broken install is an error at start, not a role skipped."""
+
+
+def role_server(role: str) -> Serve:
+    """The role's ``serve`` coroutine function.
+
+    Raises:
+        RoleFailedError: the role's code cannot be imported (a broken install).
+    """
     try:
-        module = importlib.import_module(ROLE_MODULES[role])
-    except ModuleNotFoundError as exc:
-        if exc.name and ROLE_MODULES[role].startswith(exc.name):
-            return None
-        raise
-    return getattr(module, "serve", None)
+        return ROLES[role]()
+    except ImportError as exc:
+        raise RoleFailedError(f"the {role} role cannot start: {exc}") from exc
 
 
 def role_enabled(settings: Settings, role: str) -> bool:
@@ -58,10 +80,10 @@ def database_location(settings: Settings) -> str:
     server URL without its password."""
     from sqlalchemy.engine import make_url
 
-    url = make_url(settings.database.url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return str(Path(url.database).resolve())
-    return url.render_as_string(hide_password=True)
+    path = settings.database.sqlite_file
+    if path is not None:
+        return str(path.resolve())
+    return make_url(settings.database.url).render_as_string(hide_password=True)
 
 
 def _failure(role: str, exc: BaseException | None) -> RoleFailedError:
@@ -76,23 +98,21 @@ async def run_roles(settings: Settings, roles: Sequence[str]) -> None:
     """Open the runtime (creating/migrating the database), run the roles, stop on a signal.
 
     Raises:
-        RoleFailedError: a role ended before the stop signal; every other role was stopped.
+        RoleFailedError: a role cannot be loaded (nothing was started), or a role ended
+            before the stop signal (every other role was stopped).
     """
+    servers: dict[str, Serve] = {}  # all loaded before anything opens: a broken install
+    for role in roles:               # fails here, never runs with a role missing
+        if role_enabled(settings, role):
+            servers[role] = role_server(role)
+        else:
+            log.info("daemon.role_disabled", role=role)
     rt = await Runtime.open(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks: list[asyncio.Task[None]] = []
-    for role in roles:
-        if not role_enabled(settings, role):
-            log.info("daemon.role_disabled", role=role)
-            continue
-        serve = role_server(role)
-        if serve is None:
-            log.warning("daemon.role_unavailable", role=role)
-            continue
-        tasks.append(asyncio.create_task(serve(rt, stop), name=role))
+    tasks = [asyncio.create_task(serve(rt, stop), name=role) for role, serve in servers.items()]
     log.info("daemon.started", roles=[t.get_name() for t in tasks], config=settings.source,
              database=database_location(settings),
              storage=str(Path(settings.storage.dir).resolve()))

@@ -36,6 +36,7 @@ from mailgate._bodies import MAX_BODY_CHARS as MAX_BODY_CHARS  # re-exported
 from mailgate._bodies import bodies, clean_text, part_text, payload_bytes, truncate
 from mailgate._dedupe import dedupe_key
 from mailgate._headers import Address as Address  # re-exported: part of the Inbound contract
+from mailgate.sniff import looks_like_mail as looks_like_mail
 
 NO_SUBJECT = "(no subject)"
 _MAIL_HEADERS = frozenset(
@@ -48,8 +49,6 @@ _EXTENSIONS = {
     "text/calendar": ".ics", "message/rfc822": ".eml", "text/plain": ".txt",
 }
 _MBOX_FROM = re.compile(rb"From [^\s:][^\n]*\n(?=[\x21-\x39\x3b-\x7e]+[ \t]*:)")
-_HEADER_LINE = re.compile(rb"(?m)^[\x21-\x39\x3b-\x7e]{1,76}[ \t]*:")
-_BINARY = bytes(b for b in range(32) if b not in b"\t\n\v\f\r\x1b") + b"\x7f"
 _WS = re.compile(r"\s+")
 _T = TypeVar("_T")
 
@@ -111,22 +110,6 @@ class Inbound:
         cost of parsing a mail.
         """
         return _reply.visible_text(self.text)
-
-
-def looks_like_mail(raw: bytes) -> bool:
-    """Return False only for input that is clearly not mail: empty, or binary without headers.
-
-    Binary: a NUL or more than 5 % control bytes in the first 8 KiB. A header line there
-    makes it mail whatever else it holds (a stray NUL in real mail is mail), and so does
-    text without headers: it is kept and becomes a ticket.
-    """
-    head = raw[:8192]
-    if not head.strip():
-        return bool(raw.strip())
-    if _HEADER_LINE.search(head):
-        return True
-    controls = len(head) - len(head.translate(None, _BINARY))
-    return b"\x00" not in head and controls * 20 <= len(head)
 
 
 def parse_message(

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpdesk.config import Settings, load_settings
 from helpdesk.errors import ConfigError
@@ -94,3 +96,29 @@ def test_a_bad_environment_override_names_the_variable(tmp_path: Path, name: str
         load_settings(cfg, environ={name: raw})
     assert str(caught.value).startswith(f"environment {name}={raw}: ")
     assert says in str(caught.value) and str(cfg) not in str(caught.value)
+
+
+@given(st.lists(st.text(alphabet="abcXYZ09 _-.%é", min_size=1, max_size=8), min_size=1,
+                max_size=4),
+       st.sampled_from(["sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"]),
+       st.booleans(), st.sampled_from(["", "?mode=ro", "?timeout=5&uri=true"]))
+def test_sqlite_file_reads_a_url_as_sqlalchemy_does(parts: list[str], scheme: str,
+                                                    absolute: bool, query: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from helpdesk.config import DatabaseSettings
+
+    path = ("/" if absolute else "") + "/".join(parts)
+    url = f"{scheme}:///{path}{query}"
+    expected = make_url(url).database
+    found = DatabaseSettings(url=url).sqlite_file
+    assert (str(found) if found is not None else None) == (
+        str(Path(expected)) if expected not in (None, "", ":memory:") else None)
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:",
+                                 "postgresql+asyncpg://u:p@h/db", "mysql://h/db"])
+def test_sqlite_file_is_none_for_memory_and_servers(url: str) -> None:
+    from helpdesk.config import DatabaseSettings
+
+    assert DatabaseSettings(url=url).sqlite_file is None
