@@ -72,8 +72,8 @@ from mailgate.agent_mail import authenticate as authenticate_agent_mail
 from mailgate.attachments import store_attachments
 from mailgate.classify import Classification, classify, might_be_bounce
 from mailgate.parse import Address, Inbound, parse_keyed
-from mailgate.sniff import looks_like_mail
 from mailgate.routing import Route, cc_watchers, header_recipients, resolve_queue
+from mailgate.sniff import looks_like_mail
 from mailgate.threading_lookup import lookup_thread
 
 log = structlog.get_logger("mailgate.ingest")
