@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from helpdesk import refs
 from helpdesk.config import Settings, load_settings
 from helpdesk.errors import DomainError
 
@@ -108,14 +109,15 @@ async def with_runtime(ctx: click.Context, work: Callable[[Runtime], Awaitable[T
 
 
 def parse_ticket_ref(settings: Settings, ref: str) -> int:
-    from mailgate.thread import find_ticket_numbers
+    """The ticket a command argument names: ``TKT-000042``, ``tkt-42``, ``[TKT-42]``, ``42``.
 
-    numbers = find_ticket_numbers(ref, settings.tickets.prefix)
-    if numbers:
-        return numbers[0]
-    if ref.strip().isdigit():
-        return int(ref.strip())
-    raise click.BadParameter(f"not a ticket reference: {ref!r}")
+    Raises:
+        click.BadParameter: the argument is not one ticket reference.
+    """
+    number = refs.parse_ticket_ref(ref, settings.tickets.prefix)
+    if number is None:
+        raise click.BadParameter(f"not a ticket reference: {ref!r}")
+    return number
 
 
 def echo_json(data: Any) -> None:

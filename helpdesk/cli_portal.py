@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -24,10 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import audit
 from helpdesk.audit import Actor
+from helpdesk.cli_common import config_path_of, parse_ticket_ref
 from helpdesk.config import Settings, load_settings
 from helpdesk.links import LINKS_REVOKED
 from helpdesk.models import Ticket, utcnow
-from helpdesk.numbering import format_number
+from helpdesk.refs import format_ticket_ref
 from helpdesk.runtime import Runtime
 from helpdesk.views import load_ticket
 
@@ -44,22 +44,7 @@ async def rotate_link_secret(session: AsyncSession, ticket: Ticket, actor: Actor
     await session.flush()
 
 
-def ticket_number(settings: Settings, ref: str) -> int:
-    """The number in ``TKT-000042``, ``tkt-42`` or ``42``.
-
-    Raises:
-        click.BadParameter: nothing that reads as a ticket reference.
-    """
-    prefix = re.escape(settings.tickets.prefix)
-    match = re.fullmatch(rf"\s*(?:{prefix})?0*(\d+)\s*", ref, flags=re.IGNORECASE)
-    if not match or int(match.group(1)) == 0:
-        raise click.BadParameter(f"not a ticket reference: {ref!r}")
-    return int(match.group(1))
-
-
 def _settings(ctx: click.Context, config_path: str | None) -> Settings:
-    from helpdesk.cli_common import config_path_of
-
     obj = ctx.find_root().ensure_object(dict)
     if "settings" in obj:
         return obj["settings"]  # type: ignore[no-any-return]
@@ -76,7 +61,7 @@ def _settings(ctx: click.Context, config_path: str | None) -> Settings:
 def revoke_links(ctx: click.Context, config_path: str | None, reason: str, ref: str) -> None:
     """Withdraw every portal link to ticket REF (view, rating, download, my-tickets)."""
     settings = _settings(ctx, config_path)
-    number = ticket_number(settings, ref)
+    number = parse_ticket_ref(settings, ref)
 
     async def work() -> str:
         rt = await Runtime.open(settings)
@@ -87,7 +72,7 @@ def revoke_links(ctx: click.Context, config_path: str | None, reason: str, ref: 
                                          clock=rt.clock, reason=reason)
         finally:
             await rt.close()
-        return format_number(number, settings.tickets.prefix, settings.tickets.digits)
+        return format_ticket_ref(number, settings.tickets.prefix, settings.tickets.digits)
 
     reference = asyncio.run(work())
     click.echo(f"{reference}: every portal link revoked; new mail carries new links")

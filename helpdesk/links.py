@@ -46,12 +46,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from helpdesk.errors import DomainError
+
+if TYPE_CHECKING:
+    from helpdesk.config import Settings
 
 Clock = Callable[[], datetime]
 """Returns the current instant, timezone-aware."""
@@ -221,6 +224,17 @@ class LinkSigner:
             )
             for purpose, salt in SALTS.items()
         }
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock = system_clock) -> LinkSigner:
+        """The signer of this installation: ``[portal]`` keys and link lifetimes.
+
+        Every process builds it here (the composer mints links, the portal checks them),
+        so a link one makes, the other accepts.
+        """
+        portal = settings.portal
+        return cls(portal.secret_key, view_max_age=timedelta(days=portal.view_link_days),
+                   rate_max_age=timedelta(days=portal.rating_link_days), clock=clock)
 
     def max_age(self, purpose: Purpose | str) -> timedelta:
         """How long a link of this purpose stays valid (for "valid for N days" in mail)."""

@@ -30,6 +30,3 @@ async def next_number(session: AsyncSession, name: str = TICKET_COUNTER) -> int:
         return 1
     return int(value)
 
-
-def format_number(number: int, prefix: str = "TKT-", digits: int = 6) -> str:
-    return f"{prefix}{number:0{digits}d}"

@@ -34,7 +34,8 @@ from helpdesk.models import (
     Watcher,
     utcnow,
 )
-from helpdesk.numbering import format_number, next_number
+from helpdesk.numbering import next_number
+from helpdesk.refs import format_ticket_ref
 
 Clock = Callable[[], datetime]
 
@@ -106,7 +107,7 @@ class TicketService:
 
     def reference(self, ticket: Ticket) -> str:
         t = self.settings.tickets
-        return format_number(ticket.number, t.prefix, t.digits)
+        return format_ticket_ref(ticket.number, t.prefix, t.digits)
 
     def new_ticket_values(self, *, number: int, requester_id: int,
                           organization_id: int | None, subject: str, channel: str, queue: str,
@@ -134,7 +135,7 @@ class TicketService:
         ticket = (await self.session.execute(stmt)).unique().scalar_one_or_none()
         if ticket is None:
             t = self.settings.tickets
-            raise NotFoundError(f"no ticket {format_number(number, t.prefix, t.digits)}")
+            raise NotFoundError(f"no ticket {format_ticket_ref(number, t.prefix, t.digits)}")
         return ticket
 
     async def tags(self, ticket: Ticket) -> list[str]:

@@ -20,7 +20,7 @@ from helpdesk.models import (
     TicketTag,
     Watcher,
 )
-from helpdesk.numbering import format_number
+from helpdesk.refs import format_ticket_ref
 
 
 def person(p: Contact | Agent | None) -> dict[str, str] | None:
@@ -34,7 +34,7 @@ def iso(value: datetime | None) -> str | None:
 def ticket_summary(ticket: Ticket, settings: Settings) -> dict[str, Any]:
     t = settings.tickets
     return {
-        "number": format_number(ticket.number, t.prefix, t.digits),
+        "number": format_ticket_ref(ticket.number, t.prefix, t.digits),
         "subject": ticket.subject,
         "status": ticket.status,
         "priority": ticket.priority,
@@ -106,6 +106,6 @@ async def ticket_detail(session: AsyncSession, settings: Settings, ticket: Ticke
     view["messages"] = [message_view(m) for m in messages]
     if ticket.merged_into_id:
         target = await session.get(Ticket, ticket.merged_into_id)
-        view["merged_into"] = format_number(
+        view["merged_into"] = format_ticket_ref(
             target.number, settings.tickets.prefix, settings.tickets.digits) if target else None
     return view

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from string import ascii_letters
 
+from helpdesk.refs import parse_ticket_ref
 from mailgate._when import (
     DUE_DEFAULT_TIME,
     RelativeDue,
@@ -47,7 +48,6 @@ __all__ = [
     "parse_duration_minutes",
 ]
 
-MAX_TICKET_NUMBER = 2**63 - 1
 MAX_TIME_MINUTES = 31 * 24 * 60  # one #time entry; a larger figure is surely a typo
 MAX_DUE_MINUTES = 10 * 366 * 24 * 60  # relative #due at most ten years ahead
 _SHOWN_CHARS = 60  # how much of an unknown name an error quotes back
@@ -116,7 +116,6 @@ _EMAIL_RE = re.compile(
 _ANGLE_RE = re.compile(r"<([^<>]*)>")
 _TAG_RE = re.compile(r"([+-]?)(\w[\w.:/+#&-]*)")
 _SEPARATORS_RE = re.compile(r"[\s,]+")
-_MERGE_RE_TEMPLATE = r"\[?\s*(?:{prefix})?0*([0-9]{{1,19}})\s*\]?"
 
 
 def _collapse(text: str) -> str:
@@ -209,10 +208,8 @@ def _merge(rest: str, ticket_prefix: str) -> tuple[str, ...]:
     value = _collapse(rest)
     if not value:
         raise _ArgumentError(f"needs the ticket to merge into, e.g. {ticket_prefix}000042")
-    pattern = _MERGE_RE_TEMPLATE.format(prefix=re.escape(ticket_prefix))
-    match = re.fullmatch(pattern, value, re.IGNORECASE)
-    number = int(match.group(1)) if match else 0
-    if not 0 < number <= MAX_TICKET_NUMBER:
+    number = parse_ticket_ref(value, ticket_prefix)
+    if number is None:
         raise _ArgumentError(f'"{_shorten(value)}" is not a ticket number like {ticket_prefix}42')
     return (str(number),)
 

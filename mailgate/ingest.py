@@ -59,7 +59,7 @@ from helpdesk.errors import NotFoundError, NotMailError, TransientError
 from helpdesk.groupcommit import GroupCommit
 from helpdesk.models import Contact, InboundSpool, Ticket
 from helpdesk.notify import acknowledge
-from helpdesk.numbering import format_number
+from helpdesk.refs import format_ticket_ref
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import Listener, NewAttachment, TicketService
 from mailgate import _spool
@@ -276,7 +276,7 @@ class Gateway:
                 disposition, number, reason = written
                 t = s.tickets
                 return IngestResult(disposition, spool_id,  # type: ignore[arg-type]
-                                    format_number(number, t.prefix, t.digits), reason)
+                                    format_ticket_ref(number, t.prefix, t.digits), reason)
             await write_deferred(session)  # the ORM path reads and inserts the same tables
         msg = await self._ensure_sender(session, msg, job.envelope_sender, job.bound)
         return await self._thread_and_apply(session, msg, verdict, job.recipients, job.via,

@@ -1,8 +1,9 @@
 """Decide which ticket an inbound message belongs to, from facts already looked up.
 
-Besides :func:`decide_thread`, the module holds the pure text helpers threading needs:
-reading ticket tokens out of subjects, writing our outbound subject, stripping reply
-prefixes in many languages, and normalising Message-IDs and References.
+Besides :func:`decide_thread`, the module holds the pure helpers threading needs for
+Message-IDs and References. Ticket tokens in subjects and reply prefixes are read by the
+core's mail vocabulary (:mod:`helpdesk.refs`, :mod:`helpdesk.subjects`), which writes our
+outbound subjects too.
 
 Trust order (see DESIGN.md, "Threading trusts"):
 
@@ -21,129 +22,25 @@ because anyone can copy a subject or a Message-ID. Anything else opens a new tic
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from helpdesk.refs import format_ticket_ref
+
 __all__ = [
     "ThreadDecision",
     "ThreadFacts",
     "decide_thread",
-    "find_ticket_numbers",
-    "format_ticket_ref",
     "normalise_message_id",
-    "outbound_subject",
     "split_references",
-    "strip_reply_prefixes",
 ]
 
-MAX_TICKET_NUMBER = 2**63 - 1  # what a BIGINT column holds
 MAX_MESSAGE_ID_CHARS = 998  # RFC 5322 line limit
 
-# Reply and forward markers in the languages mail clients write them in. Longer forms
-# first is not needed for correctness (a colon must follow), only for reading.
-_REPLY_WORDS = (
-    "antwort", "antw", "fwd", "fw", "re", "aw", "wg", "sv", "vs", "rif", "r", "tr", "enc",
-    "res", "odp", "ynt", "réf.", "réf", "回复", "回覆", "答复", "転送", "返信",
-)  # fmt: skip
-_REPLY_PREFIX_RE = re.compile(
-    r"\s*(?:" + "|".join(map(re.escape, _REPLY_WORDS)) + r")\s*(?:\[[0-9]{1,4}\]\s*)?[:：]\s*",
-    re.IGNORECASE,
-)
 _ANGLE_RE = re.compile(r"<([^<>]*)>")
 _ID_CHARS_RE = re.compile(r"[^\s<>()\x00-\x1f\x7f]+")
-
-
-def strip_reply_prefixes(subject: str) -> str:
-    """Remove leading reply and forward markers, repeated, in any language and case.
-
-    ``Re:``, ``RE :``, ``Re[2]:``, ``AW: WG:``, ``回复：`` (full-width colon) and the like are
-    removed from the start until none is left; the result is stripped of surrounding
-    whitespace. Mailing-list tags such as ``[list]`` are kept: they are part of the subject
-    the sender chose. Idempotent.
-    """
-    text = subject.strip()
-    start = 0  # advance an index rather than re-slice: "Re: " * 10**6 stays linear
-    while match := _REPLY_PREFIX_RE.match(text, start):
-        start = match.end()
-    return text[start:].strip()
-
-
-@functools.lru_cache(maxsize=16)
-def _token_re(prefix: str, *, bracketed: bool = False) -> re.Pattern[str]:
-    token = re.escape(prefix) + r"([0-9]+)"
-    if bracketed:
-        return re.compile(r"\[\s*" + token + r"\s*\]", re.IGNORECASE)
-    # Not glued to a longer word on either side: "XTKT-1" and "TKT-12abc" are not tokens.
-    return re.compile(r"(?<!\w)" + token + r"(?!\w)", re.IGNORECASE)
-
-
-def _ticket_number(digits: str) -> int | None:
-    significant = digits.lstrip("0")
-    if not significant or len(significant) > len(str(MAX_TICKET_NUMBER)):
-        return None
-    number = int(significant)
-    return number if number <= MAX_TICKET_NUMBER else None
-
-
-def find_ticket_numbers(subject: str, prefix: str = "TKT-") -> tuple[int, ...]:
-    """Find every ticket token in a subject, e.g. ``[TKT-000042]``, ``TKT-42``, ``tkt-0042``.
-
-    Tokens match anywhere, in any case, with or without leading zeros and brackets, but not
-    inside a longer word. Zero and numbers beyond a BIGINT are not tickets and are skipped.
-
-    Args:
-        subject: the decoded subject.
-        prefix: the configured ticket prefix, matched literally (it is regex-escaped).
-
-    Returns:
-        The distinct ticket numbers in order of first appearance.
-    """
-    if not prefix:
-        return ()
-    found: dict[int, None] = {}
-    for match in _token_re(prefix).finditer(subject):
-        number = _ticket_number(match.group(1))
-        if number is not None:
-            found.setdefault(number)
-    return tuple(found)
-
-
-def format_ticket_ref(number: int, prefix: str = "TKT-", digits: int = 6) -> str:
-    """Write a ticket reference, zero-padded: ``format_ticket_ref(42) == "TKT-000042"``.
-
-    Raises:
-        ValueError: when ``number`` is negative or ``digits`` is less than 1.
-    """
-    if number < 0 or digits < 1:
-        raise ValueError(f"bad ticket reference: number={number}, digits={digits}")
-    return f"{prefix}{number:0{digits}d}"
-
-
-def outbound_subject(number: int, subject: str, prefix: str = "TKT-", digits: int = 6) -> str:
-    """Write the subject of a mail we send about a ticket: ``[TKT-000042] original``.
-
-    Reply prefixes and every bracketed token of ours (``[TKT-…]``) already in the subject
-    are removed first, so the tag is never doubled however often the subject goes round.
-    Whitespace, line breaks included, collapses to single spaces, so the result is always
-    safe as one header line.
-
-    Raises:
-        ValueError: as :func:`format_ticket_ref`.
-    """
-    ref = format_ticket_ref(number, prefix, digits)
-    text = " ".join(subject.split())
-    tag_re = _token_re(prefix, bracketed=True) if prefix else None
-    while True:
-        stripped = strip_reply_prefixes(text)
-        if tag_re is not None:
-            stripped = " ".join(tag_re.sub(" ", stripped).split())
-        if stripped == text:
-            break
-        text = stripped
-    return f"[{ref}] {text}" if text else f"[{ref}]"
 
 
 def _clean_id(inner: str) -> str | None:

@@ -16,10 +16,11 @@ from helpdesk.db import CoreRow
 from helpdesk.direct import connection, run
 from helpdesk.mailtokens import parse_message_id, parse_reply_address
 from helpdesk.models import Agent, MessageRef, Ticket, Watcher
+from helpdesk.refs import find_ticket_numbers
 from helpdesk.runtime import Runtime
 from mailgate.parse import Inbound
 from mailgate.routing import header_recipients
-from mailgate.thread import ThreadDecision, ThreadFacts, decide_thread, find_ticket_numbers
+from mailgate.thread import ThreadDecision, ThreadFacts, decide_thread
 
 
 class Person(Protocol):

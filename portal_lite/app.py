@@ -6,7 +6,6 @@ arguments, so tests and the ``portal`` role each get an app of their own.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -14,7 +13,8 @@ from starlette.middleware import Middleware
 
 from helpdesk.links import LinkSigner
 from helpdesk.runtime import Runtime
-from portal_lite.routes import EXCEPTION_HANDLERS, TEMPLATE_DIR, Portal, build_routes
+from portal_lite.portal import TEMPLATE_DIR, Portal
+from portal_lite.routes import EXCEPTION_HANDLERS, build_routes
 from portal_lite.security import (
     CsrfGuard,
     RateLimiter,
@@ -36,22 +36,18 @@ def create_app(
     Args:
         rt: settings, database, blob store and clock of this process.
         signer: the link signer; by default one built from ``[portal]`` settings with the
-            runtime's clock (the responders build the same one, so their links verify here).
+            runtime's clock (:meth:`LinkSigner.from_settings`, as the responders build it, so
+            their links verify here).
         limits: POST rate limits; :class:`RateLimits` defaults when None.
         template_dir: the portal templates (``templates/portal`` of the project by default);
             it must contain ``static/portal.css``.
 
     Returns:
-        A Starlette app; its :class:`~portal_lite.routes.Portal` is ``app.state.portal``.
+        A Starlette app; its :class:`~portal_lite.portal.Portal` is ``app.state.portal``.
     """
     settings = rt.settings.portal
     if signer is None:
-        signer = LinkSigner(
-            rt.secrets,
-            view_max_age=timedelta(days=settings.view_link_days),
-            rate_max_age=timedelta(days=settings.rating_link_days),
-            clock=rt.clock,
-        )
+        signer = LinkSigner.from_settings(rt.settings, rt.clock)
     folder = template_dir or TEMPLATE_DIR
     portal = Portal(
         rt,

@@ -35,7 +35,7 @@ from helpdesk.models import AuditEvent, Contact, Ticket, Watcher
 from helpdesk.notify import Notifier
 from helpdesk.tickets import TicketService
 from portal_lite.forms import form_address, form_id
-from portal_lite.routes import Portal, PortalError, portal_of
+from portal_lite.portal import Portal, PortalError, portal_of
 from portal_lite.security import MY_SCOPE, token_scope
 
 MAILS_PER_HOUR = 3

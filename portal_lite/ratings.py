@@ -22,7 +22,7 @@ from helpdesk.audit import Actor
 from helpdesk.links import CSAT_SCORES, Purpose
 from helpdesk.models import Contact, CsatRating, Ticket
 from portal_lite.forms import form_text
-from portal_lite.routes import Portal, PortalError, portal_of
+from portal_lite.portal import Portal, PortalError, portal_of
 from portal_lite.security import token_scope
 
 MAX_COMMENT_CHARS = 5_000

@@ -19,13 +19,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from helpdesk.audit import Actor
+from helpdesk.filenames import clean_filename
 from helpdesk.links import Purpose
 from helpdesk.models import Contact, Ticket
 from helpdesk.notify import Notifier
 from helpdesk.tickets import NewAttachment, TicketService
 from helpdesk.views import ticket_detail
 from portal_lite.forms import form_text
-from portal_lite.routes import Portal, PortalError, portal_of
+from portal_lite.portal import Portal, PortalError, portal_of
 from portal_lite.security import token_scope
 
 MAX_FILES = 10
@@ -107,7 +108,7 @@ def _problem(text: str, uploads: list[UploadFile], limit: int) -> tuple[int, str
         return 413, f"Your message is too long (at most {MAX_TEXT_CHARS:,} characters)."
     for upload in uploads:
         if upload.size is None or upload.size > limit:
-            return 413, (f"The file {_safe_name(upload.filename or '')!r} is larger than "
+            return 413, (f"The file {clean_filename(upload.filename or '')!r} is larger than "
                          f"{limit / 1_048_576:.1f} MB.")
     return None
 
@@ -115,9 +116,9 @@ def _problem(text: str, uploads: list[UploadFile], limit: int) -> tuple[int, str
 async def _store(portal: Portal, upload: UploadFile) -> NewAttachment:
     data = await upload.read()
     digest = await anyio.to_thread.run_sync(portal.rt.store.put, data)
-    return NewAttachment(filename=_safe_name(upload.filename or ""),
-                         content_type=safe_content_type(upload.content_type),
-                         size=len(data), sha256=digest)
+    content_type = safe_content_type(upload.content_type)
+    return NewAttachment(filename=clean_filename(upload.filename or "", 1, content_type),
+                         content_type=content_type, size=len(data), sha256=digest)
 
 
 def safe_content_type(declared: str | None) -> str:
@@ -125,9 +126,3 @@ def safe_content_type(declared: str | None) -> str:
     value = (declared or "").split(";", 1)[0].strip().lower()
     return value if _MIME_RE.match(value) else "application/octet-stream"
 
-
-def _safe_name(filename: str) -> str:
-    """The last path component, without control characters, at most 255 characters."""
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if c.isprintable()).strip().lstrip(".")
-    return name[:255] or "attachment"

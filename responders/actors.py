@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import outbox, outbox_ops
 from helpdesk.configcheck import admin_notice_note
 from helpdesk.models import Agent, Contact, Message, OutboxRow, Ticket
-from helpdesk.numbering import format_number
+from helpdesk.refs import format_ticket_ref
 from helpdesk.runtime import Runtime
 from responders import broker as broker_mod
 from responders.broker import QUEUE, RuntimeBridge, WorkerOptions
@@ -188,7 +188,7 @@ async def load_read_model(rt: Runtime, session: AsyncSession, row: OutboxRow) ->
 def _ticket_view(rt: Runtime, ticket: Ticket) -> TicketView:
     t = rt.settings.tickets
     return TicketView(
-        id=ticket.id, number=ticket.number, reference=format_number(ticket.number, t.prefix,
+        id=ticket.id, number=ticket.number, reference=format_ticket_ref(ticket.number, t.prefix,
                                                                     t.digits),
         subject=ticket.subject, status=ticket.status, priority=ticket.priority,
         queue_address=ticket.queue or rt.settings.outbound.sender,

@@ -7,7 +7,8 @@ and gets an :class:`email.message.EmailMessage` ready for the smarthost.
 Headers of every mail:
 
 - ``From``: ``[instance] name <[outbound] from>``; ``To``: the row's recipients.
-- ``Subject``: ``[TKT-000042] original subject`` (reply prefixes and an old token stripped).
+- ``Subject``: ``[TKT-000042] original subject`` (:func:`helpdesk.subjects.outbound_subject`:
+  reply prefixes in every language the gateway reads, and our old tokens, stripped).
 - ``Message-ID``: the row's, minted when the row was written, so a retry reuses it.
 - ``In-Reply-To`` / ``References``: from the row (the requester's last message, the thread).
 - ``Reply-To``: the ticket's queue address, signed plus-addressed (``support+t42.mac@``),
@@ -44,7 +45,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -60,22 +61,12 @@ from helpdesk.mailtokens import make_reply_address
 from helpdesk.models import OutboxRow
 from helpdesk.outbox import INTERNAL_KINDS, REQUESTER_KINDS
 from helpdesk.resources import templates_dir
+from helpdesk.subjects import NO_SUBJECT, outbound_subject, shorten, topic
 
 DEFAULT_TEMPLATES = templates_dir("email")
 
 AUTO_SUBMITTED: Mapping[str, str | None] = {"ack": "auto-replied", "reply": None}
 """Auto-Submitted per row kind (RFC 3834); any kind not listed is ``auto-generated``."""
-
-SUBJECT_MAX = 200
-"""Characters of an inbound subject we repeat in ours: a 100 KB subject would make a header
-that smarthosts cut (Postfix's header_size_limit) or refuse."""
-
-_PREFIX = re.compile(
-    r"^\s*(?:(?:re|aw|sv|vs|antw|antwort|fwd?|wg|tr|rv|r|res|odp|返信|回复|答复)"
-    r"\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
-    re.IGNORECASE,
-)
-
 
 class ComposeError(HelpdeskError):
     """Raised when a row cannot be turned into a mail (missing data, a broken template).
@@ -160,23 +151,6 @@ class ReadModel:
     agents: frozenset[str] = frozenset()
 
 
-def clean_subject(subject: str, prefix: str = "TKT-") -> str:
-    """The subject without reply prefixes (``Re:``, ``AW:``, ...) or an old ticket token."""
-    token = re.compile(r"\[\s*" + re.escape(prefix) + r"\d+\s*\]\s*", re.IGNORECASE)
-    text = " ".join(subject.split())
-    while True:
-        stripped = token.sub("", _PREFIX.sub("", text), count=1).strip()
-        if stripped == text:
-            return text or "(no subject)"
-        text = stripped
-
-
-def _shorten(text: str, limit: int = SUBJECT_MAX) -> str:
-    """``text`` as one clean line, cut to ``limit`` characters with an ellipsis."""
-    line = mailheaders.header_text(text)
-    return line if len(line) <= limit else line[:limit - 1].rstrip() + "\u2026"
-
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -238,11 +212,9 @@ class Composer:
     @classmethod
     def from_settings(cls, settings: Settings, clock: Any) -> Composer:
         """A composer with a link signer on ``[portal]`` keys and the configured templates."""
-        portal = settings.portal
-        signer = LinkSigner(portal.secret_key, view_max_age=timedelta(days=portal.view_link_days),
-                            rate_max_age=timedelta(days=portal.rating_link_days), clock=clock)
         override = settings.outbound.templates_dir or None
-        return cls(settings, signer, template_environment(override))
+        return cls(settings, LinkSigner.from_settings(settings, clock),
+                   template_environment(override))
 
     def compose(self, row: OutgoingRow, read: ReadModel, *, now: datetime) -> EmailMessage:
         """The complete message for ``row``.
@@ -273,12 +245,12 @@ class Composer:
     # -- headers ----------------------------------------------------------------------
 
     def subject(self, row: OutgoingRow, read: ReadModel) -> str:
-        """The Subject as plain text; the requester's part at most :data:`SUBJECT_MAX` long."""
+        """The Subject as plain text: :func:`helpdesk.subjects.outbound_subject` for a ticket."""
         if read.ticket is None:
-            base = _shorten(str(row.context.get("subject") or self.settings.instance.name))
+            base = shorten(str(row.context.get("subject") or self.settings.instance.name))
         else:
-            cleaned = _shorten(clean_subject(read.ticket.subject, self.settings.tickets.prefix))
-            base = f"[{read.ticket.reference}] {cleaned}"
+            t = self.settings.tickets
+            base = outbound_subject(read.ticket.number, read.ticket.subject, t.prefix, t.digits)
         return f"Undeliverable: {base}" if row.kind == "admin_notice" else base
 
     def recipients(self, row: OutgoingRow) -> list[str]:
@@ -365,7 +337,7 @@ class Composer:
             "view_url": view,
             "rating_links": ratings,
             "subject": self.subject(row, read),
-            "topic": clean_subject(read.ticket.subject, self.settings.tickets.prefix)
+            "topic": topic(read.ticket.subject, self.settings.tickets.prefix) or NO_SUBJECT
             if read.ticket else "",
         }
         try:

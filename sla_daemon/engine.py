@@ -31,7 +31,7 @@ from helpdesk.audit import Actor
 from helpdesk.config import Settings
 from helpdesk.models import AuditEvent, SlaClock, Ticket
 from helpdesk.notify import agent_reply_address
-from helpdesk.numbering import format_number
+from helpdesk.refs import format_ticket_ref
 from helpdesk.runtime import Runtime
 from sla_daemon.clock import Calendar
 from sla_daemon.policy import (
@@ -295,7 +295,7 @@ async def _alert(session: AsyncSession, rt: Runtime, ticket: Ticket, sla: Ticket
     to = [assignee or admin] if name == "warning" else list(dict.fromkeys(
         a for a in (assignee, admin) if a))
     cal = sla.policy.calendar
-    number = format_number(ticket.number, settings.tickets.prefix, settings.tickets.digits)
+    number = format_ticket_ref(ticket.number, settings.tickets.prefix, settings.tickets.digits)
     due = due_at(clock, cal)
     context = {
         "ticket": number, "subject": ticket.subject, "priority": ticket.priority,

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 
 CHECK = textwrap.dedent("""
     from pathlib import Path
-    import helpdesk, responders.compose as compose, portal_lite.routes as routes
+    import helpdesk, responders.compose as compose, portal_lite.portal as routes
     repo = Path(__import__("sys").argv[1])
     assert repo not in Path(helpdesk.__file__).parents, helpdesk.__file__
     assert repo not in compose.DEFAULT_TEMPLATES.parents, compose.DEFAULT_TEMPLATES

@@ -591,7 +591,7 @@ def test_rate_limiter_slides_its_window_with_the_clock() -> None:
 def test_token_peek_is_bounded_and_never_trusted() -> None:
     import zlib
 
-    from portal_lite.routes import peek_ticket_id
+    from portal_lite.portal import peek_ticket_id
 
     signer = LinkSigner("k", view_max_age=timedelta(days=1))
     assert peek_ticket_id(signer.sign(Purpose.VIEW, 42, 7, "secret")) == 42

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpdesk.refs import MAX_TICKET_NUMBER
 from mailgate.commands import (
     MAX_DUE_MINUTES,
-    MAX_TICKET_NUMBER,
     MAX_TIME_MINUTES,
     Command,
     CommandError,

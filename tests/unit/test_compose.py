@@ -22,7 +22,6 @@ from responders.compose import (
     OutgoingRow,
     ReadModel,
     TicketView,
-    clean_subject,
     template_environment,
 )
 
@@ -211,13 +210,23 @@ def test_a_missing_template_is_a_compose_error() -> None:
         compose(row("ack", "no_such_template"))
 
 
-@pytest.mark.parametrize(("raw", "clean"), [
-    ("Re: AW: Printer", "Printer"), ("SV: VS: Antw: Fwd: WG: x", "x"), ("返信: y", "y"),
-    ("RE: [TKT-000042] Printer", "Printer"), ("Re[2]: z", "z"), ("   ", "(no subject)"),
-    ("Regarding the bill", "Regarding the bill"),
+@pytest.mark.parametrize(("raw", "subject"), [
+    ("Re: AW: Printer", "[TKT-000042] Printer"), ("SV: VS: Antw: Fwd: WG: x", "[TKT-000042] x"),
+    ("RIF: ENC: YNT: Réf. : 回覆: 転送: Printer", "[TKT-000042] Printer"),
+    ("RE: [TKT-000042] Printer", "[TKT-000042] Printer"), ("Re[2]: z", "[TKT-000042] z"),
+    ("   ", "[TKT-000042]"), ("Regarding the bill", "[TKT-000042] Regarding the bill"),
 ])
-def test_clean_subject_strips_reply_prefixes_and_old_tokens(raw: str, clean: str) -> None:
-    assert clean_subject(raw) == clean
+def test_subject_loses_every_reply_prefix_the_gateway_strips(raw: str, subject: str) -> None:
+    ticket = dataclasses.replace(TICKET, subject=raw)
+    msg = compose(row("ack", "acknowledgement"), ReadModel(ticket, contacts=REQUESTER))
+    assert msg["Subject"] == subject
+
+
+def test_link_signer_from_settings_accepts_what_the_composer_signs() -> None:
+    view_url = body(compose(row("ack", "acknowledgement"))).split("/t/", 1)[1].split()[0]
+    claims = LinkSigner.from_settings(SETTINGS, lambda: NOW).verify(
+        view_url, "view", ticket_secret_for={7: "ticket-secret"}.get)
+    assert (claims.ticket, claims.contact) == (7, 11)
 
 
 BUILT_IN = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "templates" / "email")

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from helpdesk import mailheaders as mh
 from helpdesk.config import InstanceSettings
+from helpdesk.subjects import SUBJECT_MAX
 from responders.compose import (
-    SUBJECT_MAX,
     AttachmentData,
     ComposeError,
     Composer,
