@@ -101,8 +101,10 @@ async def run_roles(settings: Settings, roles: Sequence[str]) -> None:
         RoleFailedError: a role cannot be loaded (nothing was started), or a role ended
             before the stop signal (every other role was stopped).
     """
-    servers: dict[str, Serve] = {}  # all loaded before anything opens: a broken install
-    for role in roles:               # fails here, never runs with a role missing
+    # Every role is loaded before anything opens: a broken install fails here, at start,
+    # instead of running with a role missing.
+    servers: dict[str, Serve] = {}
+    for role in roles:
         if role_enabled(settings, role):
             servers[role] = role_server(role)
         else:

@@ -6,8 +6,9 @@ threads run in the same process, started by ``responders.service.serve``);
 
 The broker is the one process global we keep (dramatiq's ``set_broker``). Dramatiq binds
 an actor to the global broker when the actor is declared, so :func:`setup` sets the broker
-first and then (re)binds the actors of :mod:`responders.actors` to it; calling it again
-(a test that switches from memory to Redis) moves the actors to the new broker.
+first and then (re)binds the actors it is given (``responders.actors.ACTORS``) to it;
+calling it again (a test that switches from memory to Redis) moves the actors to the new
+broker.
 
 Actors run in Dramatiq's worker threads, but the database engine and the SMTP client are
 asyncio objects owned by the event loop of ``serve``. :class:`RuntimeBridge`, a broker
@@ -67,13 +68,15 @@ def current() -> dramatiq.Broker:
     return broker
 
 
-def setup(url: str) -> dramatiq.Broker:
-    """Create the broker for ``url``, make it the global one and bind our actors to it."""
+def setup(url: str, actors: Iterable[dramatiq.Actor[Any, Any]]) -> dramatiq.Broker:
+    """Create the broker for ``url``, make it the global one and bind ``actors`` to it.
+
+    The caller names the actors (``responders.actors.ACTORS``): they import this module
+    for :func:`current`, so this module never imports them back.
+    """
     broker = create(url)
     dramatiq.set_broker(broker)
-    from responders import actors
-
-    for actor in actors.ACTORS:
+    for actor in actors:
         actor.broker = broker
         broker.declare_actor(actor)
     return broker

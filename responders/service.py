@@ -27,6 +27,7 @@ from dramatiq.brokers.stub import StubBroker
 from helpdesk import outbox_ops
 from helpdesk.runtime import Runtime
 from responders import broker as broker_mod
+from responders.actors import ACTORS, send_outbox_row
 from responders.broker import QUEUE, RuntimeBridge, WorkerOptions
 from responders.compose import Composer
 from responders.relay import run_relay
@@ -42,8 +43,7 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
 
 async def run(rt: Runtime, stop: asyncio.Event, options: WorkerOptions) -> None:
     """:func:`serve` with explicit tuning (tests shorten the lease and the backoff)."""
-    broker = broker_mod.setup(rt.settings.broker.url)
-    from responders.actors import send_outbox_row
+    broker = broker_mod.setup(rt.settings.broker.url, ACTORS)
 
     bridge = RuntimeBridge(rt, asyncio.get_running_loop(), options,
                            Composer.from_settings(rt.settings, rt.clock))
