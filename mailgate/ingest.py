@@ -269,6 +269,9 @@ class Gateway:
         if not verdict.makes_ticket:
             await self._record_ignored(session, msg, verdict, spool_id, now)
             return IngestResult("ignored", spool_id, None, f"{verdict.kind}: {verdict.reason}")
+        if msg.sender_text:  # From named no one mailbox: say what it said
+            job.bound.info("ingest.sender_fallback", original=msg.sender_text[:200],
+                           sender=msg.sender.email if msg.sender else "")
         if self._core is not None:
             written = await self._core.apply(session, msg, verdict, job.recipients, job.via,
                                              spool_id, now, job.attachments)
@@ -407,13 +410,14 @@ class Gateway:
         """
         if msg.sender is not None and msg.sender.email:
             return msg
+        name = msg.sender.name if msg.sender is not None else ""
         candidates = [msg.headers.get("sender", ""), *[a.email for a in msg.reply_to],
                       msg.headers.get("return-path", ""), envelope_sender]
         for value in candidates:
             email = parseaddr(value)[1].strip().lower()
             if "@" in email and "." in email.rpartition("@")[2] and len(email) <= 254:
                 bound.info("ingest.sender_fallback", source="header or envelope")
-                return dataclasses.replace(msg, sender=Address(email=email, name=""))
+                return dataclasses.replace(msg, sender=Address(email=email, name=name))
         contact = await get_or_create_contact(session, UNKNOWN_SENDER, "Unknown sender")
         contact.is_undeliverable = True
         contact.undeliverable_reason = "placeholder for mail without any sender address"
