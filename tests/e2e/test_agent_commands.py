@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -14,6 +14,7 @@ import aiosmtplib
 import pytest
 from sqlalchemy import func, select
 
+from helpdesk.config import Settings
 from helpdesk.directory import add_agent
 from helpdesk.mailtokens import make_reply_address
 from helpdesk.models import (
@@ -110,9 +111,18 @@ async def desk(tmp_path: Path, db_url: str) -> AsyncIterator[Desk]:
         yield d
 
 
-async def _open_desk(tmp_path: Path, db_url: str, **commands: Any) -> AsyncIterator[Desk]:
+async def _open_desk(tmp_path: Path, db_url: str, *,
+                     sections: dict[str, Any] | None = None,
+                     adjust: Callable[[Settings], Settings] | None = None,
+                     **commands: Any) -> AsyncIterator[Desk]:
+    """A gateway on SMTP with agents Bob and Carol and ticket 1 from Alice.
+
+    ``sections`` adds config sections; ``adjust`` changes the settings built from them.
+    """
     settings = make_settings(tmp_path, db_url, commands=commands,
-                             instance={"timezone": "Europe/Berlin"})
+                             **{"instance": {"timezone": "Europe/Berlin"}, **(sections or {})})
+    if adjust is not None:
+        settings = adjust(settings)
     rt = await Runtime.open(settings, clock=lambda: datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
     async with rt.sessions() as session, session.begin():
         bob = await add_agent(session, BOB, "Bob Builder")

@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import select
 
 from helpdesk.config import SlaPolicySettings, SlaSettings
-from helpdesk.directory import add_agent
 from helpdesk.mailtokens import make_reply_address, parse_message_id, parse_reply_address
 from helpdesk.models import (
     InboundSpool,
@@ -28,14 +27,11 @@ from helpdesk.models import (
     OutboxRow,
     Ticket,
 )
-from helpdesk.runtime import Runtime
 from mailgate.service import make_gateway
-from mailgate.smtp import start_smtp
 from responders.actors import load_read_model
 from responders.compose import Composer, OutgoingRow
 from sla_daemon.engine import tick
-from tests.conftest import make_settings
-from tests.e2e.test_agent_commands import BOB, RELAY, SUPPORT, Desk, _ar, mail
+from tests.e2e.test_agent_commands import BOB, RELAY, SUPPORT, Desk, _ar, _open_desk, mail
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday
 ADMIN = "admin@support.example.com"
@@ -46,22 +42,13 @@ POLICY = SlaPolicySettings(name="fast", default=True, always=True,
 
 async def _desk(tmp_path: Path, db_url: str, outbound: dict[str, Any] | None = None,
                 **commands: Any) -> AsyncIterator[Desk]:
-    base = make_settings(tmp_path, db_url, commands=commands, outbound=outbound or {},
-                         instance={"admin_email": ADMIN})
-    settings = dataclasses.replace(base, sla=SlaSettings(policies=(POLICY,)))
-    rt = await Runtime.open(settings, clock=lambda: T0)
-    async with rt.sessions() as session, session.begin():
-        bob = await add_agent(session, BOB, "Bob Builder")
-        carol = await add_agent(session, "carol@support.example.com", "Carol")
-    server = await start_smtp(make_gateway(rt), settings.smtp, port=0)
-    d = Desk(rt, server.sockets[0].getsockname()[1], bob, carol)
-    try:
-        await d.send(mail())  # TKT-000001 from alice@example.org
+    """The agent-command desk, with an admin address, one SLA policy, and ``outbound``."""
+    async for d in _open_desk(
+            tmp_path, db_url,
+            sections={"instance": {"admin_email": ADMIN}, "outbound": outbound or {}},
+            adjust=lambda s: dataclasses.replace(s, sla=SlaSettings(policies=(POLICY,))),
+            **commands):
         yield d
-    finally:
-        server.close()
-        await server.wait_closed()
-        await rt.close()
 
 
 @pytest.fixture
