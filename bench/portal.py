@@ -196,7 +196,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         link_secrets = await fill(rt, args.tickets)
         await rt.close()
-        signer = LinkSigner(settings.portal.secret_key, view_max_age=timedelta(days=30))
+        signer = LinkSigner.from_settings(settings)  # as the portal under test builds it
         sample = random.sample(sorted(link_secrets), min(args.sample, len(link_secrets)))
         tokens = [signer.sign(Purpose.VIEW, i, (i % 1000) + 1, link_secrets[i])
                   for i in sample]
