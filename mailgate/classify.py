@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Literal
 
+from helpdesk.subjects import strip_reply_prefixes
 from mailgate import _bounces
 from mailgate.parse import Inbound
 
@@ -119,8 +120,6 @@ _LOOP_TEXT = re.compile(
     r"|too\s+many\s+hops|hop\s+count\s+exceeded|too\s+many\s+\"?received\"?\s+(?:headers|lines)",
     re.I,
 )
-_FORWARD_OR_REPLY = re.compile(
-    r"^\W*(?:re|fwd?|fw|wg|aw|sv|vs|tr|rv|antw|doorst|rif|enc|res)\s*(?:\[\d+\])?\s*:", re.I)
 _ADDRESSED_TO = re.compile(r"addressed\s+to\s*:?\s*<?([^<>\s:;,()\"']+@[^<>\s:;,()\"']+)", re.I)
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -284,7 +283,7 @@ def _detected_bounce(msg: Inbound, mime: Message | None) -> Classification | Non
     ``admin@`` of a small company, asking about a bounce they got. A loop alert must
     also return the looping message (attached, or quoted from its headers on).
     """
-    if _FORWARD_OR_REPLY.match(msg.subject):
+    if strip_reply_prefixes(msg.subject) != msg.subject.strip():  # a person asking about it
         return None
     permanent, reported = _bounces.failures(msg, mime)
     if reported:

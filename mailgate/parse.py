@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,6 +30,7 @@ from email.policy import compat32
 from types import MappingProxyType
 from typing import TypeVar
 
+from helpdesk.filenames import clean_filename
 from mailgate import _bigparts, _clean, _headblock, _headers, _html, _mime, _reply
 from mailgate._bodies import MAX_BODY_CHARS as MAX_BODY_CHARS  # re-exported
 from mailgate._bodies import bodies, clean_text, part_text, payload_bytes, truncate
@@ -44,10 +44,6 @@ _MAIL_HEADERS = frozenset(
      "mime-version", "content-type", "reply-to", "sender", "in-reply-to", "references",
      "delivered-to", "x-mailer", "user-agent", "content-transfer-encoding", "x-original-to"}
 )
-_EXTENSIONS = {
-    "image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "application/pdf": ".pdf",
-    "text/calendar": ".ics", "message/rfc822": ".eml", "text/plain": ".txt",
-}
 _MBOX_FROM = re.compile(rb"From [^\s:][^\n]*\n(?=[\x21-\x39\x3b-\x7e]+[ \t]*:)")
 _WS = re.compile(r"\s+")
 _T = TypeVar("_T")
@@ -181,23 +177,6 @@ def _parse_raw(raw: bytes, limits: tuple[int, int]) -> tuple[Inbound, Message | 
         return built, msg if as_is else None
     except Exception as exc:  # last resort; sub-steps degrade on their own
         return _headers_only(data, f"parse failed: {type(exc).__name__}", limits), None
-
-
-def safe_filename(name: str, index: int, content_type: str = "") -> str:
-    """Return ``name`` made safe to store and offer for download.
-
-    No path, no control or format characters (so no bidi tricks), no leading dots, at most
-    200 characters keeping the extension, never empty: ``attachment-<index><ext>``.
-    """
-    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    kinds = [unicodedata.category(c)[0] for c in name]
-    name = "".join(" " if k == "Z" else c for c, k in zip(name, kinds, strict=True) if k != "C")
-    name = _WS.sub(" ", name).strip().lstrip(".").strip()
-    if len(name) > 200:
-        stem, dot, ext = name.rpartition(".")
-        keep = dot + ext if dot and 0 < len(ext) <= 16 else ""
-        name = (stem if keep else name)[: 200 - len(keep)].rstrip() + keep
-    return name or f"attachment-{index}{_EXTENSIONS.get(content_type, '.bin')}"
 
 
 class _Steps:
@@ -361,7 +340,7 @@ def _attachment(part: Message, index: int, defects: list[str],
         or ctype.startswith(("multipart/", "message/"))
     ):
         return None
-    filename = safe_filename(name or "", index, ctype)
+    filename = clean_filename(name or "", index, ctype)
     big = _bigparts.elided(part)
     payload = b"" if big is not None else payload_bytes(part)
     cid_raw = part.get("content-id")

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from helpdesk.filenames import clean_filename
 from mailgate.classify import classify
-from mailgate.parse import NO_SUBJECT, looks_like_mail, parse_message, safe_filename
+from mailgate.parse import NO_SUBJECT, looks_like_mail, parse_message
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 EXPECTED = CORPUS / "expected.jsonl"
@@ -137,7 +138,7 @@ def _squash(text: str) -> str:
 
 def _named(names: list[str]) -> list[str]:
     """Names to compare: made safe, without the ones generated for unnamed parts."""
-    safe = [safe_filename(n, i) for i, n in enumerate(names, 1)]
+    safe = [clean_filename(n, i) for i, n in enumerate(names, 1)]
     return sorted(n for n in safe if not GENERATED_NAME.fullmatch(n))
 
 

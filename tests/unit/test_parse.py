@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpdesk.filenames import clean_filename
 from mailgate import _headers
 from mailgate.parse import (
     MAX_BODY_CHARS,
@@ -20,7 +21,6 @@ from mailgate.parse import (
     Inbound,
     looks_like_mail,
     parse_message,
-    safe_filename,
 )
 
 MAIL = Path(__file__).resolve().parents[1] / "data" / "mail"
@@ -352,12 +352,12 @@ def test_attachments_beyond_the_message_total_are_dropped_and_noted() -> None:
         ("a\u00a0b\u2028c.pdf", "a b c.pdf"),
     ],
 )
-def test_safe_filename(name: str, expected: str) -> None:
-    assert safe_filename(name, 3) == expected
+def test_clean_filename(name: str, expected: str) -> None:
+    assert clean_filename(name, 3) == expected
 
 
 def test_safe_filename_shortens_long_names_keeping_the_extension() -> None:
-    safe = safe_filename("x" * 300 + ".pdf", 1)
+    safe = clean_filename("x" * 300 + ".pdf", 1)
 
     assert len(safe) == 200
     assert safe.endswith("x.pdf")
