@@ -7,7 +7,6 @@ imported at the top; the database stack is loaded when a command opens the runti
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
@@ -65,6 +64,8 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
+        import asyncio
+
         return asyncio.run(fn(*args, **kwargs))
     return wrapper
 

@@ -20,7 +20,6 @@ registers it without an import cycle.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -31,12 +30,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-import structlog
 
 from helpdesk.config import Settings, load_settings
 from helpdesk.errors import ConfigError, NotMailError
 from helpdesk.failures import describe_failure
-from helpdesk.logs import configure_pipe_logging
 
 EX_OK = 0
 EX_DATAERR = 65
@@ -45,7 +42,33 @@ MAX_LINE = 300
 # Postfix's pipe expands the null sender (a bounce) to this unless told otherwise.
 NULL_SENDER = "MAILER-DAEMON"
 
-log = structlog.get_logger("helpdesk.ingest")
+
+
+class _PipeLog:
+    """The pipe's logger, set up on first use: a delivery handed over without a word to
+    log never loads structlog (the hand-over path is kept that light)."""
+
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        self._log: Any = None
+
+    def ready(self) -> Any:
+        """Set logging up (once) and return the logger."""
+        if self._log is None:
+            import structlog
+
+            from helpdesk.logs import configure_pipe_logging
+
+            if self.settings is not None:
+                configure_pipe_logging(self.settings.logging)
+            self._log = structlog.get_logger("helpdesk.ingest")
+        return self._log
+
+    def __getattr__(self, level: str) -> Any:
+        return getattr(self.ready(), level)
+
+
+log = _PipeLog()
 
 
 def say(line: str, fd: int = 2) -> None:
@@ -305,7 +328,7 @@ def run_pipe(config_path: str | None, sender: str | None, recipients: Sequence[s
         settings = load_settings(config_path)
     except ConfigError as exc:
         return EX_TEMPFAIL, f"configuration error, mail deferred: {exc}"
-    configure_pipe_logging(settings.logging)
+    log.settings = settings
     try:
         files, more = split_inputs(inputs, recipients)
     except PipeExit as exc:
@@ -317,8 +340,12 @@ def run_pipe(config_path: str | None, sender: str | None, recipients: Sequence[s
         return EX_TEMPFAIL, f"{problem}; mail deferred"
     try:
         raws = read_inputs(files or ["-"])
-        lines = hand_over(settings, raws, envelope) or asyncio.run(
-            store_all(settings, raws, envelope))
+        lines = hand_over(settings, raws, envelope)
+        if lines is None:
+            import asyncio
+
+            log.ready()  # the pipeline logs through it
+            lines = asyncio.run(store_all(settings, raws, envelope))
     except NotMailError as exc:
         return EX_DATAERR, str(exc)
     except Exception as exc:
