@@ -22,7 +22,13 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import distinct, func, or_, select
 
-from helpdesk.cli_common import config_option, echo_json, run_async, with_runtime
+from helpdesk.cli_common import (
+    config_option,
+    echo_json,
+    run_async,
+    sqlite_path,
+    with_runtime,
+)
 from helpdesk.directory import find_agent
 from helpdesk.errors import DomainError, NotFoundError
 from helpdesk.models import CannedResponse, Organization, Ticket, TimeEntry
@@ -274,7 +280,8 @@ async def agents_add(ctx: click.Context, config_path: str | None, email: str, na
     async def work(rt: Runtime) -> None:
         async with rt.sessions() as session, session.begin():
             agent = await directory.add_agent(session, address, name)
-        click.echo(f"agent {agent.email} ({agent.name or 'no name'})")
+        where = sqlite_path(rt.settings) or "the configured database"
+        click.echo(f"agent {agent.email} ({agent.name or 'no name'}) in {where}")
     await with_runtime(ctx, work)
 
 

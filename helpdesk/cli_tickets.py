@@ -31,8 +31,12 @@ def tickets(config_path: str | None) -> None:
 def canonical_status(ctx: click.Context, status: str) -> str:
     """The configured status named ``status`` in any case; a usage error naming the others."""
     known = [s.name for s in settings_of(ctx).tickets.statuses]
+
+    def key(text: str) -> str:  # "In Progress", "in_progress" and "in-progress" alike
+        return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+
     for name in known:
-        if name.lower() == status.strip().lower():
+        if key(name) == key(status):
             return name
     raise click.BadParameter(f"unknown status {status!r}; the statuses are: "
                              + ", ".join(known), param_hint="--status")
@@ -129,7 +133,7 @@ def render_ticket(view: dict[str, Any]) -> str:
     csat = view.get("csat")
     fields = [
         ("status", view["status"]), ("priority", view["priority"]),
-        ("category", view.get("category") or "-"), ("type", view.get("type") or "-"),
+        ("category", view.get("category") or "-"),
         ("channel", view.get("channel") or "-"), ("queue", view.get("queue") or "-"),
         ("requester", _who(view.get("requester"))), ("assignee", _who(view.get("assignee"))),
         ("organization", view.get("organization") or "-"),

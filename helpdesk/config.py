@@ -464,7 +464,8 @@ def _build(cls: type[Any], data: Any, where: str, source: str,
     for raw_key, value in data.items():
         key = _TOML_ALIASES.get(raw_key, raw_key)
         dotted = f"{where}.{raw_key}" if where else raw_key
-        origin = (origins or {}).get(dotted, source)
+        origin = (origins or {}).get(dotted) or next(
+            (o for k, o in (origins or {}).items() if k.startswith(dotted + ".")), source)
         if key not in fields:
             raise ConfigError(f"{origin}: unknown setting '{dotted}'")
         kwargs[key] = _coerce(hints[key], value, dotted, origin, origins)
@@ -514,6 +515,9 @@ def _coerce(hint: Any, value: Any, dotted: str, source: str,
         raise ConfigError(f"{source}: '{dotted}' must be true or false, not {value!r}")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{source}: '{dotted}' must be an integer, not {value!r}")
+    if hint is int and dotted.rpartition(".")[2] == "port" and not 0 <= value <= 65535:
+        raise ConfigError(f"{source}: '{dotted}' must be a port number from 0 to 65535 "
+                          f"(0: any free port), not {value!r}")
     if isinstance(hint, type) and not isinstance(value, hint):
         raise ConfigError(f"{source}: '{dotted}' must be {hint.__name__}, not {value!r}")
     return value

@@ -63,6 +63,7 @@ def test_the_status_filter_takes_any_case_and_names_the_known_ones(hd) -> None: 
     listed = hd("tickets", "list", "--status", "OPEN", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [t["number"] for t in json.loads(listed.stdout)] == ["TKT-000001"]
+    assert json.loads(hd("tickets", "list", "--status", "in_progress", "--json").stdout) == []
     wrong = hd("tickets", "list", "--status", "opne")
     assert wrong.returncode == 2
     assert "unknown status 'opne'" in wrong.stderr and "Open" in wrong.stderr
@@ -95,7 +96,7 @@ def test_tickets_show_as_text_has_what_json_has(hd) -> None:  # type: ignore[no-
     assert hd("agents", "add", "bob@example.com", "--name", "Bob").returncode == 0
     view = json.loads(hd("tickets", "show", "TKT-000001", "--json").stdout)
     text = hd("tickets", "show", "TKT-000001").stdout
-    for label in ("status:", "priority:", "category:", "type:", "requester:", "assignee:",
+    for label in ("status:", "priority:", "category:", "requester:", "assignee:",
                   "organization:", "tags:", "watchers:", "due:", "sla:", "csat:"):
         assert label in text, label
     assert view["requester"]["email"] in text and "carol@example.org" in text

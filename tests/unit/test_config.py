@@ -87,6 +87,9 @@ def test_cli_stops_with_one_line_and_exit_2_on_a_mistyped_key(tmp_path: Path) ->
     ("HELPDESK_SMTP__PORT", "abc", "'smtp.port' must be an integer"),
     ("HELPDESK_SMTP__PROT", "25", "unknown setting 'smtp.prot'"),
     ("HELPDESK_PORTAL__ENABLED", "maybe", "'portal.enabled' must be true or false"),
+    ("HELPDESK_SMPT__PORT", "2526", "unknown setting 'smpt'"),
+    ("HELPDESK_SMTP__PORT", "99999", "'smtp.port' must be a port number"),
+    ("HELPDESK_PORTAL__PORT", "-1", "'portal.port' must be a port number"),
 ])
 def test_a_bad_environment_override_names_the_variable(tmp_path: Path, name: str, raw: str,
                                                        says: str) -> None:
