@@ -149,6 +149,19 @@ def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
         client.close()
 
 
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> None:
+    """Every test starts on structlog's defaults.
+
+    A test that runs a command in-process (click's CliRunner) configures logging for the
+    whole process, at the WARNING level of the test settings; without this, a later
+    test's ``capture_logs`` would never see the info events it looks for.
+    """
+    import structlog
+
+    structlog.reset_defaults()
+
+
 @pytest.fixture
 def corpus() -> Path:
     require(CORPUS.is_dir(), f"the shared corpus is not at {CORPUS}")
