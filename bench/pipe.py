@@ -14,7 +14,8 @@ it over to a running ``helpdesk mailgate`` by LMTP (``[lmtp]`` on a Unix socket)
 trees are measured storing the mail themselves.
 
 Each tree gets its own database (SQLite, created by ``helpdesk init``) in a temporary
-folder; the interpreter is this one, with the tree first on ``PYTHONPATH``.
+folder; the interpreter is this one, importing the tree's own code (an editable install
+of another checkout is bypassed).
 
     python bench/pipe.py [--mails 500] [--parallel 8] [--runs 15] [--src DIR ...]
 """
@@ -32,6 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# `python -m helpdesk` for the tree in argv[1], whatever is installed: an editable
+# install's import hook would otherwise win over PYTHONPATH and run this checkout.
+LAUNCH = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+          "if 'editable' not in getattr(f, '__module__', '') + repr(f)]; "
+          "src = sys.argv.pop(1); sys.path.insert(0, src); sys.argv[0] = 'helpdesk'; "
+          "from helpdesk.cli import main; main()")
 
 
 def mail(n: int) -> bytes:
@@ -54,11 +61,11 @@ class Tree:
                             + (f'[smtp]\nport = 0\n[lmtp]\nenabled = true\n'
                                f'socket = "{self.socket}"\n' if handover else ""),
                             encoding="utf-8")
-        self.env = {**os.environ, "PYTHONPATH": str(src), "HELPDESK_CONFIG": str(self.cfg)}
+        self.env = {**os.environ, "HELPDESK_CONFIG": str(self.cfg)}
         self.run("init")
         self.daemon: subprocess.Popen[bytes] | None = None
         if handover:
-            self.daemon = subprocess.Popen([sys.executable, "-m", "helpdesk", "mailgate"],
+            self.daemon = subprocess.Popen([sys.executable, "-c", LAUNCH, str(src), "mailgate"],
                                            env=self.env, stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 60
@@ -78,7 +85,7 @@ class Tree:
 
     def run(self, *args: str, stdin: bytes = b"") -> float:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "helpdesk", *args], input=stdin,
+        done = subprocess.run([sys.executable, "-c", LAUNCH, str(self.src), *args], input=stdin,
                               env=self.env, capture_output=True, timeout=300)
         elapsed = time.perf_counter() - started
         if done.returncode != 0:
