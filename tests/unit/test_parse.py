@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpdesk.filenames import clean_filename
 from mailgate import _headers
 from mailgate.parse import (
     MAX_BODY_CHARS,
@@ -337,30 +336,6 @@ def test_attachments_beyond_the_message_total_are_dropped_and_noted() -> None:
 
     assert [a.filename for a in msg.attachments] == ["f0.bin", "f1.bin"]
     assert any(d.startswith("attachment over message total: f2.bin") for d in msg.defects)
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("../../etc/passwd", "passwd"),
-        ("C:\\Users\\x\\report.pdf", "report.pdf"),
-        ("..", "attachment-3.bin"),
-        ("", "attachment-3.bin"),
-        ("a\x00b\x1fc.txt", "abc.txt"),
-        ("  .bashrc  ", "bashrc"),
-        ("Ärger über Öl.pdf", "Ärger über Öl.pdf"),
-        ("a\u00a0b\u2028c.pdf", "a b c.pdf"),
-    ],
-)
-def test_clean_filename(name: str, expected: str) -> None:
-    assert clean_filename(name, 3) == expected
-
-
-def test_safe_filename_shortens_long_names_keeping_the_extension() -> None:
-    safe = clean_filename("x" * 300 + ".pdf", 1)
-
-    assert len(safe) == 200
-    assert safe.endswith("x.pdf")
 
 
 # --- robustness and speed ----------------------------------------------------------------
