@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import select
 
 from helpdesk import audit, outbox
+from helpdesk.history import Change
 from helpdesk.mailtokens import make_reply_address
 from helpdesk.models import Agent, AuditEvent, Contact, Message, OutboxRow, Ticket, Watcher
 from helpdesk.runtime import Runtime
@@ -31,17 +32,17 @@ class Notifier:
         self.settings = rt.settings
 
     async def __call__(self, event: TicketEvent) -> None:
-        if event.action == "message.public" and event.message is not None:
+        if event.action == Change.MESSAGE_PUBLIC and event.message is not None:
             if event.message.author_agent_id is not None:
                 await self._relay_agent_reply(event)
             else:
                 await self._notify_agents(event, "notify_reply", "agent_reply_notice")
-        elif event.action == "ticket.created":
+        elif event.action == Change.CREATED:
             await self._notify_agents(event, "notify_new_ticket", "agent_new_ticket")
-        elif event.action == "ticket.assignee" and event.ticket.assignee_id:
+        elif event.action == Change.ASSIGNEE and event.ticket.assignee_id:
             await self._notify_agents(event, "notify_assignment", "agent_assigned",
                                       only_assignee=True)
-        elif event.action == "ticket.status":
+        elif event.action == Change.STATUS:
             if self.settings.status_class(event.after["status"]) == "resolved":
                 await self._resolved_notice(event)
             await self._notify_agents(event, "notify_status", "agent_status_changed")

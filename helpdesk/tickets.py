@@ -23,6 +23,7 @@ from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.config import Settings
 from helpdesk.errors import NotFoundError, UnknownValueError
+from helpdesk.history import Change
 from helpdesk.models import (
     Agent,
     Attachment,
@@ -184,7 +185,7 @@ class TicketService:
         ticket.assignee = None
         self.session.add(ticket)
         await self.session.flush()
-        audit.record(self.session, ticket_id=ticket.id, actor=actor, action="ticket.created",
+        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=Change.CREATED,
                      at=now, after=self.snapshot(ticket),
                      reason=f"follow-up of {self.reference(followup_of)}" if followup_of else "")
         for contact in watchers:
@@ -196,7 +197,7 @@ class TicketService:
             via=channel, subject=subject, full_text=full_text, html=html,
             message_id=message_id, spool_id=spool_id, attachments=attachments, at=now,
         )
-        await self._emit(TicketEvent("ticket.created", ticket, actor, after=self.snapshot(ticket),
+        await self._emit(TicketEvent(Change.CREATED, ticket, actor, after=self.snapshot(ticket),
                                      message=message))
         return ticket, message
 
@@ -236,8 +237,7 @@ class TicketService:
         if kind == "public" and author_agent is not None and ticket.first_response_at is None:
             ticket.first_response_at = now
             ticket.sla_next_at = now
-        action = {"public": "message.public", "internal": "message.internal",
-                  "system": "message.system"}[kind]
+        action = Change.of_message(kind)
         await self._emit(TicketEvent(action, ticket, actor, message=message))
         if (kind == "public" and author_agent is None
                 and self.status_class(ticket.status) in ("paused", "resolved")):
@@ -263,7 +263,7 @@ class TicketService:
         if message_id:
             self.session.add(MessageRef(message_id=message_id, ticket_id=ticket.id, direction="in"))
         await self.session.flush()
-        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=f"message.{kind}",
+        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=Change.of_message(kind),
                      at=at, after={"message": message.id, "attachments": len(attachments)})
         return message
 
@@ -320,9 +320,10 @@ class TicketService:
         if name in ("status", "priority", "category"):
             ticket.sla_next_at = now
         before, after = {name: _jsonable(old)}, {name: _jsonable(new)}
-        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=f"ticket.{name}",
+        change = Change.of_field(name)
+        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=change,
                      at=now, before=before, after=after, reason=reason)
-        await self._emit(TicketEvent(f"ticket.{name}", ticket, actor, before, after))
+        await self._emit(TicketEvent(change, ticket, actor, before, after))
 
     async def assign(self, ticket: Ticket, agent: Agent | None, actor: Actor) -> bool:
         if ticket.assignee_id == (agent.id if agent else None):
@@ -366,10 +367,10 @@ class TicketService:
         self.session.add(Watcher(ticket_id=ticket.id, contact_id=contact.id, source=source))
         await self.session.flush()
         now = self.clock()
-        audit.record(self.session, ticket_id=ticket.id, actor=actor, action="ticket.watcher_added",
+        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=Change.WATCHER_ADDED,
                      at=now, after={"watcher": contact.email, "source": source})
         if notify:
-            await self._emit(TicketEvent("ticket.watcher_added", ticket, actor,
+            await self._emit(TicketEvent(Change.WATCHER_ADDED, ticket, actor,
                                          after={"watcher": contact.email}))
         return True
 
@@ -379,7 +380,7 @@ class TicketService:
             return False
         await self.session.delete(exists)
         audit.record(self.session, ticket_id=ticket.id, actor=actor,
-                     action="ticket.watcher_removed", at=self.clock(),
+                     action=Change.WATCHER_REMOVED, at=self.clock(),
                      before={"watcher": contact.email})
         return True
 

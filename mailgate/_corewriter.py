@@ -43,6 +43,7 @@ from helpdesk.audit import Actor
 from helpdesk.db import CoreRow
 from helpdesk.direct import connection, run
 from helpdesk.directory import ensure_contact
+from helpdesk.history import Change
 from helpdesk.models import Agent, Attachment, AuditEvent, Message, MessageRef, OutboxRow, Ticket
 from helpdesk.notify import (
     Notifier,
@@ -190,10 +191,10 @@ class _Unit:
         ticket_id = (await run(self.conn, _NEW_TICKET, values)).scalar_one()
         ticket = SimpleNamespace(id=ticket_id, **values)
         snapshot = self.service.snapshot(ticket)
-        self._audit(ticket_id, self.actor, "ticket.created", after=snapshot, reason="")
+        self._audit(ticket_id, self.actor, Change.CREATED, after=snapshot, reason="")
         message = await self._message(ticket_id, msg.text or msg.visible_text, "email", msg.text)
         self._notices(ticket, message, self.agents, "notify_new_ticket", "agent_new_ticket",
-                      "ticket.created", snapshot)
+                      Change.CREATED, snapshot)
         if sender.email.lower() in _deferred(self.session).mailed:
             await write_deferred(self.session)  # its acknowledgements count to the limit
         send, held = (await ack_verdict(self.rt, self.session, sender.email,
@@ -217,7 +218,7 @@ class _Unit:
         agents = [a for a in self.agents
                   if ticket.assignee_id is None or a.id == ticket.assignee_id]
         self._notices(ticket, message, agents, "notify_reply", "agent_reply_notice",
-                      "message.public", {})
+                      Change.MESSAGE_PUBLIC, {})
         self._write(ticket.id, "reply", reason)
         stale = self.session.identity_map.get(
             AsyncSession.identity_key(Ticket, ticket.id))
@@ -236,7 +237,7 @@ class _Unit:
         if msg.message_id:
             self.rows[MessageRef].append(
                 {"message_id": msg.message_id, "ticket_id": ticket_id, "direction": "in"})
-        self._audit(ticket_id, self.actor, "message.public",
+        self._audit(ticket_id, self.actor, Change.MESSAGE_PUBLIC,
                     after={"message": message, "attachments": len(self.attachments)})
         return message
 

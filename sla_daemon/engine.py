@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import audit, outbox
 from helpdesk.audit import Actor
 from helpdesk.config import Settings
+from helpdesk.history import Change
 from helpdesk.models import AuditEvent, SlaClock, Ticket
 from helpdesk.notify import agent_reply_address
 from helpdesk.refs import format_ticket_ref
@@ -202,7 +203,7 @@ async def load_histories(session: AsyncSession, tickets: Sequence[Ticket]) -> di
             select(AuditEvent.ticket_id, AuditEvent.created_at, AuditEvent.before,
                    AuditEvent.after)
             .where(AuditEvent.ticket_id.in_(ids[i:i + _IN_CHUNK]),
-                   AuditEvent.action == "ticket.status")
+                   AuditEvent.action == Change.STATUS)
             .order_by(AuditEvent.ticket_id, AuditEvent.created_at, AuditEvent.id))
         for ticket_id, at, before, after in rows:
             if ticket_id is not None and after and "status" in after:
