@@ -49,6 +49,8 @@ async def outbox_list(ctx: click.Context, config_path: str | None, failed: bool,
         if as_json:
             echo_json(data)
             return
+        if not data:
+            click.echo("no failed outbox rows" if failed else "no outbox rows", err=True)
         for d in data:
             to = ",".join(str(a) for a in d["to"] or [])  # type: ignore[union-attr]
             click.echo(f"{d['id']:>6} {d['status']:<8} {d['kind']:<14} {to}"

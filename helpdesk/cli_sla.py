@@ -151,12 +151,20 @@ def sla_policies(ctx: click.Context, config_path: str | None, as_json: bool) -> 
     for p in policies:
         hours = ", ".join(f"{day} {'-'.join(h)}" for day, h in zip(days, p["hours"], strict=True)
                           if h is not None)
-        click.echo(f"{p['name']}{' (default)' if p['default'] else ''}  {p['timezone']}  "
+        click.echo(f"{p['name']}{' (the default policy)' if p['default'] else ''}  "
+                   f"{p['timezone']}  "
                    f"{hours or 'never open'}")
         if p["holidays"]:
             click.echo(f"  holidays: {', '.join(p['holidays'])}")
-        click.echo(f"  first response minutes: {p['first_response_minutes']}")
-        click.echo(f"  resolution minutes:     {p['resolution_minutes']}")
+        click.echo(f"  first response: {_targets(p['first_response_minutes'])}")
+        click.echo(f"  resolution:     {_targets(p['resolution_minutes'])}")
         conditions = [*p["organizations"], *p["categories"]]
         if conditions:
             click.echo(f"  applies to: {', '.join(conditions)}")
+
+
+def _targets(minutes: dict[str, int]) -> str:
+    """``urgent 1 h, normal 8 h`` from ``{"urgent": 60, "normal": 480}``; "none" if empty."""
+    def span(m: int) -> str:
+        return f"{m // 60} h" if m % 60 == 0 and m >= 60 else f"{m} min"
+    return ", ".join(f"{name} {span(m)}" for name, m in minutes.items()) or "none"

@@ -44,6 +44,9 @@ async def spool_list(ctx: click.Context, config_path: str | None, quarantined: b
         if as_json:
             echo_json(data)
             return
+        if not data:
+            click.echo("no quarantined messages" if quarantined else "no received messages",
+                       err=True)
         for d in data:
             click.echo(f"{d['id']:>6} {d['status']:<12} {d['via']:<5} {d['reason']}")
     await with_runtime(ctx, work, read_only=True)

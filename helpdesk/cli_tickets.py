@@ -77,6 +77,8 @@ async def tickets_list(ctx: click.Context, config_path: str | None, status: str 
         if as_json:
             echo_json(rows)
             return
+        if not rows:
+            click.echo("no matching tickets" if wanted or sla_filter else "no tickets", err=True)
         for r in rows:
             click.echo(f"{r['number']}  {r['status']:<11} {r['priority']:<8} {r['sla']:<9} "
                        f"{(r['requester'] or {}).get('email', ''):<30} {r['subject']}")

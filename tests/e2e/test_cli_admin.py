@@ -137,3 +137,15 @@ def test_the_pipe_takes_mail_with_a_stray_nul_byte(hd) -> None:  # type: ignore[
     assert proc.returncode == 0, proc.stderr
     view = json.loads(hd("tickets", "show", "TKT-000001", "--json").stdout)
     assert "burns" in view["messages"][0]["text"]
+
+
+def test_empty_listings_say_so_and_policies_read_as_hours(hd) -> None:  # type: ignore[no-untyped-def]
+    assert hd("init").returncode == 0
+    for args, said in [(("tickets", "list"), "no tickets"),
+                       (("outbox", "list", "--failed"), "no failed outbox rows"),
+                       (("spool", "list", "--quarantined"), "no quarantined messages")]:
+        proc = hd(*args)
+        assert proc.returncode == 0 and proc.stdout == "" and said in proc.stderr, args
+    policies = hd("sla", "policies").stdout
+    assert "(the default policy)" in policies and "normal 4 h" in policies
+    assert "{" not in policies
