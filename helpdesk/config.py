@@ -22,6 +22,7 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from helpdesk.errors import ConfigError
+from helpdesk.mailtokens import base_address
 
 StatusClass = Literal["active", "paused", "resolved", "closed"]
 
@@ -376,12 +377,7 @@ class Settings:
         extra ``[smtp] addresses``.
         """
         found = {self.outbound.sender, *(q.address for q in self.queues), *self.smtp.addresses}
-        return frozenset(_base_address(a) for a in found if "@" in a)
-
-
-def _base_address(address: str) -> str:
-    local, _, domain = address.strip().lower().rpartition("@")
-    return f"{local.split('+', 1)[0]}@{domain}"
+        return frozenset(base_address(a) for a in found if "@" in a)
 
 
 ENV_PREFIX = "HELPDESK_"

@@ -128,8 +128,7 @@ def mailbox_of(address: str) -> str:
     delivers ``a.b+x@gmail.com`` to ``ab@gmail.com``): an auto-responder loop or a flood
     rotating such variants still counts against one mailbox.
     """
-    local, _, domain = address.strip().lower().rpartition("@")
-    local = local.split("+", 1)[0]
+    local, _, domain = base_address(address).partition("@")
     if domain in _DOTLESS_DOMAINS:
         local, domain = local.replace(".", ""), _DOTLESS_DOMAINS[domain]
     return f"{local}@{domain}"

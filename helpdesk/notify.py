@@ -77,21 +77,18 @@ class Notifier:
 
         session = async_object_session(ticket)
         assert session is not None
-        last_in = (await session.execute(
-            select(Message.message_id).where(
-                Message.ticket_id == ticket.id, Message.author_contact_id == ticket.requester_id,
-                Message.kind == "public", Message.message_id.is_not(None))
-            .order_by(Message.id.desc()).limit(1)
-        )).scalar_one_or_none()
         received = (await session.execute(
-            select(Message.created_at, Message.message_id).where(
+            select(Message.created_at, Message.message_id, Message.author_contact_id).where(
                 Message.ticket_id == ticket.id, Message.kind == "public",
-                Message.author_agent_id.is_(None), Message.message_id.is_not(None)))).all()
+                Message.author_agent_id.is_(None), Message.message_id.is_not(None))
+            .order_by(Message.id))).all()
+        last_in = next((str(mid) for _, mid, author in reversed(received)
+                        if author == ticket.requester_id), None)
         sent = (await session.execute(
             select(OutboxRow.created_at, OutboxRow.message_id).where(
                 OutboxRow.ticket_id == ticket.id,
                 OutboxRow.kind.in_(sorted(outbox.REQUESTER_KINDS))))).all()
-        thread = sorted([*received, *sent], key=lambda row: row[0])
+        thread = sorted([*((at, mid) for at, mid, _ in received), *sent], key=lambda row: row[0])
         refs = list(dict.fromkeys(str(mid) for _, mid in thread))[-20:]
         return last_in, refs
 

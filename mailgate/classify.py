@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Literal
 
+from helpdesk.mailtokens import base_address
 from helpdesk.subjects import strip_reply_prefixes
 from mailgate import _bounces
 from mailgate.parse import Inbound
@@ -177,8 +178,7 @@ def classify(msg: Inbound, *, instance_id: str, ignore_lists: bool = True,
     if instance_id and instance_id in _SPLIT.split(loop):
         return Classification("loop", f"X-Helpdesk-Loop: {instance_id}")
     sender = msg.sender.email.lower() if msg.sender else ""
-    local, _, domain = sender.rpartition("@")
-    if sender and f"{local.split('+', 1)[0]}@{domain}" in own_addresses:
+    if sender and base_address(sender) in own_addresses:
         return Classification("loop", f"from our own address {sender}")
     reason = _challenge_reason(msg)
     if reason:
