@@ -1,7 +1,7 @@
 """Benchmark: SMTP to committed ticket, side by side with two aiosmtpd baselines, in one run.
 
     python bench/ingest.py [--mails 2000] [--clients 8] [--replies 0.2] [--rounds 5]
-                           [--baseline-loop asyncio|uvloop]
+                           [--baseline-loop asyncio|uvloop] [--src OTHER_TREE]
 
 Runs three servers as separate processes on loopback, one after the other, and feeds each
 the same generated mail from the same client (8 concurrent SMTP connections). The three
@@ -20,7 +20,9 @@ baselines on uvloop too, for the comparison on equal loops.
 Then it sends one 25 MB message to a fresh gateway and reports how far its memory grew.
 Prints mails/s and the server's CPU time per mail for each run (steadier than the rate
 on a noisy machine, and what bounds the gateway: its event loop), the medians and their
-ratio to the fsync baseline, and the gateway's peak RSS over all rounds.
+ratio to the fsync baseline, and the gateway's peak RSS over all rounds. ``--src`` adds a
+fourth server to every round, the gateway run from another source tree (a worktree of an
+earlier commit), so a change is measured before and after on the same minute's machine.
 """
 
 from __future__ import annotations
@@ -136,17 +138,20 @@ def start_baseline(kind: str, port: int, spool: Path,
                              "--spool", str(spool), "--baseline-loop", loop])
 
 
-def start_gateway(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_gateway(workdir: Path, port: int, src: Path | None = None) -> subprocess.Popen[bytes]:
     cfg = workdir / "helpdesk.toml"
     cfg.write_text(
         f'[database]\nurl = "sqlite+aiosqlite:///{workdir / "helpdesk.db"}"\n'
         f'[storage]\ndir = "{workdir / "data"}"\n'
         f'[smtp]\nport = {port}\nmax_message_bytes = 30000000\n'
         '[logging]\nlevel = "WARNING"\n')
+    env = dict(os.environ)
+    if src is not None:  # another tree's code (PYTHONPATH comes before the installed one)
+        env["PYTHONPATH"] = str(src)
     subprocess.run([sys.executable, "-m", "helpdesk", "--config", str(cfg), "init"],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=env)
     return subprocess.Popen([sys.executable, "-m", "helpdesk", "--config", str(cfg),
-                             "mailgate"], cwd=workdir)
+                             "mailgate"], cwd=workdir, env=env)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -158,7 +163,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_one(label: str, proc: subprocess.Popen[bytes], port: int,
-            mails: list[tuple[str, bytes, int | None]], clients: int) -> tuple[float, int]:
+            mails: list[tuple[str, bytes, int | None]], clients: int
+            ) -> tuple[float, int, float]:
     wait_port(port, proc)
     server = psutil.Process(proc.pid)
     before = server.cpu_times()
@@ -170,7 +176,7 @@ def run_one(label: str, proc: subprocess.Popen[bytes], port: int,
     cpu = (after.user + after.system - before.user - before.system) / len(mails) * 1000
     print(f"{label:<10} {len(mails)} mails in {elapsed:6.2f} s = {rate:7.1f} mails/s, "
           f"server CPU {cpu:5.2f} ms/mail, peak RSS {peak / 1024:6.1f} MB", flush=True)
-    return rate, peak
+    return rate, peak, cpu
 
 
 def big_message_growth(workdir: Path) -> tuple[float, float]:
@@ -236,6 +242,9 @@ def main() -> None:
     ap.add_argument("--baseline-loop", choices=["asyncio", "uvloop"], default="asyncio",
                     help="event loop of the two aiosmtpd baselines (the gateway's is "
                          "[instance] event_loop, uvloop where installed)")
+    ap.add_argument("--src", type=Path,
+                    help="also run the gateway from this source tree (e.g. a worktree of an "
+                         "earlier commit) in every round, for a before/after comparison")
     ap.add_argument("--serve", choices=["bare", "fsync"])
     ap.add_argument("--port", type=int)
     ap.add_argument("--spool", type=Path)
@@ -249,6 +258,9 @@ def main() -> None:
     print(f"{len(mails)} mails ({replies} replies), {args.clients} client connections, "
           f"{args.rounds} round(s) of bare, fsync, helpdesk; baselines on {args.baseline_loop}")
     rates: dict[str, list[float]] = {"bare": [], "fsync": [], "helpdesk": []}
+    cpus: dict[str, list[float]] = {"helpdesk": []}
+    if args.src:
+        rates["before"], cpus["before"] = [], []
     peak = 0
     with tempfile.TemporaryDirectory(prefix="hd-bench-") as tmp:
         root = Path(tmp)
@@ -256,14 +268,20 @@ def main() -> None:
             for kind in ("bare", "fsync"):
                 port = free_port()
                 server = start_baseline(kind, port, root / f"{kind}{n}", args.baseline_loop)
-                rate, _ = run_one(kind, server, port, mails, args.clients)
+                rate, _, _ = run_one(kind, server, port, mails, args.clients)
                 rates[kind].append(rate)
-            (root / f"gw{n}").mkdir()
-            port = free_port()
-            rate, gw_peak = run_one("helpdesk", start_gateway(root / f"gw{n}", port), port,
-                                    mails, args.clients)
-            rates["helpdesk"].append(rate)
-            peak = max(peak, gw_peak)
+            for label, src in (("before", args.src), ("helpdesk", None)):
+                if label == "before" and src is None:
+                    continue
+                (root / f"{label}{n}").mkdir()
+                port = free_port()
+                rate, gw_peak, cpu = run_one(label, start_gateway(root / f"{label}{n}", port,
+                                                                  src), port,
+                                             mails, args.clients)
+                rates[label].append(rate)
+                cpus[label].append(cpu)
+                if label == "helpdesk":
+                    peak = max(peak, gw_peak)
         (root / "big").mkdir()
         size, growth = big_message_growth(root / "big")
     bare, fsync, ours = (statistics.median(rates[k]) for k in ("bare", "fsync", "helpdesk"))
@@ -274,6 +292,13 @@ def main() -> None:
               + ", ".join(f"{h / f:.2f}" for h, f in zip(rates["helpdesk"], rates["fsync"],
                                                           strict=True)))
     print(f"helpdesk / fsync baseline = {ours / fsync:.2f} (target >= 0.50)")
+    print(f"helpdesk CPU per mail     = {statistics.median(cpus['helpdesk']):.2f} ms (median)")
+    if args.src:
+        before = statistics.median(rates["before"])
+        print(f"before / fsync baseline   = {before / fsync:.2f} ({args.src})")
+        print(f"before CPU per mail       = {statistics.median(cpus['before']):.2f} ms (median)")
+        print(f"CPU per mail, after / before = "
+              f"{statistics.median(cpus['helpdesk']) / statistics.median(cpus['before']):.2f}")
     print(f"helpdesk / bare baseline  = {ours / bare:.2f}")
     print(f"gateway peak RSS          = {peak / 1024:.1f} MB (target < 150 MB)")
     print(f"growth for a {size:.0f} MB mail  = {growth:.1f} MB (target <= 60 MB)")

@@ -6,9 +6,8 @@ Prints milliseconds per mail for:
 
 * ``parse``: `mailgate.parse.parse_keyed` (the parse and the dedupe key) alone;
 * ``gateway``: `Gateway.ingest` with 8 concurrent callers on SQLite (blob store, group
-  commit, every row of the ticket), as `helpdesk mailgate` runs it minus the SMTP layer,
-  once with every mail on the ORM path (`TicketService`) and once with the Core writer
-  (`mailgate/_corewriter.py`) taking new tickets and participants' replies;
+  commit, every row of the ticket through `TicketService`, its events and the
+  notifier), as `helpdesk mailgate` runs it minus the SMTP layer;
 * ``orm floor``: only the ORM inserts of the rows a new ticket writes (ticket, message,
   two message references, outbox row, three audit events), one flush per mail and one
   flush per eight mails, no lookups, no parsing.
@@ -50,7 +49,6 @@ from helpdesk.models import (
     OutboxRow,
     Ticket,
 )
-from helpdesk.notify import Notifier
 from helpdesk.runtime import Runtime
 from mailgate.ingest import Gateway
 from mailgate.parse import parse_keyed
@@ -63,14 +61,13 @@ def parse_cost(mails: list[bytes]) -> float:
     return (time.perf_counter() - start) / len(mails) * 1000
 
 
-async def gateway_cost(mails: list[tuple[str, bytes, int | None]], root: Path, *,
-                       core_writer: bool = True) -> float:
+async def gateway_cost(mails: list[tuple[str, bytes, int | None]], root: Path) -> float:
     root.mkdir(exist_ok=True)
     cfg = root / "helpdesk.toml"
     cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{root / "h.db"}"\n'
                    f'[storage]\ndir = "{root / "data"}"\n[logging]\nlevel = "WARNING"\n')
     rt = await Runtime.open(load_settings(cfg, environ={}))
-    gateway = Gateway(rt, listeners=[Notifier(rt)], core_writer=core_writer)
+    gateway = Gateway(rt)
     queue = list(reversed(mails))
 
     async def caller() -> None:
@@ -152,10 +149,8 @@ def main() -> None:
         root = Path(tmp)
         print(f"{len(mails)} mails, ms per mail")
         print(f"parse + dedupe key          {parse_cost([m[1] for m in mails]):6.3f}")
-        orm = asyncio.run(gateway_cost(mails, root / "orm", core_writer=False))
-        print(f"gateway (no SMTP), ORM path {orm:6.3f}")
-        core = asyncio.run(gateway_cost(mails, root / "core"))
-        print(f"gateway (no SMTP), Core wr. {core:6.3f}")
+        gateway = asyncio.run(gateway_cost(mails, root / "gateway"))
+        print(f"gateway (no SMTP)           {gateway:6.3f}")
         print(f"orm floor, flush per mail   {orm_floor(args.mails, 1, root):6.3f}")
         print(f"orm floor, flush per 8      {orm_floor(args.mails, 8, root):6.3f}")
         if args.profile:

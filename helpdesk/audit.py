@@ -38,7 +38,7 @@ def values(
     after: dict[str, Any] | None = None,
     reason: str = "",
 ) -> dict[str, Any]:
-    """The columns of one audit event: `record` adds them as an object, Core writers insert."""
+    """The columns of one audit event: `record` adds it as an object, `Tx.add` inserts it."""
     return {"ticket_id": ticket_id, "actor": str(actor), "action": action, "before": before,
             "after": after, "reason": reason, "created_at": at}
 

@@ -301,13 +301,12 @@ def hand_over(settings: Settings, raws: Sequence[tuple[str, bytes]],
 async def store_all(settings: Settings, raws: Sequence[tuple[str, bytes]],
                     envelope: Envelope) -> list[str]:
     """Ingest each input through the one pipeline; one result line per input."""
-    from helpdesk.notify import Notifier
     from helpdesk.runtime import Runtime
     from mailgate.ingest import Gateway
 
     rt = await Runtime.open(settings)
     try:
-        gateway = Gateway(rt, listeners=[Notifier(rt)])
+        gateway = Gateway(rt)
         lines = []
         for name, raw in raws:
             result = await gateway.ingest(raw, "pipe", strict=True,

@@ -14,34 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import secrets
-from collections.abc import Callable
-from datetime import datetime
 
 import click
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.cli_common import config_path_of, parse_ticket_ref
 from helpdesk.config import Settings, load_settings
-from helpdesk.links import LINKS_REVOKED
-from helpdesk.models import Ticket, utcnow
 from helpdesk.refs import format_ticket_ref
 from helpdesk.runtime import Runtime
+from helpdesk.tickets import TicketService
 from helpdesk.views import load_ticket
-
-
-async def rotate_link_secret(session: AsyncSession, ticket: Ticket, actor: Actor, *,
-                             clock: Callable[[], datetime] = utcnow,
-                             reason: str = "") -> None:
-    """Give ``ticket`` a fresh link secret and audit it, in the caller's transaction."""
-    ticket.link_secret = secrets.token_hex(16)
-    now = clock()
-    ticket.updated_at = now
-    audit.record(session, ticket_id=ticket.id, actor=actor, action=LINKS_REVOKED,
-                 at=now, after={"links": "revoked"}, reason=reason)
-    await session.flush()
 
 
 def _settings(ctx: click.Context, config_path: str | None) -> Settings:
@@ -68,8 +50,8 @@ def revoke_links(ctx: click.Context, config_path: str | None, reason: str, ref: 
         try:
             async with rt.sessions() as session, session.begin():
                 ticket = await load_ticket(session, number)
-                await rotate_link_secret(session, ticket, Actor("cli", getpass.getuser()),
-                                         clock=rt.clock, reason=reason)
+                await TicketService.for_runtime(session, rt).revoke_links(
+                    ticket, Actor("cli", getpass.getuser()), reason=reason)
         finally:
             await rt.close()
         return format_ticket_ref(number, settings.tickets.prefix, settings.tickets.digits)

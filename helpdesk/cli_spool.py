@@ -59,11 +59,10 @@ async def spool_list(ctx: click.Context, config_path: str | None, quarantined: b
 @run_async
 async def spool_retry(ctx: click.Context, config_path: str | None, spool_id: int) -> None:
     """Run a quarantined message through the pipeline again."""
-    from helpdesk.notify import Notifier
     from mailgate.ingest import Gateway
 
     async def work(rt: Runtime) -> None:
-        result = await Gateway(rt, listeners=[Notifier(rt)]).retry(spool_id)
+        result = await Gateway(rt).retry(spool_id)
         click.echo(f"{spool_id}: {result.disposition}"
                    + (f" {result.ticket}" if result.ticket else "")
                    + (f" ({result.reason})" if result.reason else ""))

@@ -28,7 +28,7 @@ held on average. A lone caller (the pipe, a quiet SMTP server) has batches of on
 never waits; when load drops, one or two batches wait out ``max_wait`` and the target
 follows.
 
-``finish(session)`` writes what units left for later (the gateway's Core writer defers
+``finish(session)`` writes what units left for later (the ticket service's row buffer,
 rows that nothing in the batch reads back, to insert them with one statement per table):
 after the last unit of a plain batch, and inside each unit's SAVEPOINT when the batch
 runs again unit by unit, so a unit's deferred rows fail and roll back with that unit.

@@ -28,6 +28,13 @@ class Change(StrEnum):
     MESSAGE_PUBLIC = "message.public"
     MESSAGE_INTERNAL = "message.internal"
     MESSAGE_SYSTEM = "message.system"
+    MERGED = "ticket.merged"
+    MERGED_IN = "ticket.merged_in"
+    TIME_LOGGED = "ticket.time"
+    LINKS_REVOKED = "ticket.links_revoked"
+    CSAT_RATED = "csat.rated"
+    SLA_WARNING = "sla.warning"
+    SLA_BREACH = "sla.breach"
 
     @classmethod
     def of_field(cls, name: str) -> Change:

@@ -52,6 +52,7 @@ from urllib.parse import urlencode
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from helpdesk.errors import DomainError
+from helpdesk.history import Change
 
 if TYPE_CHECKING:
     from helpdesk.config import Settings
@@ -86,7 +87,7 @@ MAX_TOKEN_LENGTH = 2048
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a token's signing time may lie (clocks of our hosts differ)."""
 
-LINKS_REVOKED = "ticket.links_revoked"
+LINKS_REVOKED = Change.LINKS_REVOKED
 """The audit action of a link-secret rotation; its time tells which links it withdrew."""
 
 MAX_ID = 2**31 - 1

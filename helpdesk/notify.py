@@ -1,141 +1,241 @@
 """Who is told what: ticket events turned into outbox rows, inside the change's transaction.
 
-Recipients and rules only; the wording lives in templates and is composed at send time
+Recipients and rules only, as one pure function (`notices`) of an event and the ticket's
+participants, so that every way a change is made (mail, agent commands, the portal, the
+CLI) tells the same people; the wording lives in templates and is composed at send time
 by the responders. Requesters never receive internal notes. Automatic responses to one
 address are rate-limited per hour.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from helpdesk import audit, outbox
-from helpdesk.history import Change
+from helpdesk.direct import run
+from helpdesk.events import (
+    Assigned,
+    MessageAdded,
+    StatusChanged,
+    TicketCreated,
+    TicketEvent,
+    audit_values,
+)
 from helpdesk.mailtokens import make_reply_address
 from helpdesk.models import Agent, AuditEvent, Contact, Message, OutboxRow, Ticket, Watcher
-from helpdesk.runtime import Runtime
-from helpdesk.tickets import TicketEvent
+
+if TYPE_CHECKING:
+    from helpdesk.config import Settings
+    from helpdesk.runtime import Runtime
+    from helpdesk.tx import Tx
 
 log = structlog.get_logger("helpdesk.notify")
 
 
-class Notifier:
-    """A ticket-service listener that writes the outbox rows an event calls for."""
+@dataclass(frozen=True, slots=True)
+class Staff:
+    """An agent as notifications see one: address, whether active, which notices wanted."""
 
-    def __init__(self, rt: Runtime) -> None:
+    id: int
+    email: str
+    is_active: bool = True
+    notify_new_ticket: bool = True
+    notify_reply: bool = True
+    notify_assignment: bool = True
+    notify_status: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Participants:
+    """The people around a ticket: all agents, and the requester's side that can be mailed."""
+
+    agents: tuple[Staff, ...] = ()
+    requester: str | None = None  # None: no address that takes mail
+    watchers: tuple[str, ...] = ()  # deliverable watchers' addresses
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One mail to write: to whom, of what kind, with which template.
+
+    ``agent``: the agent it goes to (agent notices carry that agent's signed reply
+    address); ``threaded``: a mail on the requester's public thread (In-Reply-To and
+    References). ``before``/``after``: what changed, for the template.
+    """
+
+    kind: str
+    template: str
+    to: str
+    agent: Staff | None = None
+    threaded: bool = False
+    action: str = ""
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+
+
+def wants_requester_side(event: TicketEvent) -> bool:
+    """Whether `notices` may mail the requester's side for ``event`` (loads it only then)."""
+    return ((isinstance(event, MessageAdded) and event.message is not None
+             and event.message.kind == "public" and event.message.by_agent)
+            or isinstance(event, StatusChanged))
+
+
+def notices(event: TicketEvent, people: Participants, settings: Settings) -> list[Notice]:
+    """The mails ``event`` calls for, given the ticket's ``people``.
+
+    * an agent's public reply goes to the requester and the watchers;
+    * a requester's or watcher's public message, and a new ticket, go to the agents who
+      want that notice: the assignee alone once there is one, else every active agent;
+    * an assignment goes to the new assignee;
+    * a status change goes to the agents who want it, and a resolution also to the
+      requester;
+    * nothing goes to the agent who acted, to an inactive agent, or to anyone for an
+      internal note or system message.
+    """
+    match event:
+        case MessageAdded(message=message) if message is not None and message.kind == "public":
+            if message.by_agent:
+                side = [a for a in (people.requester, *people.watchers) if a]
+                return [Notice("reply", "agent_reply", to, threaded=True)
+                        for to in dict.fromkeys(side)]
+            return _to_agents(event, people, "notify_reply", "agent_reply_notice")
+        case TicketCreated():
+            return _to_agents(event, people, "notify_new_ticket", "agent_new_ticket")
+        case Assigned() if event.ticket.assignee_id is not None:
+            return _to_agents(event, people, "notify_assignment", "agent_assigned")
+        case StatusChanged():
+            resolved = (settings.status_class(event.after) == "resolved"
+                        and people.requester is not None)
+            return ([Notice("resolved", "resolved", people.requester, threaded=True)]
+                    if resolved and people.requester else []) + _to_agents(
+                event, people, "notify_status", "agent_status_changed")
+    return []
+
+
+def _to_agents(event: TicketEvent, people: Participants, pref: str,
+               template: str) -> list[Notice]:
+    assignee = event.ticket.assignee_id
+    agents = [a for a in people.agents if assignee is None or a.id == assignee]
+    acting = event.actor.label if event.actor.kind == "agent" else None
+    action, before, after = _what_changed(event)
+    return [Notice("agent_notice", template, a.email, agent=a, action=action, before=before,
+                   after=after)
+            for a in agents if a.is_active and getattr(a, pref) and a.email != acting]
+
+
+def _what_changed(event: TicketEvent) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The change as agent notices name it: the audit action, field values before and after
+    (a new ticket's are its fields; a message has none)."""
+    rows = audit_values(event)
+    action = str(rows[0]["action"]) if rows else ""
+    if isinstance(event, MessageAdded) or not rows:
+        return action, {}, {}
+    return action, dict(rows[0]["before"] or {}), dict(rows[0]["after"] or {})
+
+
+_AGENTS = select(Agent.id, Agent.email, Agent.is_active, Agent.notify_new_ticket,
+                 Agent.notify_reply, Agent.notify_assignment,
+                 Agent.notify_status).order_by(Agent.id)
+_REQUESTER = select(Contact.email, Contact.is_undeliverable).join(
+    Ticket, Ticket.requester_id == Contact.id).where(Ticket.id == bindparam("ticket"))
+_WATCHERS = select(Contact.email).join(Watcher, Watcher.contact_id == Contact.id).where(
+    Watcher.ticket_id == bindparam("ticket"), Contact.is_undeliverable.is_(False)
+).order_by(Watcher.contact_id)
+_AGENTS_KEY = "notify.agents"
+
+
+Rule = Callable[[TicketEvent, Participants, "Settings"], list[Notice]]
+"""A notification rule: the mails an event calls for, from the event and the people only."""
+
+
+class Notifier:
+    """The listener that writes the outbox rows its rules call for.
+
+    ``rules``: `notices` (the product's rules) when not given. A deployment's own rule is
+    registered as ``rt.listen(Notifier(rt, rules=[rule]))``; it gets the same people and
+    writes through the same outbox, whichever way the change was made.
+    """
+
+    def __init__(self, rt: Runtime, rules: Sequence[Rule] | None = None) -> None:
         self.rt = rt
         self.settings = rt.settings
+        self.rules = tuple(rules) if rules is not None else (notices,)
+        self._lazy = rules is None  # the product's rules say when they need the requester
 
-    async def __call__(self, event: TicketEvent) -> None:
-        if event.action == Change.MESSAGE_PUBLIC and event.message is not None:
-            if event.message.author_agent_id is not None:
-                await self._relay_agent_reply(event)
-            else:
-                await self._notify_agents(event, "notify_reply", "agent_reply_notice")
-        elif event.action == Change.CREATED:
-            await self._notify_agents(event, "notify_new_ticket", "agent_new_ticket")
-        elif event.action == Change.ASSIGNEE and event.ticket.assignee_id:
-            await self._notify_agents(event, "notify_assignment", "agent_assigned",
-                                      only_assignee=True)
-        elif event.action == Change.STATUS:
-            if self.settings.status_class(event.after["status"]) == "resolved":
-                await self._resolved_notice(event)
-            await self._notify_agents(event, "notify_status", "agent_status_changed")
-
-    async def _enqueue(self, event: TicketEvent, *, kind: str, template: str, to: list[str],
-                       context: dict[str, Any] | None = None,
-                       in_reply_to: str | None = None, references: list[str] | None = None
-                       ) -> None:
-        if not to:
+    async def __call__(self, event: TicketEvent, tx: Tx) -> None:
+        people = await self._participants(event, tx)
+        wanted = [notice for rule in self.rules for notice in rule(event, people, self.settings)]
+        if not wanted:
             return
-        from sqlalchemy.ext.asyncio import async_object_session
+        thread: tuple[str | None, list[str]] = (None, [])
+        if any(n.threaded for n in wanted):
+            thread = await thread_refs(tx, event.ticket.id, event.ticket.requester_id)
+        message = getattr(event, "message", None)
+        for notice in wanted:
+            await tx.outbox(self.row(event, notice, message.id if message else None, thread))
 
-        session = async_object_session(event.ticket)
-        assert session is not None
-        await outbox.enqueue(
-            session, kind=kind, template=template, to=to, instance_id=self.settings.instance.id,
-            secret=self.rt.secrets[-1], domain=self.rt.mail_domain, at=self.rt.clock(),
-            ticket=event.ticket,
-            about_message_id=event.message.id if event.message else None,
-            in_reply_to=in_reply_to, references=references or [], context=context or {},
-        )
+    def row(self, event: TicketEvent, notice: Notice, message_pk: int | None,
+            thread: tuple[str | None, list[str]]) -> dict[str, Any]:
+        rt, ticket = self.rt, event.ticket
+        context: dict[str, Any] = {}
+        if notice.agent is not None:
+            context = {"reply_to": agent_reply_address(rt, ticket, notice.agent),
+                       "action": notice.action, "before": notice.before,
+                       "after": notice.after}
+        in_reply_to, refs = thread if notice.threaded else (None, [])
+        return outbox.row_values(
+            kind=notice.kind, template=notice.template, to=[notice.to],
+            instance_id=self.settings.instance.id, secret=rt.secrets[-1],
+            domain=rt.mail_domain, at=rt.clock(), ticket_id=ticket.id,
+            ticket_number=ticket.number, about_message_id=message_pk,
+            in_reply_to=in_reply_to, references=refs, context=context)
 
-    async def _thread_refs(self, ticket: Ticket) -> tuple[str | None, list[str]]:
-        """In-Reply-To: the requester's last message; References: the public thread so far.
+    async def _participants(self, event: TicketEvent, tx: Tx) -> Participants:
+        conn = await tx.connection()
+        agents = tx.cache.get(_AGENTS_KEY)
+        if agents is None:  # once per transaction: agents change rarely
+            agents = tx.cache[_AGENTS_KEY] = tuple(
+                Staff(*row) for row in (await run(conn, _AGENTS)).all())
+        if self._lazy and not wants_requester_side(event):
+            return Participants(agents)
+        requester = (await run(conn, _REQUESTER, {"ticket": event.ticket.id})).one_or_none()
+        watchers = (await run(conn, _WATCHERS, {"ticket": event.ticket.id})).all()
+        return Participants(
+            agents, None if requester is None or requester.is_undeliverable
+            else requester.email, tuple(w.email for w in watchers))
 
-        Only the public thread: the requester side's own mail and what we sent to that
-        side. Our notices to agents and admins, and the agents' own mail, have
-        Message-IDs requesters must never see (they name internal mail, and an agent's
-        Message-ID can carry its host and client).
-        """
-        from sqlalchemy.ext.asyncio import async_object_session
 
-        session = async_object_session(ticket)
-        assert session is not None
-        received = (await session.execute(
-            select(Message.created_at, Message.message_id, Message.author_contact_id).where(
-                Message.ticket_id == ticket.id, Message.kind == "public",
-                Message.author_agent_id.is_(None), Message.message_id.is_not(None))
-            .order_by(Message.id))).all()
-        last_in = next((str(mid) for _, mid, author in reversed(received)
-                        if author == ticket.requester_id), None)
-        sent = (await session.execute(
-            select(OutboxRow.created_at, OutboxRow.message_id).where(
-                OutboxRow.ticket_id == ticket.id,
-                OutboxRow.kind.in_(sorted(outbox.REQUESTER_KINDS))))).all()
-        thread = sorted([*((at, mid) for at, mid, _ in received), *sent], key=lambda row: row[0])
-        refs = list(dict.fromkeys(str(mid) for _, mid in thread))[-20:]
-        return last_in, refs
+async def thread_refs(tx: Tx, ticket_id: int,
+                      requester_id: int) -> tuple[str | None, list[str]]:
+    """In-Reply-To: the requester's last message; References: the public thread so far.
 
-    async def _requester_side(self, ticket: Ticket) -> list[str]:
-        from sqlalchemy.ext.asyncio import async_object_session
-
-        session = async_object_session(ticket)
-        assert session is not None
-        rows = (await session.execute(
-            select(Contact.email).join(Watcher, Watcher.contact_id == Contact.id)
-            .where(Watcher.ticket_id == ticket.id, Contact.is_undeliverable.is_(False))
-        )).scalars().all()
-        people = [] if ticket.requester.is_undeliverable else [ticket.requester.email]
-        return people + [r for r in rows if r not in people]
-
-    async def _relay_agent_reply(self, event: TicketEvent) -> None:
-        in_reply_to, refs = await self._thread_refs(event.ticket)
-        for address in await self._requester_side(event.ticket):
-            await self._enqueue(event, kind="reply", template="agent_reply", to=[address],
-                                in_reply_to=in_reply_to, references=refs)
-
-    async def _resolved_notice(self, event: TicketEvent) -> None:
-        if event.ticket.requester.is_undeliverable:
-            return
-        in_reply_to, refs = await self._thread_refs(event.ticket)
-        await self._enqueue(event, kind="resolved", template="resolved",
-                            to=[event.ticket.requester.email], in_reply_to=in_reply_to,
-                            references=refs)
-
-    async def _notify_agents(self, event: TicketEvent, pref: str, template: str, *,
-                             only_assignee: bool = False) -> None:
-        from sqlalchemy.ext.asyncio import async_object_session
-
-        session = async_object_session(event.ticket)
-        assert session is not None
-        ticket = event.ticket
-        if only_assignee or ticket.assignee_id is not None:
-            agents = [a for a in [await session.get(Agent, ticket.assignee_id)] if a]
-        else:
-            agents = list((await session.execute(
-                select(Agent).where(Agent.is_active.is_(True)).order_by(Agent.id))).scalars())
-        actor_email = event.actor.label if event.actor.kind == "agent" else None
-        for values in agent_notice_rows(
-                self.rt, ticket, agents, pref=pref, template=template, actor_email=actor_email,
-                message_pk=event.message.id if event.message else None, action=event.action,
-                before=event.before, after=event.after, at=self.rt.clock()):
-            await outbox.add(session, values)
+    Only the public thread: the requester side's own mail and what we sent to that
+    side. Our notices to agents and admins, and the agents' own mail, have
+    Message-IDs requesters must never see (they name internal mail, and an agent's
+    Message-ID can carry its host and client).
+    """
+    await tx.flush()
+    session = tx.session
+    received = (await session.execute(
+        select(Message.created_at, Message.message_id, Message.author_contact_id).where(
+            Message.ticket_id == ticket_id, Message.kind == "public",
+            Message.author_agent_id.is_(None), Message.message_id.is_not(None))
+        .order_by(Message.id))).all()
+    last_in = next((str(mid) for _, mid, author in reversed(received)
+                    if author == requester_id), None)
+    sent = (await session.execute(
+        select(OutboxRow.created_at, OutboxRow.message_id).where(
+            OutboxRow.ticket_id == ticket_id,
+            OutboxRow.kind.in_(sorted(outbox.REQUESTER_KINDS))))).all()
+    thread = sorted([*((at, mid) for at, mid, _ in received), *sent], key=lambda row: row[0])
+    refs = list(dict.fromkeys(str(mid) for _, mid in thread))[-20:]
+    return last_in, refs
 
 
 def agent_reply_address(rt: Runtime, ticket: Any, agent: Any, *, internal: bool = False) -> str:
@@ -149,48 +249,41 @@ def agent_reply_address(rt: Runtime, ticket: Any, agent: Any, *, internal: bool 
                               internal=internal)
 
 
-def agent_notice_rows(rt: Runtime, ticket: Any, agents: Iterable[Any], *, pref: str,
-                      template: str, actor_email: str | None, message_pk: int | None,
-                      action: str, before: dict[str, Any], after: dict[str, Any],
-                      at: datetime) -> list[dict[str, Any]]:
-    """Outbox rows telling each agent who wants notice ``pref`` of a ticket event.
-
-    Inactive agents, agents who turned ``pref`` off, and the agent who acted are skipped.
-    Takes ORM objects or Core rows alike (``ticket``: id, number, queue), so the gateway's
-    Core writer writes the same notices as this listener.
-    """
-    return [outbox.row_values(
-        kind="agent_notice", template=template, to=[agent.email],
-        instance_id=rt.settings.instance.id, secret=rt.secrets[-1], domain=rt.mail_domain,
-        at=at, ticket_id=ticket.id, ticket_number=ticket.number, about_message_id=message_pk,
-        context={"reply_to": agent_reply_address(rt, ticket, agent), "action": action,
-                 "before": before, "after": after})
-        for agent in agents
-        if agent.is_active and getattr(agent, pref) and agent.email != actor_email]
-
-
 ACK_SUPPRESSED = "ack.suppressed"
 """Audit action on a ticket whose acknowledgement an hourly limit held back."""
 
 
 async def acknowledge(rt: Runtime, session, ticket: Ticket, message: Message | None,  # type: ignore[no-untyped-def]
                       template: str = "acknowledgement") -> bool:
+    """`send_acknowledgement` for a caller holding the ORM ticket and message."""
+    from helpdesk.tx import Tx
+
+    requester = ticket.requester
+    return await send_acknowledgement(
+        rt, Tx(session), ticket_id=ticket.id, number=ticket.number, to=requester.email,
+        undeliverable=requester.is_undeliverable, message_pk=message.id if message else None,
+        message_id=message.message_id if message else None, template=template)
+
+
+async def send_acknowledgement(rt: Runtime, tx: Tx, *, ticket_id: int, number: int, to: str,
+                               undeliverable: bool, message_pk: int | None,
+                               message_id: str | None,
+                               template: str = "acknowledgement") -> bool:
     """Queue the new-ticket acknowledgement unless the address hit the hourly limit.
 
     A limit that holds it back is audited on the ticket (see `ack_suppressed_audit`).
     """
-    requester = ticket.requester
     now = rt.clock()
-    send, held = await ack_verdict(rt, session, requester.email, requester.is_undeliverable,
-                                   now)
+    if not undeliverable:
+        await tx.flush_for(mailed=to)  # its buffered acknowledgements count to the limit
+    send, held = await ack_verdict(rt, tx.session, to, undeliverable, now)
     if held:
-        session.add(AuditEvent(**ack_suppressed_audit(ticket.id, requester.email, held, now)))
+        await tx.add(AuditEvent, ack_suppressed_audit(ticket_id, to, held, now))
     if not send:
         return False
-    await outbox.add(session, ack_values(
-        rt, to=requester.email, template=template, ticket_id=ticket.id, number=ticket.number,
-        message_pk=message.id if message else None,
-        message_id=message.message_id if message else None, at=now))
+    await tx.outbox(ack_values(rt, to=to, template=template, ticket_id=ticket_id,
+                               number=number, message_pk=message_pk, message_id=message_id,
+                               at=now))
     return True
 
 
@@ -232,7 +325,7 @@ async def ack_verdict(rt: Runtime, session, email: str, undeliverable: bool,  # 
 
 def ack_suppressed_audit(ticket_id: int, email: str, reason: str,
                          at: datetime) -> dict[str, Any]:
-    """The audit row of a held-back acknowledgement; the ORM path and the Core writer share it."""
+    """The audit row of a held-back acknowledgement, kept on the ticket."""
     return audit.values(ticket_id=ticket_id, actor=audit.SYSTEM, action=ACK_SUPPRESSED, at=at,
                         after={"to": email}, reason=reason)
 

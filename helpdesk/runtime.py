@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from helpdesk import db, schema
 from helpdesk.config import Settings
+from helpdesk.events import Listener
 from helpdesk.models import utcnow
 from helpdesk.storage import BlobStore
 
@@ -25,6 +26,8 @@ class Runtime:
     store: BlobStore
     clock: Callable[[], datetime] = field(default=utcnow)
     read_engine: AsyncEngine | None = None
+    listeners: list[Listener] = field(default_factory=list)
+    """Called with every ticket event, in the change's transaction (see `listen`)."""
 
     @property
     def read_sessions(self) -> async_sessionmaker[AsyncSession]:
@@ -47,8 +50,21 @@ class Runtime:
         if migrate:
             await schema.migrate(engine, reader=reader)
         Path(settings.storage.dir).mkdir(parents=True, exist_ok=True)
-        return cls(settings, engine, db.session_factory(engine),
-                   BlobStore(Path(settings.storage.dir) / "blobs"), clock, reader)
+        rt = cls(settings, engine, db.session_factory(engine),
+                 BlobStore(Path(settings.storage.dir) / "blobs"), clock, reader)
+        from helpdesk.notify import Notifier  # notify types its runtime, so imported here
+
+        rt.listen(Notifier(rt))
+        return rt
+
+    def listen(self, listener: Listener) -> None:
+        """Register ``listener`` for every ticket event of this process, at start-up.
+
+        The notifier is registered by `open`; a deployment's own rules come after it.
+        Every writer (gateway, agent commands, portal, CLI, SLA daemon) builds its
+        `TicketService` with these, so a rule fires whichever way the change was made.
+        """
+        self.listeners.append(listener)
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -1,44 +1,92 @@
-"""The ticket service: the one writer of tickets and messages; every change is audited.
+"""The ticket service: the one writer of tickets and everything about them.
 
-Each method works inside the caller's session and transaction and adds, in that same
-transaction, the audit event of the change (actor, time, before, after). Listeners
-registered on the service (notifications -> outbox rows) run inside the transaction too,
-so a change and the mail that announces it commit or roll back together. Any change that
-can move an SLA clock (status, priority, category, first response) sets the ticket's
-``sla_next_at`` to now, which hands the ticket to the SLA daemon's next tick.
+Each method works inside the caller's session and transaction. Every change it makes
+becomes one typed event (`helpdesk.events`): the event's audit rows and the registered
+listeners (notifications -> outbox rows, and whatever a deployment adds) run inside the
+same transaction, so a change, its history and the mail that announces it commit or roll
+back together. Any change that can move an SLA clock (status, priority, category, first
+response) sets the ticket's ``sla_next_at`` to now, which hands the ticket to the SLA
+daemon's next tick.
+
+Tickets and messages are written with prebuilt Core statements (`create`, `reply`) and
+the rows nothing reads back in the transaction go through the `Tx` row buffer, so the
+gateway's hot path is this code, not a copy of it. Callers that hold ORM objects (agent
+commands, the portal, the CLI) use `open_ticket` and `add_message`, which write the same
+rows and emit the same events and return the ORM objects.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.config import Settings
+from helpdesk.direct import run
 from helpdesk.errors import NotFoundError, UnknownValueError
-from helpdesk.history import Change
+from helpdesk.events import (
+    Assigned,
+    CategoryChanged,
+    Closed,
+    CsatRated,
+    FieldChanged,
+    LinksRevoked,
+    Listener,
+    Merged,
+    MessageAdded,
+    MessageFacts,
+    PriorityChanged,
+    Reopened,
+    Resolved,
+    StatusChanged,
+    TagsChanged,
+    TicketCreated,
+    TicketEvent,
+    TicketFacts,
+    TimeLogged,
+    WatcherAdded,
+    WatcherRemoved,
+    audit_values,
+)
 from helpdesk.models import (
     Agent,
     Attachment,
+    AuditEvent,
     Contact,
+    CsatRating,
     Message,
     MessageRef,
     Ticket,
     TicketTag,
+    TimeEntry,
     Watcher,
     utcnow,
 )
 from helpdesk.numbering import next_number
 from helpdesk.refs import format_ticket_ref
+from helpdesk.tx import TOUCH, Tx
+
+if TYPE_CHECKING:
+    from helpdesk.runtime import Runtime
 
 Clock = Callable[[], datetime]
+
+_NEW_TICKET = insert(Ticket).returning(Ticket.id)
+_NEW_MESSAGE = insert(Message).returning(Message.id)
+_TICKET_FACTS = select(Ticket.id, Ticket.number, Ticket.queue, Ticket.status, Ticket.priority,
+                       Ticket.category, Ticket.requester_id, Ticket.assignee_id,
+                       Ticket.subject, Ticket.channel, Ticket.merged_into_id)
+TICKET_BY_NUMBER = _TICKET_FACTS.where(Ticket.number == bindparam("number"))
+TICKET_BY_ID = _TICKET_FACTS.where(Ticket.id == bindparam("ticket"))
+_FIELD_EVENTS: dict[str, type[FieldChanged]] = {
+    "status": StatusChanged, "priority": PriorityChanged, "category": CategoryChanged,
+    "assignee": Assigned, "tags": TagsChanged}
 
 
 @dataclass(frozen=True)
@@ -54,18 +102,11 @@ class NewAttachment:
 
 
 @dataclass(frozen=True)
-class TicketEvent:
-    """What just changed, for listeners (notifications) inside the same transaction."""
+class Created:
+    """A new ticket and its first message, as `create` wrote them."""
 
-    action: str
-    ticket: Ticket
-    actor: Actor
-    before: dict[str, Any] = field(default_factory=dict)
-    after: dict[str, Any] = field(default_factory=dict)
-    message: Message | None = None
-
-
-Listener = Callable[[TicketEvent], Awaitable[None]]
+    ticket: TicketFacts
+    message: MessageFacts
 
 
 class TicketService:
@@ -76,7 +117,13 @@ class TicketService:
         self.session = session
         self.settings = settings
         self.clock = clock
-        self.listeners = list(listeners)
+        self.listeners = tuple(listeners)
+        self.tx = Tx(session)
+
+    @classmethod
+    def for_runtime(cls, session: AsyncSession, rt: Runtime) -> TicketService:
+        """The service with the process's clock and the listeners registered at start-up."""
+        return cls(session, rt.settings, clock=rt.clock, listeners=rt.listeners)
 
     # -- vocabulary -------------------------------------------------------------------
 
@@ -114,7 +161,7 @@ class TicketService:
                           organization_id: int | None, subject: str, channel: str, queue: str,
                           category: str | None, priority: str | None,
                           followup_of_id: int | None, at: datetime) -> dict[str, Any]:
-        """The columns of a new ticket: `open_ticket` and the gateway's Core writer share them."""
+        """The columns of a new ticket: what `create` inserts."""
         t = self.settings.tickets
         return {
             "number": number, "subject": " ".join(subject.split()) or "(no subject)",
@@ -130,6 +177,7 @@ class TicketService:
     # -- lookups ----------------------------------------------------------------------
 
     async def get(self, number: int, *, for_update: bool = False) -> Ticket:
+        await self.tx.flush()  # the ORM reads what buffered rows would change
         stmt = select(Ticket).where(Ticket.number == number)
         if for_update and self.session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(of=Ticket)
@@ -153,119 +201,167 @@ class TicketService:
 
     # -- creation ---------------------------------------------------------------------
 
-    async def open_ticket(
-        self,
-        *,
-        requester: Contact,
-        subject: str,
-        text: str,
-        actor: Actor,
-        channel: str = "email",
-        queue: str = "",
-        category: str | None = None,
-        priority: str | None = None,
-        full_text: str | None = None,
-        html: str | None = None,
-        message_id: str | None = None,
-        spool_id: int | None = None,
-        attachments: Sequence[NewAttachment] = (),
-        watchers: Sequence[Contact] = (),
-        followup_of: Ticket | None = None,
-        author_agent: Agent | None = None,
-    ) -> tuple[Ticket, Message]:
-        """Create a ticket with its first public message; the number is taken last-moment."""
+    async def create(self, *, requester: Any, subject: str, text: str, actor: Actor,
+                     channel: str = "email", queue: str = "", category: str | None = None,
+                     priority: str | None = None, full_text: str | None = None,
+                     html: str | None = None, message_id: str | None = None,
+                     spool_id: int | None = None, attachments: Sequence[NewAttachment] = (),
+                     watchers: Sequence[Any] = (), followup_of: Any = None,
+                     author_agent_id: int | None = None, reason: str = "") -> Created:
+        """Create a ticket with its first public message; the number is taken last-moment.
+
+        ``requester``, ``watchers`` and ``followup_of`` may be ORM objects or Core rows
+        (id, organization_id; email for watchers; number for the ticket followed up).
+        ``reason``: why the mail made a new ticket, kept in its history.
+        """
         now = self.clock()
-        ticket = Ticket(**self.new_ticket_values(
+        values = self.new_ticket_values(
             number=await next_number(self.session), requester_id=requester.id,
             organization_id=requester.organization_id, subject=subject, channel=channel,
             queue=queue, category=category, priority=priority,
-            followup_of_id=followup_of.id if followup_of else None, at=now))
-        ticket.requester = requester
-        ticket.organization = requester.organization
-        ticket.assignee = None
-        self.session.add(ticket)
-        await self.session.flush()
-        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=Change.CREATED,
-                     at=now, after=self.snapshot(ticket),
-                     reason=f"follow-up of {self.reference(followup_of)}" if followup_of else "")
+            followup_of_id=followup_of.id if followup_of is not None else None, at=now)
+        conn = await self.tx.connection()
+        ticket_id = (await run(conn, _NEW_TICKET, values)).scalar_one()
+        ticket = TicketFacts(ticket_id, values["number"], queue, values["status"],
+                             values["priority"], values["category"], requester.id, None,
+                             values["subject"], values["channel"])
+        message = await self._insert_message(
+            ticket, kind="public",
+            author_contact_id=None if author_agent_id else requester.id,
+            author_agent_id=author_agent_id, via=channel, subject=subject, text=text,
+            full_text=full_text, html=html, message_id=message_id, spool_id=spool_id,
+            attachments=attachments, at=now)
+        snapshot = self.snapshot(ticket)
+        await self._emit(TicketCreated(ticket, actor, now, message=message, snapshot=snapshot,
+                                       reason=f"follow-up of {self.reference(followup_of)}"
+                                       if followup_of is not None else ""))
+        await self._emit(MessageAdded(ticket, actor, now, message=message), listeners=False)
         for contact in watchers:
             if contact.id != requester.id:
-                await self._add_watcher(ticket, contact, actor, source="cc", notify=False)
-        message = await self._add_message(
-            ticket, kind="public", text=text, actor=actor,
-            author_contact=None if author_agent else requester, author_agent=author_agent,
-            via=channel, subject=subject, full_text=full_text, html=html,
-            message_id=message_id, spool_id=spool_id, attachments=attachments, at=now,
-        )
-        await self._emit(TicketEvent(Change.CREATED, ticket, actor, after=self.snapshot(ticket),
-                                     message=message))
+                await self._add_watcher(ticket, contact, actor, source="cc")
+        if reason:
+            await self.tx.add(AuditEvent, audit_row(ticket.id, reason, now))
+        return Created(ticket, message)
+
+    async def open_ticket(self, *, requester: Contact, subject: str, text: str, actor: Actor,
+                          channel: str = "email", queue: str = "", category: str | None = None,
+                          priority: str | None = None, full_text: str | None = None,
+                          html: str | None = None, message_id: str | None = None,
+                          spool_id: int | None = None,
+                          attachments: Sequence[NewAttachment] = (),
+                          watchers: Sequence[Contact] = (), followup_of: Ticket | None = None,
+                          author_agent: Agent | None = None) -> tuple[Ticket, Message]:
+        """`create`, for callers that go on with the ORM objects."""
+        created = await self.create(
+            requester=requester, subject=subject, text=text, actor=actor, channel=channel,
+            queue=queue, category=category, priority=priority, full_text=full_text, html=html,
+            message_id=message_id, spool_id=spool_id, attachments=attachments,
+            watchers=watchers, followup_of=followup_of,
+            author_agent_id=author_agent.id if author_agent else None)
+        await self.tx.flush()
+        ticket = await self.session.get(Ticket, created.ticket.id)
+        message = await self.session.get(Message, created.message.id)
+        assert ticket is not None and message is not None
         return ticket, message
 
     # -- messages ---------------------------------------------------------------------
 
-    async def add_message(
-        self,
-        ticket: Ticket,
-        *,
-        kind: str,
-        text: str,
-        actor: Actor,
-        author_contact: Contact | None = None,
-        author_agent: Agent | None = None,
-        via: str = "email",
-        subject: str = "",
-        full_text: str | None = None,
-        html: str | None = None,
-        message_id: str | None = None,
-        spool_id: int | None = None,
-        attachments: Sequence[NewAttachment] = (),
-    ) -> Message:
-        """Add a public reply, internal note or system message.
+    async def add_message(self, ticket: Ticket, *, kind: str, text: str, actor: Actor,
+                          author_contact: Contact | None = None,
+                          author_agent: Agent | None = None, via: str = "email",
+                          subject: str = "", full_text: str | None = None,
+                          html: str | None = None, message_id: str | None = None,
+                          spool_id: int | None = None,
+                          attachments: Sequence[NewAttachment] = ()) -> Message:
+        """`reply` on an ORM ticket, returning the ORM message."""
+        facts = await self.reply(
+            ticket, kind=kind, text=text, actor=actor,
+            author_contact_id=author_contact.id if author_contact else None,
+            author_agent_id=author_agent.id if author_agent else None, via=via,
+            subject=subject, full_text=full_text, html=html, message_id=message_id,
+            spool_id=spool_id, attachments=attachments)
+        await self.tx.flush()
+        message = await self.session.get(Message, facts.id)
+        assert message is not None
+        return message
+
+    async def reply(self, ticket: Ticket | TicketFacts, *, kind: str, text: str, actor: Actor,
+                    author_contact_id: int | None = None, author_agent_id: int | None = None,
+                    via: str = "email", subject: str = "", full_text: str | None = None,
+                    html: str | None = None, message_id: str | None = None,
+                    spool_id: int | None = None,
+                    attachments: Sequence[NewAttachment] = ()) -> MessageFacts:
+        """Add a public reply, internal note or system message to ``ticket``.
 
         A requester-side public message on a paused or resolved ticket moves it back to
-        the first active status (Open); the first public agent message is the first response.
+        the first active status (Open); the first public agent message is the first
+        response. ``ticket`` may be the ORM object or `TicketFacts` (the gateway's).
         """
         if kind not in ("public", "internal", "system"):
             raise UnknownValueError(f"unknown message kind '{kind}'")
         now = self.clock()
-        message = await self._add_message(
-            ticket, kind=kind, text=text, actor=actor, author_contact=author_contact,
-            author_agent=author_agent, via=via, subject=subject, full_text=full_text, html=html,
-            message_id=message_id, spool_id=spool_id, attachments=attachments, at=now,
-        )
-        ticket.updated_at = now
-        if kind == "public" and author_agent is not None and ticket.first_response_at is None:
-            ticket.first_response_at = now
-            ticket.sla_next_at = now
-        action = Change.of_message(kind)
-        await self._emit(TicketEvent(action, ticket, actor, message=message))
-        if (kind == "public" and author_agent is None
-                and self.status_class(ticket.status) in ("paused", "resolved")):
-            await self.set_status(ticket, self.settings.tickets.statuses[0].name, actor,
+        facts = ticket if isinstance(ticket, TicketFacts) else TicketFacts.of(ticket)
+        message = await self._insert_message(
+            facts, kind=kind, author_contact_id=author_contact_id,
+            author_agent_id=author_agent_id, via=via, subject=subject, text=text,
+            full_text=full_text, html=html, message_id=message_id, spool_id=spool_id,
+            attachments=attachments, at=now)
+        first_response = kind == "public" and author_agent_id is not None
+        if isinstance(ticket, Ticket):
+            ticket.updated_at = now
+            if first_response and ticket.first_response_at is None:
+                ticket.first_response_at = now
+                ticket.sla_next_at = now
+        elif first_response:
+            orm = await self._orm(facts)
+            if orm.first_response_at is None:
+                orm.first_response_at = orm.sla_next_at = now
+            orm.updated_at = now
+        else:
+            await self.tx.later(TOUCH, {"ticket": facts.id, "at": now})
+            await self._expire(facts.id)
+        await self._emit(MessageAdded(facts, actor, now, message=message))
+        if (kind == "public" and author_agent_id is None
+                and self.status_class(facts.status) in ("paused", "resolved")):
+            orm_ticket = ticket if isinstance(ticket, Ticket) else await self._orm(facts)
+            await self.set_status(orm_ticket, self.settings.tickets.statuses[0].name, actor,
                                   reason="requester replied")
         return message
 
-    async def _add_message(self, ticket: Ticket, *, kind: str, text: str, actor: Actor,
-                           author_contact: Contact | None, author_agent: Agent | None,
-                           via: str, subject: str, full_text: str | None, html: str | None,
-                           message_id: str | None, spool_id: int | None,
-                           attachments: Sequence[NewAttachment], at: datetime) -> Message:
-        message = Message(**message_values(
-            ticket_id=ticket.id, kind=kind,
-            author_contact_id=author_contact.id if author_contact else None,
-            author_agent_id=author_agent.id if author_agent else None, via=via,
-            message_id=message_id, subject=subject, text=text, full_text=full_text, html=html,
-            spool_id=spool_id, at=at))
-        message.author_contact = author_contact
-        message.author_agent = author_agent
-        message.attachments = [Attachment(**row) for row in attachment_values(attachments)]
-        self.session.add(message)
+    async def _insert_message(self, ticket: TicketFacts, *, kind: str,
+                              author_contact_id: int | None, author_agent_id: int | None,
+                              via: str, subject: str, text: str, full_text: str | None,
+                              html: str | None, message_id: str | None, spool_id: int | None,
+                              attachments: Sequence[NewAttachment], at: datetime
+                              ) -> MessageFacts:
+        conn = await self.tx.connection()
+        pk: int = (await run(conn, _NEW_MESSAGE, message_values(
+            ticket_id=ticket.id, kind=kind, author_contact_id=author_contact_id,
+            author_agent_id=author_agent_id, via=via, message_id=message_id, subject=subject,
+            text=text, full_text=full_text, html=html, spool_id=spool_id,
+            at=at))).scalar_one()
+        if attachments:
+            await self.tx.add(Attachment, [{"message_id": pk, **row}
+                                           for row in attachment_values(attachments)])
         if message_id:
-            self.session.add(MessageRef(message_id=message_id, ticket_id=ticket.id, direction="in"))
-        await self.session.flush()
-        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=Change.of_message(kind),
-                     at=at, after={"message": message.id, "attachments": len(attachments)})
-        return message
+            await self.tx.add(MessageRef, {"message_id": message_id, "ticket_id": ticket.id,
+                                           "direction": "in"})
+        return MessageFacts(pk, kind, author_contact_id, author_agent_id, message_id,
+                            len(attachments))
+
+    async def _orm(self, facts: TicketFacts) -> Ticket:
+        await self.tx.flush()
+        ticket = await self.session.get(Ticket, facts.id)
+        assert ticket is not None
+        return ticket
+
+    async def _expire(self, ticket_id: int) -> None:
+        """An ORM copy of a ticket whose row changed by Core reads it again when used."""
+        stale = self.session.identity_map.get(AsyncSession.identity_key(Ticket, ticket_id))
+        if stale is not None:
+            if stale in self.session.dirty:
+                await self.session.flush()  # its pending changes are kept, not thrown away
+            self.session.expire(stale, ["updated_at"])
 
     # -- field changes ----------------------------------------------------------------
 
@@ -319,11 +415,16 @@ class TicketService:
         ticket.updated_at = now
         if name in ("status", "priority", "category"):
             ticket.sla_next_at = now
-        before, after = {name: _jsonable(old)}, {name: _jsonable(new)}
-        change = Change.of_field(name)
-        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=change,
-                     at=now, before=before, after=after, reason=reason)
-        await self._emit(TicketEvent(change, ticket, actor, before, after))
+        event_type = _FIELD_EVENTS.get(name, FieldChanged)
+        facts = TicketFacts.of(ticket)
+        await self._emit(event_type(facts, actor, now, name=name, before=old, after=new,
+                                    reason=reason))
+        if name == "status":
+            was, cls = self.status_class(old), self.status_class(new)
+            if cls != was and cls in ("resolved", "closed"):
+                await self._emit((Resolved if cls == "resolved" else Closed)(facts, actor, now))
+            elif was in ("resolved", "closed") and cls not in ("resolved", "closed"):
+                await self._emit(Reopened(facts, actor, now))
 
     async def assign(self, ticket: Ticket, agent: Agent | None, actor: Actor) -> bool:
         if ticket.assignee_id == (agent.id if agent else None):
@@ -357,21 +458,17 @@ class TicketService:
         return removed
 
     async def add_watcher(self, ticket: Ticket, contact: Contact, actor: Actor) -> bool:
-        return await self._add_watcher(ticket, contact, actor, source="added", notify=True)
+        return await self._add_watcher(TicketFacts.of(ticket), contact, actor, source="added")
 
-    async def _add_watcher(self, ticket: Ticket, contact: Contact, actor: Actor, *,
-                           source: str, notify: bool) -> bool:
+    async def _add_watcher(self, ticket: TicketFacts, contact: Any, actor: Actor, *,
+                           source: str) -> bool:
         exists = await self.session.get(Watcher, (ticket.id, contact.id))
         if exists is not None or contact.id == ticket.requester_id:
             return False
         self.session.add(Watcher(ticket_id=ticket.id, contact_id=contact.id, source=source))
         await self.session.flush()
-        now = self.clock()
-        audit.record(self.session, ticket_id=ticket.id, actor=actor, action=Change.WATCHER_ADDED,
-                     at=now, after={"watcher": contact.email, "source": source})
-        if notify:
-            await self._emit(TicketEvent(Change.WATCHER_ADDED, ticket, actor,
-                                         after={"watcher": contact.email}))
+        await self._emit(WatcherAdded(ticket, actor, self.clock(), email=contact.email,
+                                      source=source))
         return True
 
     async def remove_watcher(self, ticket: Ticket, contact: Contact, actor: Actor) -> bool:
@@ -379,10 +476,88 @@ class TicketService:
         if exists is None:
             return False
         await self.session.delete(exists)
-        audit.record(self.session, ticket_id=ticket.id, actor=actor,
-                     action=Change.WATCHER_REMOVED, at=self.clock(),
-                     before={"watcher": contact.email})
+        await self._emit(WatcherRemoved(TicketFacts.of(ticket), actor, self.clock(),
+                                        email=contact.email))
         return True
+
+    # -- time, ratings, links, merges -------------------------------------------------
+
+    async def log_time(self, ticket: Ticket, agent: Agent, minutes: int, note: str,
+                       actor: Actor) -> TimeEntry:
+        """Record time an agent spent on ``ticket``."""
+        now = self.clock()
+        entry = TimeEntry(ticket_id=ticket.id, agent_id=agent.id, minutes=minutes, note=note,
+                          created_at=now)
+        self.session.add(entry)
+        await self.session.flush()
+        await self._emit(TimeLogged(TicketFacts.of(ticket), actor, now, minutes=minutes,
+                                    note=note, entry=entry.id))
+        return entry
+
+    async def rate(self, ticket: Ticket, contact: Contact, score: int,
+                   comment: str) -> CsatRating:
+        """The requester's satisfaction rating of ``ticket``: inserted, or updated if rated."""
+        now = self.clock()
+        rating = (await self.session.execute(select(CsatRating).where(
+            CsatRating.ticket_id == ticket.id))).scalar_one_or_none()
+        previous = None if rating is None else {"score": rating.score,
+                                                 "comment": rating.comment}
+        if rating is None:
+            rating = CsatRating(ticket_id=ticket.id, contact_id=contact.id, score=score,
+                                comment=comment, created_at=now, updated_at=now)
+            self.session.add(rating)
+        else:
+            rating.score, rating.comment = score, comment
+            rating.contact_id, rating.updated_at = contact.id, now
+        await self.session.flush()
+        await self._emit(CsatRated(TicketFacts.of(ticket),
+                                   Actor("contact", contact.email, contact.id), now,
+                                   score=score, comment=comment, previous=previous))
+        return rating
+
+    async def revoke_links(self, ticket: Ticket, actor: Actor, *, reason: str = "") -> None:
+        """Give ``ticket`` a fresh link secret: every signed link sent so far stops working."""
+        ticket.link_secret = secrets.token_hex(16)
+        now = self.clock()
+        ticket.updated_at = now
+        await self.session.flush()
+        await self._emit(LinksRevoked(TicketFacts.of(ticket), actor, now, reason=reason))
+
+    async def merge(self, source: Ticket, target: Ticket, actor: Actor) -> None:
+        """Merge ``source`` into ``target``.
+
+        Messages (with their attachments), Message-ID references, time entries and
+        watchers move to the target, and the source's requester becomes a watcher of it;
+        the source is closed with ``merged_into_id`` set, and both tickets get a system
+        message. Mail that later threads onto the source follows ``merged_into_id``.
+        """
+        await self.tx.flush()
+        session, now = self.session, self.clock()
+        src_ref, dst_ref = self.reference(source), self.reference(target)
+        moved = len(list((await session.execute(
+            select(Message.id).where(Message.ticket_id == source.id))).scalars()))
+        for table in (Message, MessageRef, TimeEntry):
+            await session.execute(update(table).where(table.ticket_id == source.id)
+                                  .values(ticket_id=target.id))
+        people = [source.requester, *await self.watchers(source)]
+        for watcher in list((await session.execute(
+                select(Watcher).where(Watcher.ticket_id == source.id))).unique().scalars()):
+            await session.delete(watcher)
+        await session.flush()
+        for contact in people:
+            await self.add_watcher(target, contact, actor)
+        source.merged_into_id = target.id
+        await self._emit(Merged(TicketFacts.of(source), actor, now,
+                                into=TicketFacts.of(target), source_ref=src_ref,
+                                into_ref=dst_ref, moved_messages=moved))
+        await self.add_message(source, kind="system", actor=actor,
+                               text=f"Merged into {dst_ref} by {actor.label}.")
+        await self.add_message(target, kind="system", actor=actor,
+                               text=f"{src_ref} was merged into this ticket by {actor.label}.")
+        closed = next((s.name for s in self.settings.tickets.statuses
+                       if s.status_class == "closed"), None)
+        if closed is not None:
+            await self.set_status(source, closed, actor, reason=f"merged into {dst_ref}")
 
     # -- internals --------------------------------------------------------------------
 
@@ -393,9 +568,29 @@ class TicketService:
             "queue": ticket.queue,
         }
 
-    async def _emit(self, event: TicketEvent) -> None:
-        for listener in self.listeners:
-            await listener(event)
+    async def emit(self, event: TicketEvent) -> None:
+        """Record ``event`` and tell the listeners: for changes made outside this class's
+        methods but through it (the SLA daemon's alerts)."""
+        await self._emit(event)
+
+    async def _emit(self, event: TicketEvent, *, listeners: bool = True) -> None:
+        rows = audit_values(event)
+        if rows:
+            await self.tx.add(AuditEvent, rows)
+        if listeners and self.listeners:
+            session = self.session
+            if session.new or session.dirty or session.deleted:
+                await session.flush()  # listeners read with Core: ORM changes first
+            for listener in self.listeners:
+                await listener(event, self.tx)
+
+
+def audit_row(ticket_id: int, reason: str, at: datetime) -> dict[str, Any]:
+    """Why the gateway filed a mail where it did (the threading decision), for the history."""
+    from helpdesk import audit
+
+    return audit.values(ticket_id=ticket_id, actor=audit.SYSTEM, action="ticket.threading",
+                        at=at, reason=reason)
 
 
 def message_values(*, ticket_id: int, kind: str, author_contact_id: int | None,

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import outbox
-from helpdesk.models import Agent, InboundSpool, Ticket
+from helpdesk.models import Agent, Ticket
 from helpdesk.notify import agent_reply_address
 from helpdesk.runtime import Runtime
 from mailgate.agent_auth import AuthResult
@@ -57,18 +56,16 @@ async def refuse_agent_mail(rt: Runtime, session: AsyncSession, ticket: Ticket, 
 
 
 async def refuse_unauthenticated(rt: Runtime, session: AsyncSession, agent: Agent,
-                                 msg: Inbound, auth: AuthResult, spool_id: int, *,
+                                 msg: Inbound, auth: AuthResult, ticket_id: int, *,
                                  disposition: str, reference: str | None) -> bool:
     """After the pipeline handled an unauthenticated agent's mail as a contact's, tell them.
 
-    The ticket is the one the spool row ended on (a reply's, or the new ticket's).
+    ``ticket_id``: the ticket the mail ended on (a reply's, or the new ticket's).
 
     Returns:
         True when a notice was queued.
     """
-    ticket = (await session.execute(
-        select(Ticket).join(InboundSpool, InboundSpool.ticket_id == Ticket.id)
-        .where(InboundSpool.id == spool_id))).unique().scalar_one_or_none()
+    ticket = await session.get(Ticket, ticket_id)
     if ticket is None:
         return False
     handled_as = (f"a new ticket, {reference}" if disposition == "ticket"

@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.directory import find_agent, find_agent_by_name, get_or_create_contact
 from helpdesk.errors import DomainError
@@ -43,9 +42,7 @@ from helpdesk.models import (
     CannedResponse,
     Contact,
     Message,
-    MessageRef,
     Ticket,
-    TimeEntry,
     Watcher,
 )
 from helpdesk.notify import agent_reply_address as agent_reply_address
@@ -291,14 +288,7 @@ class AgentMail:
             await self.service.remove_watcher(self.ticket, contact, self.actor)
 
     async def _time(self, minutes: int, note: str) -> None:
-        now = self.rt.clock()
-        entry = TimeEntry(ticket_id=self.ticket.id, agent_id=self.agent.id, minutes=minutes,
-                          note=note, created_at=now)
-        self.session.add(entry)
-        await self.session.flush()
-        audit.record(self.session, ticket_id=self.ticket.id, actor=self.actor,
-                     action="ticket.time", at=now,
-                     after={"minutes": minutes, "note": note, "entry": entry.id})
+        await self.service.log_time(self.ticket, self.agent, minutes, note, self.actor)
 
     async def _canned(self, shortcut: str) -> str:
         row = (await self.session.execute(select(CannedResponse).where(
@@ -333,46 +323,5 @@ class AgentMail:
             raise Refused(f"{svc.reference(source)} is already merged")
         if svc.status_class(target.status) == "closed":
             raise Refused(f"{svc.reference(target)} is closed; reopen it first")
-        await merge_tickets(svc, source, target, self.actor)
+        await svc.merge(source, target, self.actor)
         return target
-
-
-async def merge_tickets(service: TicketService, source: Ticket, target: Ticket,
-                        actor: Actor) -> None:
-    """Merge ``source`` into ``target`` inside the caller's transaction.
-
-    Messages (with their attachments), Message-ID references, time entries and watchers
-    move to the target, and the source's requester becomes a watcher of it; the source is
-    closed with ``merged_into_id`` set, and both tickets get a system message and an audit
-    event. Mail that later threads onto the source follows ``merged_into_id`` to the target.
-    """
-    session, now = service.session, service.clock()
-    src_ref, dst_ref = service.reference(source), service.reference(target)
-    moved = len(list((await session.execute(
-        select(Message.id).where(Message.ticket_id == source.id))).scalars()))
-    await session.execute(update(Message).where(Message.ticket_id == source.id)
-                          .values(ticket_id=target.id))
-    await session.execute(update(MessageRef).where(MessageRef.ticket_id == source.id)
-                          .values(ticket_id=target.id))
-    await session.execute(update(TimeEntry).where(TimeEntry.ticket_id == source.id)
-                          .values(ticket_id=target.id))
-    people = [source.requester, *await service.watchers(source)]
-    for watcher in list((await session.execute(
-            select(Watcher).where(Watcher.ticket_id == source.id))).unique().scalars()):
-        await session.delete(watcher)
-    await session.flush()
-    for contact in people:
-        await service.add_watcher(target, contact, actor)
-    source.merged_into_id = target.id
-    audit.record(session, ticket_id=source.id, actor=actor, action="ticket.merged", at=now,
-                 before={"merged_into": None}, after={"merged_into": dst_ref, "messages": moved})
-    audit.record(session, ticket_id=target.id, actor=actor, action="ticket.merged_in", at=now,
-                 after={"merged": src_ref, "messages": moved})
-    await service.add_message(source, kind="system", actor=actor,
-                              text=f"Merged into {dst_ref} by {actor.label}.")
-    await service.add_message(target, kind="system", actor=actor,
-                              text=f"{src_ref} was merged into this ticket by {actor.label}.")
-    closed = next((s.name for s in service.settings.tickets.statuses
-                   if s.status_class == "closed"), None)
-    if closed is not None:
-        await service.set_status(source, closed, actor, reason=f"merged into {dst_ref}")

@@ -41,6 +41,7 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from email import message_from_bytes
 from email.message import Message
 from email.policy import compat32
@@ -50,21 +51,23 @@ from typing import Any, Literal
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import audit
 from helpdesk.audit import Actor
-from helpdesk.db import is_transient
-from helpdesk.directory import find_agent, get_or_create_contact
+from helpdesk.db import CoreRow, is_transient
+from helpdesk.direct import run
+from helpdesk.directory import ensure_contact, find_agent, get_or_create_contact
 from helpdesk.errors import NotFoundError, NotMailError, TransientError
+from helpdesk.events import Listener, TicketFacts
 from helpdesk.groupcommit import GroupCommit
-from helpdesk.models import Contact, InboundSpool, Ticket
-from helpdesk.notify import acknowledge
-from helpdesk.refs import format_ticket_ref
+from helpdesk.models import Agent, Contact, InboundSpool
+from helpdesk.notify import send_acknowledgement
 from helpdesk.runtime import Runtime
-from helpdesk.tickets import Listener, NewAttachment, TicketService
+from helpdesk.tickets import TICKET_BY_ID, TICKET_BY_NUMBER, NewAttachment, TicketService
+from helpdesk.tx import Tx, open_buffer, write_buffer
 from mailgate import _spool
 from mailgate._blobsync import BlobSyncer
-from mailgate._corewriter import CoreWriter, write_deferred
 from mailgate._dedupe import dedupe_key as dedupe_key  # re-exported: receivers use it
 from mailgate.agent_auth import AuthResult
 from mailgate.agent_mail import AgentMail, refuse_unauthenticated
@@ -137,19 +140,16 @@ INLINE_PUT_BYTES = 256 * 1024
 class Gateway:
     """The inbound pipeline bound to one process's runtime."""
 
-    def __init__(self, runtime: Runtime, *, listeners: Sequence[Listener] = (),
-                 core_writer: bool = True) -> None:
+    def __init__(self, runtime: Runtime, *, listeners: Sequence[Listener] = ()) -> None:
         self.rt = runtime
         self.settings = runtime.settings
-        self.listeners = list(listeners)
-        # New tickets and participants' replies as Core rows (see mailgate/_corewriter.py);
-        # off, every mail takes the TicketService path (the differential test's reference).
-        self._core = CoreWriter(runtime, self.listeners) if core_writer else None
+        # The runtime's listeners, registered at start-up; a test may pass its own.
+        self.listeners = tuple(listeners) if listeners else tuple(runtime.listeners)
         self._syncer = BlobSyncer(runtime.store)
         self._own_addresses = runtime.settings.own_addresses()
         self._committer: GroupCommit[_Job, IngestResult] = GroupCommit(
             runtime.sessions, self._apply_one, before_commit=self._blobs_durable,
-            finish=write_deferred if core_writer else None,
+            finish=write_buffer,
             max_wait=runtime.settings.database.group_commit_wait_ms / 1000)
 
     async def ingest(self, raw: bytes, via: str, *, recipients: Sequence[str] = (),
@@ -252,10 +252,13 @@ class Gateway:
     async def _apply_one(self, session, job: _Job) -> IngestResult:  # type: ignore[no-untyped-def]
         """One message inside the shared transaction (its own SAVEPOINT)."""
         s, now = self.settings, self.rt.clock()
+        open_buffer(session)  # rows nothing reads back wait for the batch's end
+        if session.new or session.dirty or session.deleted:
+            await session.flush()  # Core reads below must see what earlier units left pending
         spool_id = await _spool.claim(session, job.key, job.message_id, job.sha, len(job.raw),
                                       job.via, now, job.raw if job.in_row else None)
         if spool_id is None:
-            await write_deferred(session)  # the first copy may be earlier in this batch
+            await write_buffer(session)  # the first copy may be earlier in this batch
             existing = (await session.execute(
                 select(InboundSpool).where(InboundSpool.dedupe_key == job.key))).scalar_one()
             return IngestResult("duplicate", existing.id, None,
@@ -272,133 +275,11 @@ class Gateway:
         if msg.sender_text:  # From named no one mailbox: say what it said
             job.bound.info("ingest.sender_fallback", original=msg.sender_text[:200],
                            sender=msg.sender.email if msg.sender else "")
-        if self._core is not None:
-            written = await self._core.apply(session, msg, verdict, job.recipients, job.via,
-                                             spool_id, now, job.attachments)
-            if written is not None:
-                disposition, number, reason = written
-                t = s.tickets
-                return IngestResult(disposition, spool_id,  # type: ignore[arg-type]
-                                    format_ticket_ref(number, t.prefix, t.digits), reason)
-            await write_deferred(session)  # the ORM path reads and inserts the same tables
         msg = await self._ensure_sender(session, msg, job.envelope_sender, job.bound)
-        return await self._thread_and_apply(session, msg, verdict, job.recipients, job.via,
-                                            spool_id, now, job.attachments,
-                                            via_trusted_relay=job.via_trusted_relay)
-
-    async def _thread_and_apply(self, session, msg: Inbound, verdict: Classification,  # type: ignore[no-untyped-def]
-                                recipients: Sequence[str], via: str, spool_id: int,
-                                now, atts: Sequence[NewAttachment] = (), *,
-                                via_trusted_relay: bool = False) -> IngestResult:
-        rt, s = self.rt, self.settings
-        assert msg.sender is not None
-        service = TicketService(session, s, clock=rt.clock, listeners=self.listeners)
-        sender = await get_or_create_contact(session, msg.sender.email, msg.sender.name,
-                                             freemail=s.tickets.freemail_domains)
-        agent = await find_agent(session, msg.sender.email)
-        if agent is not None and not agent.is_active:
-            agent = None
-        # A From header is free text: only an authenticated agent is treated as one. Anyone
-        # else writing from an agent's address is an ordinary contact, and the agent is told.
-        claimed, auth = agent, AuthResult(True, "")
-        if agent is not None:
-            auth = await authenticate_agent_mail(session, rt, msg, agent, recipients, spool_id,
-                                                 via_trusted_relay=via_trusted_relay)
-            if not auth.ok:
-                log.info("ingest.agent_unauthenticated", agent=agent.id, reason=auth.reason)
-                agent = None
-
-        async def done(result: IngestResult) -> IngestResult:
-            if claimed is not None and agent is None and result.ticket is not None:
-                await refuse_unauthenticated(rt, session, claimed, msg, auth, spool_id,
-                                             disposition=result.disposition,
-                                             reference=result.ticket)
-            return result
-
-        route: Route = resolve_queue(s, recipients or header_recipients(msg), msg)
-        bound = auth.ticket if agent is not None and auth.method == "reply_address" else None
-        decision = await lookup_thread(session, rt, msg, sender, agent, recipients,
-                                       agent_address_ticket=bound)
-        ticket: Ticket | None = None
-        if decision.ticket is not None:
-            ticket = await _follow_merges(session, await service.get(decision.ticket))
-        actor = Actor("agent", agent.email, agent.id) if agent else Actor(
-            "contact", sender.email, sender.id)
-        text = msg.visible_text if ticket is not None else (msg.text or msg.visible_text)
-        unverified = claimed is not None and agent is None
-        if ticket is not None and agent is None and (decision.internal or unverified):
-            # Staff talk stays staff talk: an answer to a staff-only notice, or mail from an
-            # agent's address that failed authentication, is never shown to the requester.
-            if unverified:
-                text = (f"Unverified mail from {msg.sender.email}: it could not be "
-                        f"authenticated ({auth.reason}), so no command in it ran and it is "
-                        f"kept as an internal note.\n\n{text}")
-            await service.add_message(
-                ticket, kind="internal", text=text, actor=actor, author_contact=sender,
-                author_agent=None, via=via, subject=msg.subject, full_text=msg.text,
-                html=msg.html, message_id=msg.message_id, spool_id=spool_id, attachments=atts)
-            reason = decision.reason + ("; unverified agent mail kept as an internal note"
-                                        if unverified else "; filed as an internal note")
-            await _spool.finish(session, spool_id, "reply", reason, ticket.id, now)
-            return await done(IngestResult("reply", spool_id, service.reference(ticket), reason))
-        if (ticket is not None and agent is None
-                and service.status_class(ticket.status) == "closed"):
-            if s.tickets.reply_to_closed == "reopen":
-                await service.set_status(ticket, s.tickets.statuses[0].name, actor,
-                                         reason="reply to a closed ticket")
-            else:
-                followup_of, ticket = ticket, None
-                decision_reason = f"reply to closed {service.reference(followup_of)}"
-                return await done(await self._open(
-                    service, session, msg, sender, actor, route, via, spool_id, now, atts,
-                    decision_reason, verdict, followup_of=followup_of))
-        if ticket is None:
-            return await done(await self._open(service, session, msg, sender, actor, route, via,
-                                               spool_id, now, atts, decision.reason, verdict))
-        ref = service.reference(ticket)
-        if agent is not None:  # authenticated: commands, then reply or note, in this transaction
-            outcome = await AgentMail(rt, service, ticket, agent, msg).apply(
-                via=via, spool_id=spool_id, attachments=atts, internal=decision.internal)
-            reason = decision.reason + (
-                f"; agent commands: {len(outcome.applied)} applied, {len(outcome.failed)} failed"
-                if outcome.applied or outcome.failed else "")
-            await _spool.finish(session, spool_id, "reply", reason, ticket.id, now)
-            return IngestResult("reply", spool_id, ref, reason)
-        await service.add_message(
-            ticket, kind="public", text=text, actor=actor,
-            author_contact=None if agent else sender, author_agent=agent, via=via,
-            subject=msg.subject, full_text=msg.text, html=msg.html, message_id=msg.message_id,
-            spool_id=spool_id, attachments=atts)
-        await _spool.finish(session, spool_id, "reply", decision.reason, ticket.id, now)
-        return await done(IngestResult("reply", spool_id, ref, decision.reason))
-
-    async def _open(self, service: TicketService, session, msg: Inbound, sender: Contact,  # type: ignore[no-untyped-def]
-                    actor: Actor, route: Route, via: str, spool_id: int, now,
-                    atts, reason: str, verdict: Classification, *,
-                    followup_of: Ticket | None = None) -> IngestResult:
-        s = self.settings
-        watchers = [await get_or_create_contact(session, addr.email, addr.name,
-                                                freemail=s.tickets.freemail_domains)
-                    for addr in cc_watchers(s.smtp, msg, sender.email)]
-        ticket, message = await service.open_ticket(
-            requester=sender, subject=msg.subject, text=msg.text or msg.visible_text,
-            actor=actor, channel="email", queue=route.queue, category=route.category,
-            priority=route.priority, full_text=msg.text, html=msg.html,
-            message_id=msg.message_id, spool_id=spool_id, attachments=atts, watchers=watchers,
-            followup_of=followup_of)
-        if route.tags:
-            await service.add_tags(ticket, route.tags, audit.SYSTEM)
-        if route.assignee:
-            assignee = await find_agent(session, route.assignee)
-            if assignee is not None:
-                await service.assign(ticket, assignee, audit.SYSTEM)
-        if not verdict.suppress_autoresponse:
-            await acknowledge(self.rt, session, ticket, message, route.autoresponder_template)
-        if reason:
-            audit.record(session, ticket_id=ticket.id, actor=audit.SYSTEM,
-                         action="ticket.threading", at=now, reason=reason)
-        await _spool.finish(session, spool_id, "ticket", reason, ticket.id, now)
-        return IngestResult("ticket", spool_id, service.reference(ticket), reason)
+        result, ticket_id = await _Mail(self, session, msg, verdict, job, spool_id, now).apply()
+        await Tx(session).later(_spool.FINISH, _spool.finish_values(
+            spool_id, result.disposition, result.reason, ticket_id, now))
+        return result
 
     async def _ensure_sender(self, session, msg: Inbound, envelope_sender: str,  # type: ignore[no-untyped-def]
                              bound: structlog.BoundLogger) -> Inbound:
@@ -421,6 +302,7 @@ class Gateway:
         contact = await get_or_create_contact(session, UNKNOWN_SENDER, "Unknown sender")
         contact.is_undeliverable = True
         contact.undeliverable_reason = "placeholder for mail without any sender address"
+        await session.flush()  # the Core reads that follow see it
         bound.warning("ingest.no_sender")
         return dataclasses.replace(msg, sender=Address(email=UNKNOWN_SENDER, name=""))
 
@@ -479,13 +361,162 @@ class Gateway:
         return result
 
 
-async def _follow_merges(session, ticket: Ticket) -> Ticket:  # type: ignore[no-untyped-def]
-    seen = {ticket.id}
-    while ticket.merged_into_id is not None and ticket.merged_into_id not in seen:
-        seen.add(ticket.merged_into_id)
-        target = await session.get(Ticket, ticket.merged_into_id)
-        if target is None:
-            break
-        ticket = target
-    return ticket
+_AGENTS = select(Agent.id, Agent.email, Agent.is_active)
+_AGENTS_KEY = "ingest.agents"
 
+
+class _Mail:
+    """Identify, thread and authorise one mail, then hand it to the ticket service.
+
+    The one decision tree of the gateway, computed once per mail on Core rows: a
+    contact's mail (most mail) never loads an ORM object; an agent's mail loads the
+    objects its commands work on.
+    """
+
+    def __init__(self, gateway: Gateway, session: AsyncSession, msg: Inbound,
+                 verdict: Classification, job: _Job, spool_id: int, now: datetime) -> None:
+        self.gw, self.rt, self.s = gateway, gateway.rt, gateway.settings
+        self.session, self.msg, self.verdict, self.job = session, msg, verdict, job
+        self.spool_id, self.now = spool_id, now
+        self.tx = Tx(session)
+        self.service = TicketService(session, self.s, clock=self.rt.clock,
+                                     listeners=gateway.listeners)
+
+    async def apply(self) -> tuple[IngestResult, int | None]:
+        msg, s, session = self.msg, self.s, self.session
+        assert msg.sender is not None
+        conn = await self.tx.connection()
+        sender = await ensure_contact(conn, msg.sender.email, msg.sender.name,
+                                      freemail=s.tickets.freemail_domains)
+        claimed = await self._agent(sender.email)
+        agent, auth = None, AuthResult(True, "")
+        if claimed is not None:
+            # A From header is free text: only an authenticated agent is treated as one.
+            # Anyone else writing from an agent's address is an ordinary contact, and the
+            # agent is told.
+            auth = await authenticate_agent_mail(
+                session, self.rt, msg, claimed, self.job.recipients, self.spool_id,
+                via_trusted_relay=self.job.via_trusted_relay)
+            if auth.ok:
+                agent = claimed
+            else:
+                log.info("ingest.agent_unauthenticated", agent=claimed.id, reason=auth.reason)
+        result, ticket_id = await self._decide(sender, agent, auth)
+        if claimed is not None and agent is None and ticket_id is not None:
+            await refuse_unauthenticated(self.rt, session, claimed, msg, auth, ticket_id,
+                                         disposition=result.disposition,
+                                         reference=result.ticket)
+        return result, ticket_id
+
+    async def _agent(self, email: str) -> Agent | None:
+        """The active agent whose address sent the mail (agents read once per batch)."""
+        agents = self.tx.cache.get(_AGENTS_KEY)
+        if agents is None:
+            agents = self.tx.cache[_AGENTS_KEY] = {
+                row.email: row for row in (await run(await self.tx.connection(),
+                                                     _AGENTS)).all()}
+        row = agents.get(email)
+        if row is None or not row.is_active:
+            return None
+        return await self.session.get(Agent, row.id)
+
+    async def _decide(self, sender: CoreRow, agent: Agent | None,
+                      auth: AuthResult) -> tuple[IngestResult, int | None]:
+        msg, s, service = self.msg, self.s, self.service
+        recipients = self.job.recipients
+        route: Route = resolve_queue(s, recipients or header_recipients(msg), msg)
+        await self.tx.flush_for(message_ids=[*msg.in_reply_to, *msg.references])
+        bound = auth.ticket if agent is not None and auth.method == "reply_address" else None
+        decision = await lookup_thread(self.session, self.rt, msg, sender, agent, recipients,
+                                       agent_address_ticket=bound)
+        ticket = None if decision.ticket is None else await self._ticket(decision.ticket)
+        actor = Actor("agent", agent.email, agent.id) if agent else Actor(
+            "contact", sender.email, sender.id)
+        unverified = not auth.ok
+        if ticket is None:
+            return await self._open(sender, actor, route, decision.reason)
+        ref = service.reference(ticket)  # type: ignore[arg-type]
+        if agent is None and (decision.internal or unverified):
+            # Staff talk stays staff talk: an answer to a staff-only notice, or mail from an
+            # agent's address that failed authentication, is never shown to the requester.
+            text = msg.visible_text
+            if unverified:
+                text = (f"Unverified mail from {msg.sender.email if msg.sender else ''}: it "
+                        f"could not be authenticated ({auth.reason}), so no command in it "
+                        f"ran and it is kept as an internal note.\n\n{text}")
+            await self._reply(ticket, sender, actor, "internal", text)
+            reason = decision.reason + ("; unverified agent mail kept as an internal note"
+                                        if unverified else "; filed as an internal note")
+            return IngestResult("reply", self.spool_id, ref, reason), ticket.id
+        if agent is None and service.status_class(ticket.status) == "closed":
+            if s.tickets.reply_to_closed != "reopen":
+                return await self._open(sender, actor, route,
+                                        f"reply to closed {ref}", followup_of=ticket)
+            await service.set_status(await service.get(ticket.number),
+                                     s.tickets.statuses[0].name, actor,
+                                     reason="reply to a closed ticket")
+        if agent is not None:  # authenticated: commands, then reply or note, in this transaction
+            outcome = await AgentMail(self.rt, service, await service.get(ticket.number), agent,
+                                      msg).apply(via=self.job.via, spool_id=self.spool_id,
+                                                 attachments=self.job.attachments,
+                                                 internal=decision.internal)
+            reason = decision.reason + (
+                f"; agent commands: {len(outcome.applied)} applied, {len(outcome.failed)} failed"
+                if outcome.applied or outcome.failed else "")
+            return IngestResult("reply", self.spool_id, ref, reason), ticket.id
+        await self._reply(ticket, sender, actor, "public", msg.visible_text)
+        return IngestResult("reply", self.spool_id, ref, decision.reason), ticket.id
+
+    async def _ticket(self, number: int) -> TicketFacts | None:
+        """The ticket a mail threads onto, following merges to where its messages are."""
+        conn = await self.tx.connection()
+        row = (await run(conn, TICKET_BY_NUMBER, {"number": number})).one_or_none()
+        seen = set()
+        while row is not None and row.merged_into_id is not None and row.id not in seen:
+            seen.add(row.id)
+            target = (await run(conn, TICKET_BY_ID, {"ticket": row.merged_into_id})
+                      ).one_or_none()
+            if target is None:
+                break
+            row = target
+        return None if row is None else TicketFacts.of(row)
+
+    async def _reply(self, ticket: TicketFacts, sender: CoreRow, actor: Actor, kind: str,
+                     text: str) -> None:
+        msg = self.msg
+        await self.service.reply(
+            ticket, kind=kind, text=text, actor=actor, author_contact_id=sender.id,
+            via=self.job.via, subject=msg.subject, full_text=msg.text, html=msg.html,
+            message_id=msg.message_id, spool_id=self.spool_id,
+            attachments=self.job.attachments)
+
+    async def _open(self, sender: CoreRow, actor: Actor, route: Route, reason: str, *,
+                    followup_of: TicketFacts | None = None) -> tuple[IngestResult, int]:
+        msg, s, service = self.msg, self.s, self.service
+        conn = await self.tx.connection()
+        watchers = [await ensure_contact(conn, addr.email, addr.name,
+                                         freemail=s.tickets.freemail_domains)
+                    for addr in cc_watchers(s.smtp, msg, sender.email)]
+        created = await service.create(
+            requester=sender, subject=msg.subject, text=msg.text or msg.visible_text,
+            actor=actor, channel="email", queue=route.queue, category=route.category,
+            priority=route.priority, full_text=msg.text, html=msg.html,
+            message_id=msg.message_id, spool_id=self.spool_id,
+            attachments=self.job.attachments, watchers=watchers, followup_of=followup_of,
+            reason=reason)
+        ticket = created.ticket
+        if route.tags or route.assignee:
+            orm = await service.get(ticket.number)
+            if route.tags:
+                await service.add_tags(orm, route.tags, audit.SYSTEM)
+            if route.assignee:
+                assignee = await find_agent(self.session, route.assignee)
+                if assignee is not None:
+                    await service.assign(orm, assignee, audit.SYSTEM)
+        if not self.verdict.suppress_autoresponse:
+            await send_acknowledgement(
+                self.rt, self.tx, ticket_id=ticket.id, number=ticket.number, to=sender.email,
+                undeliverable=sender.is_undeliverable, message_pk=created.message.id,
+                message_id=msg.message_id, template=route.autoresponder_template)
+        return (IngestResult("ticket", self.spool_id, service.reference(ticket),  # type: ignore[arg-type]
+                             reason), ticket.id)

@@ -6,7 +6,6 @@ import asyncio
 
 import structlog
 
-from helpdesk.notify import Notifier
 from helpdesk.runtime import Runtime
 from mailgate.imap import run_pollers
 from mailgate.ingest import Gateway
@@ -17,7 +16,7 @@ log = structlog.get_logger("mailgate.service")
 
 
 def make_gateway(rt: Runtime) -> Gateway:
-    return Gateway(rt, listeners=[Notifier(rt)])
+    return Gateway(rt)  # the runtime's listeners, registered at start-up
 
 
 async def serve(rt: Runtime, stop: asyncio.Event) -> None:

@@ -1,7 +1,7 @@
 """Looks up the facts a threading decision needs (I/O), then asks the pure `decide_thread`.
 
-Core queries of a few columns only: every inbound mail runs them, on the ORM path and on
-the gateway's Core writer alike, and no ticket object is needed to decide.
+Core queries of a few columns only: every inbound mail runs them, agents' mail and
+contacts' alike, and no ticket object is needed to decide.
 """
 
 from __future__ import annotations

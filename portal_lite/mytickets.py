@@ -32,7 +32,6 @@ from helpdesk.audit import Actor
 from helpdesk.directory import get_or_create_contact
 from helpdesk.links import LINKS_REVOKED, LinkRevoked, Purpose
 from helpdesk.models import AuditEvent, Contact, Ticket, Watcher
-from helpdesk.notify import Notifier
 from helpdesk.tickets import TicketService
 from portal_lite.forms import form_address, form_id
 from portal_lite.portal import Portal, PortalError, portal_of
@@ -214,8 +213,7 @@ async def reopen(request: Request) -> Response:
         contact, ticket = await _load_managed(portal, session, token, form.get("ticket"))
         if portal.settings.status_class(ticket.status) != "resolved":
             raise PortalError(409, "Not resolved", "Only resolved tickets can be reopened.")
-        service = TicketService(session, portal.settings, clock=portal.rt.clock,
-                                listeners=[Notifier(portal.rt)])
+        service = TicketService.for_runtime(session, portal.rt)
         await service.set_status(ticket, portal.settings.tickets.statuses[0].name,
                                  Actor("contact", contact.email, contact.id),
                                  reason="reopened in the portal")
@@ -236,8 +234,7 @@ async def watchers(request: Request) -> Response:
     async with portal.rt.sessions() as session, session.begin():
         contact, ticket = await _load_managed(portal, session, token, form.get("ticket"))
         actor = Actor("contact", contact.email, contact.id)
-        service = TicketService(session, portal.settings, clock=portal.rt.clock,
-                                listeners=[Notifier(portal.rt)])
+        service = TicketService.for_runtime(session, portal.rt)
         if action == "add":
             person = await get_or_create_contact(
                 session, email, freemail=portal.settings.tickets.freemail_domains)

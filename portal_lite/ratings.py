@@ -17,10 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from helpdesk import audit
-from helpdesk.audit import Actor
 from helpdesk.links import CSAT_SCORES, Purpose
 from helpdesk.models import Contact, CsatRating, Ticket
+from helpdesk.tickets import TicketService
 from portal_lite.forms import form_text
 from portal_lite.portal import Portal, PortalError, portal_of
 from portal_lite.security import token_scope
@@ -115,19 +114,6 @@ async def _rate(portal: Portal, request: Request, token: str) -> Response:
 
 async def record_rating(session: AsyncSession, portal: Portal, ticket: Ticket, contact: Contact,
                         score: int, comment: str) -> CsatRating:
-    """Insert the ticket's rating or update it, with an audit event, in the caller's txn."""
-    now = portal.rt.clock()
-    rating = await _rating_of(session, ticket)
-    before = None if rating is None else {"score": rating.score, "comment": rating.comment}
-    if rating is None:
-        rating = CsatRating(ticket_id=ticket.id, contact_id=contact.id, score=score,
-                            comment=comment, created_at=now, updated_at=now)
-        session.add(rating)
-    else:
-        rating.score, rating.comment = score, comment
-        rating.contact_id, rating.updated_at = contact.id, now
-    await session.flush()
-    audit.record(session, ticket_id=ticket.id, actor=Actor("contact", contact.email, contact.id),
-                 action="csat.rated", at=now, before=before,
-                 after={"score": score, "comment": comment})
-    return rating
+    """Insert the ticket's rating or update it, through the ticket service, in the caller's txn."""
+    return await TicketService.for_runtime(session, portal.rt).rate(ticket, contact, score,
+                                                                   comment)

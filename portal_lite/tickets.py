@@ -22,7 +22,6 @@ from helpdesk.audit import Actor
 from helpdesk.filenames import clean_filename
 from helpdesk.links import Purpose
 from helpdesk.models import Contact, Ticket
-from helpdesk.notify import Notifier
 from helpdesk.tickets import NewAttachment, TicketService
 from helpdesk.views import ticket_detail
 from portal_lite.forms import form_text
@@ -91,8 +90,7 @@ async def _reply(portal: Portal, request: Request, token: str) -> Response:
             context.update(error=problem[1], draft=text, sent=False)
             return portal.render(request, "ticket.html", context, status=problem[0],
                                  scope=token_scope(token))
-        service = TicketService(session, portal.settings, clock=portal.rt.clock,
-                                listeners=[Notifier(portal.rt)])
+        service = TicketService.for_runtime(session, portal.rt)
         await service.add_message(
             ticket, kind="public", text=text, actor=Actor("contact", contact.email, contact.id),
             author_contact=contact, via="web", attachments=stored,

@@ -388,7 +388,7 @@ async def test_internal_failure_quarantines_the_raw_mail_and_retry_replays_it(ga
                                                                               ) -> None:
     from mailgate.ingest import Gateway
 
-    async def explode(event: object) -> None:
+    async def explode(event: object, tx: object) -> None:
         raise RuntimeError("a bug in a listener")
 
     raw = mail("will fail once").as_bytes()

@@ -17,6 +17,10 @@ STORED = {
     Change.SUBJECT: "ticket.subject", Change.WATCHER_ADDED: "ticket.watcher_added",
     Change.WATCHER_REMOVED: "ticket.watcher_removed", Change.MESSAGE_PUBLIC: "message.public",
     Change.MESSAGE_INTERNAL: "message.internal", Change.MESSAGE_SYSTEM: "message.system",
+    Change.MERGED: "ticket.merged", Change.MERGED_IN: "ticket.merged_in",
+    Change.TIME_LOGGED: "ticket.time", Change.LINKS_REVOKED: "ticket.links_revoked",
+    Change.CSAT_RATED: "csat.rated", Change.SLA_WARNING: "sla.warning",
+    Change.SLA_BREACH: "sla.breach",
 }
 
 
