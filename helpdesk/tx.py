@@ -79,6 +79,13 @@ async def write_buffer(session: AsyncSession) -> None:
             await run(conn, stmt, list(rows))
 
 
+def discard_buffer(session: AsyncSession) -> None:
+    """Forget what was buffered: the unit that buffered it failed and is rolled back."""
+    buffer: RowBuffer | None = session.info.get(_KEY)
+    if buffer is not None:
+        session.info[_KEY] = RowBuffer()
+
+
 class Tx:
     """What a change and its listeners may write to: the caller's session's transaction."""
 

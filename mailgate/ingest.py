@@ -65,7 +65,7 @@ from helpdesk.models import Agent, Contact, InboundSpool
 from helpdesk.notify import send_acknowledgement
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import TICKET_BY_ID, TICKET_BY_NUMBER, NewAttachment, TicketService
-from helpdesk.tx import Tx, open_buffer, write_buffer
+from helpdesk.tx import Tx, discard_buffer, open_buffer, write_buffer
 from mailgate import _spool
 from mailgate._blobsync import BlobSyncer
 from mailgate._dedupe import dedupe_key as dedupe_key  # re-exported: receivers use it
@@ -251,8 +251,17 @@ class Gateway:
 
     async def _apply_one(self, session, job: _Job) -> IngestResult:  # type: ignore[no-untyped-def]
         """One message inside the shared transaction (its own SAVEPOINT)."""
-        s, now = self.settings, self.rt.clock()
         open_buffer(session)  # rows nothing reads back wait for the batch's end
+        try:
+            return await self._apply_buffered(session, job)
+        except BaseException:
+            # Rolled back with its SAVEPOINT (or the whole batch): none of its rows may
+            # be written by the next unit's end of batch.
+            discard_buffer(session)
+            raise
+
+    async def _apply_buffered(self, session, job: _Job) -> IngestResult:  # type: ignore[no-untyped-def]
+        s, now = self.settings, self.rt.clock()
         if session.new or session.dirty or session.deleted:
             await session.flush()  # Core reads below must see what earlier units left pending
         spool_id = await _spool.claim(session, job.key, job.message_id, job.sha, len(job.raw),
