@@ -209,9 +209,11 @@ class SlaAlert(TicketEvent):
     kind: ClassVar[str] = "sla_alert"
     clock: str = ""
     policy: str = ""
-    to: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()  # whom the policy escalates to: assignee, admin
     as_of: datetime | None = None
     due_at: datetime | None = None
+    target_minutes: float | None = None
+    elapsed_minutes: float = 0
 
 
 @dataclass(frozen=True, slots=True)

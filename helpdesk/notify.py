@@ -22,6 +22,8 @@ from helpdesk.direct import run
 from helpdesk.events import (
     Assigned,
     MessageAdded,
+    SlaAlert,
+    SlaBreached,
     StatusChanged,
     TicketCreated,
     TicketEvent,
@@ -29,6 +31,7 @@ from helpdesk.events import (
 )
 from helpdesk.mailtokens import make_reply_address
 from helpdesk.models import Agent, AuditEvent, Contact, Message, OutboxRow, Ticket, Watcher
+from helpdesk.refs import format_ticket_ref
 
 if TYPE_CHECKING:
     from helpdesk.config import Settings
@@ -64,9 +67,11 @@ class Participants:
 class Notice:
     """One mail to write: to whom, of what kind, with which template.
 
-    ``agent``: the agent it goes to (agent notices carry that agent's signed reply
-    address); ``threaded``: a mail on the requester's public thread (In-Reply-To and
-    References). ``before``/``after``: what changed, for the template.
+    ``agent``: the agent whose signed reply address the mail carries (``internal``: the
+    address of a staff-only notice, whose answers are internal notes); ``threaded``: a
+    mail on the requester's public thread (In-Reply-To and References);
+    ``action``/``before``/``after``: what changed, for an agent notice; ``context``: any
+    other data for the template; ``also``: further recipients of the same mail.
     """
 
     kind: str
@@ -77,6 +82,9 @@ class Notice:
     action: str = ""
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    also: tuple[str, ...] = ()
+    internal: bool = False
 
 
 def wants_requester_side(event: TicketEvent) -> bool:
@@ -115,7 +123,33 @@ def notices(event: TicketEvent, people: Participants, settings: Settings) -> lis
             return ([Notice("resolved", "resolved", people.requester, threaded=True)]
                     if resolved and people.requester else []) + _to_agents(
                 event, people, "notify_status", "agent_status_changed")
+        case SlaAlert() if event.to:
+            return [_sla_notice(event, people, settings)]
     return []
+
+
+def _sla_notice(event: SlaAlert, people: Participants, settings: Settings) -> Notice:
+    """One staff-only mail to those the SLA policy escalates to (``event.to``).
+
+    It carries the assignee's internal reply address: their answer runs commands and is
+    kept as an internal note.
+    """
+    name = "breach" if isinstance(event, SlaBreached) else "warning"
+    ticket, t = event.ticket, settings.tickets
+    assignee = next((a for a in people.agents if a.id == ticket.assignee_id), None)
+    context = {
+        "ticket": format_ticket_ref(ticket.number, t.prefix, t.digits),
+        "subject": ticket.subject, "priority": ticket.priority, "status": ticket.status,
+        "category": ticket.category, "policy": event.policy, "clock": event.clock,
+        "clock_label": event.clock.replace("_", " "), "target_minutes": event.target_minutes,
+        "elapsed_minutes": event.elapsed_minutes,
+        "due_at": event.due_at.isoformat() if event.due_at else None,
+        "as_of": event.as_of.isoformat() if event.as_of else None,
+        "assignee": assignee.email if assignee else None,
+        "escalated_to": settings.instance.admin_email if name == "breach" else None,
+    }
+    return Notice(f"sla_{name}", f"sla_{name}", event.to[0], agent=assignee, internal=True,
+                  context=context, also=tuple(event.to[1:]))
 
 
 def _to_agents(event: TicketEvent, people: Participants, pref: str,
@@ -183,14 +217,15 @@ class Notifier:
     def row(self, event: TicketEvent, notice: Notice, message_pk: int | None,
             thread: tuple[str | None, list[str]]) -> dict[str, Any]:
         rt, ticket = self.rt, event.ticket
-        context: dict[str, Any] = {}
+        context: dict[str, Any] = dict(notice.context)
         if notice.agent is not None:
-            context = {"reply_to": agent_reply_address(rt, ticket, notice.agent),
-                       "action": notice.action, "before": notice.before,
-                       "after": notice.after}
+            context["reply_to"] = agent_reply_address(rt, ticket, notice.agent,
+                                                      internal=notice.internal)
+        if notice.kind == "agent_notice":
+            context.update(action=notice.action, before=notice.before, after=notice.after)
         in_reply_to, refs = thread if notice.threaded else (None, [])
         return outbox.row_values(
-            kind=notice.kind, template=notice.template, to=[notice.to],
+            kind=notice.kind, template=notice.template, to=[notice.to, *notice.also],
             instance_id=self.settings.instance.id, secret=rt.secrets[-1],
             domain=rt.mail_domain, at=rt.clock(), ticket_id=ticket.id,
             ticket_number=ticket.number, about_message_id=message_pk,

@@ -26,14 +26,14 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk import audit, outbox
 from helpdesk.audit import Actor
 from helpdesk.config import Settings
+from helpdesk.events import SlaBreached, SlaWarning, TicketFacts
 from helpdesk.history import Change
 from helpdesk.models import AuditEvent, SlaClock, Ticket
-from helpdesk.notify import agent_reply_address
 from helpdesk.refs import format_ticket_ref
 from helpdesk.runtime import Runtime
+from helpdesk.tickets import TicketService
 from sla_daemon.clock import Calendar
 from sla_daemon.policy import (
     ClockState,
@@ -288,34 +288,27 @@ async def recompute(session: AsyncSession, rt: Runtime, engine: Engine,
 
 async def _alert(session: AsyncSession, rt: Runtime, ticket: Ticket, sla: TicketSla,
                  kind: str, clock: ClockState, event: str, at: datetime) -> None:
-    """Write the outbox row and audit event of one warning or breach (``event``)."""
-    settings = rt.settings
-    name = "breach" if event == "breached" else "warning"
-    admin = settings.instance.admin_email
+    """Emit the warning or breach (``event``) of one clock through the ticket service.
+
+    Who is escalated to is the SLA's rule: a warning goes to the assignee (else the
+    admin), a breach to both. The event's audit row and its staff-only mail come from
+    the service's listeners, like every other ticket change.
+    """
+    admin = rt.settings.instance.admin_email
     assignee = ticket.assignee.email if ticket.assignee is not None else None
-    to = [assignee or admin] if name == "warning" else list(dict.fromkeys(
-        a for a in (assignee, admin) if a))
+    breach = event == "breached"
+    to = [a for a in (assignee, admin) if a] if breach else [a for a in [assignee or admin]
+                                                              if a]
     cal = sla.policy.calendar
-    number = format_ticket_ref(ticket.number, settings.tickets.prefix, settings.tickets.digits)
-    due = due_at(clock, cal)
-    context = {
-        "ticket": number, "subject": ticket.subject, "priority": ticket.priority,
-        "status": ticket.status, "category": ticket.category, "policy": sla.policy.name,
-        "clock": kind, "clock_label": kind.replace("_", " "),
-        "target_minutes": clock.target_minutes,
-        "elapsed_minutes": round(elapsed_at(clock, at, cal), 1),
-        "due_at": due.isoformat() if due else None, "as_of": at.isoformat(),
-        "assignee": assignee, "escalated_to": admin if name == "breach" else None,
-    }
-    if ticket.assignee is not None:  # the assignee's answer runs commands, as an internal note
-        context["reply_to"] = agent_reply_address(rt, ticket, ticket.assignee, internal=True)
-    now = rt.clock()
-    await outbox.enqueue(session, kind=f"sla_{name}", template=f"sla_{name}", to=to,
-                         instance_id=settings.instance.id, secret=rt.secrets[-1],
-                         domain=rt.mail_domain, at=now, ticket=ticket, context=context)
-    audit.record(session, ticket_id=ticket.id, actor=SLA_ACTOR, action=f"sla.{name}", at=now,
-                 after={"clock": kind, "to": to, "as_of": at.isoformat(),
-                        "due_at": context["due_at"], "policy": sla.policy.name})
+    alert = SlaBreached if breach else SlaWarning
+    await TicketService.for_runtime(session, rt).emit(alert(
+        TicketFacts.of(ticket), SLA_ACTOR, rt.clock(), clock=kind, policy=sla.policy.name,
+        to=tuple(dict.fromkeys(to)), as_of=at, due_at=due_at(clock, cal),
+        target_minutes=clock.target_minutes,
+        elapsed_minutes=round(elapsed_at(clock, at, cal), 1)))
+    number = format_ticket_ref(ticket.number, rt.settings.tickets.prefix,
+                               rt.settings.tickets.digits)
+    name = "breach" if breach else "warning"
     log.info(f"sla.{name}", ticket=number, clock=kind, policy=sla.policy.name)
 
 

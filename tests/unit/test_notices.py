@@ -14,6 +14,7 @@ from helpdesk.events import (
     Assigned,
     MessageAdded,
     MessageFacts,
+    SlaBreached,
     StatusChanged,
     TicketCreated,
     TicketEvent,
@@ -115,3 +116,22 @@ def test_an_agent_notice_names_the_change_as_the_history_does() -> None:
     assert (notice.action, notice.before, notice.after) == (
         row["action"], row["before"], row["after"]) == (
         "ticket.status", {"status": "Open"}, {"status": "Pending"})
+
+
+def test_an_sla_breach_goes_to_whom_the_policy_escalates_with_an_internal_reply_address() -> None:
+    ticket = TicketFacts(1, 42, "", "Open", "high", "general", 1, 2, "Printer")
+    event = SlaBreached(ticket, Actor("system", "sla"), AT, clock="first_response",
+                        policy="gold", to=("bob@support.example.com", "admin@example.net"),
+                        as_of=AT, due_at=AT, target_minutes=60, elapsed_minutes=61.5)
+    who = Participants((Staff(1, "carol@support.example.com"),
+                        Staff(2, "bob@support.example.com", is_active=False)))
+    [notice] = notices(event, who, SETTINGS)
+    assert (notice.kind, notice.to, notice.also) == (
+        "sla_breach", "bob@support.example.com", ("admin@example.net",))
+    assert notice.internal and notice.agent is not None and notice.agent.id == 2
+    assert notice.context["ticket"] == "TKT-000042"
+    assert notice.context["clock_label"] == "first response"
+    [row] = audit_values(event)
+    assert (row["action"], row["after"]["to"]) == (
+        "sla.breach", ["bob@support.example.com", "admin@example.net"])
+    assert notices(SlaBreached(ticket, Actor("system", "sla"), AT, to=()), who, SETTINGS) == []
