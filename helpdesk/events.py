@@ -81,6 +81,8 @@ class TicketEvent:
 
 @dataclass(frozen=True, slots=True)
 class TicketCreated(TicketEvent):
+    """A new ticket with its first message (which has no `MessageAdded` of its own)."""
+
     kind: ClassVar[str] = "ticket_created"
     message: MessageFacts | None = None
     snapshot: Mapping[str, Any] = field(default_factory=dict)
@@ -251,8 +253,12 @@ def audit_values(event: TicketEvent) -> list[dict[str, Any]]:
                             after=after, reason=reason)
 
     match event:
-        case TicketCreated():
-            return [row(Change.CREATED, after=dict(event.snapshot), reason=event.reason)]
+        case TicketCreated(message=message):
+            created = row(Change.CREATED, after=dict(event.snapshot), reason=event.reason)
+            if message is None:
+                return [created]
+            return [created, row(Change.of_message(message.kind), after={
+                "message": message.id, "attachments": message.attachments})]
         case MessageAdded(message=message) if message is not None:
             return [row(Change.of_message(message.kind),
                         after={"message": message.id, "attachments": message.attachments})]

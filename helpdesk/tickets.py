@@ -235,7 +235,6 @@ class TicketService:
         await self._emit(TicketCreated(ticket, actor, now, message=message, snapshot=snapshot,
                                        reason=f"follow-up of {self.reference(followup_of)}"
                                        if followup_of is not None else ""))
-        await self._emit(MessageAdded(ticket, actor, now, message=message), listeners=False)
         for contact in watchers:
             if contact.id != requester.id:
                 await self._add_watcher(ticket, contact, actor, source="cc")
@@ -573,11 +572,11 @@ class TicketService:
         methods but through it (the SLA daemon's alerts)."""
         await self._emit(event)
 
-    async def _emit(self, event: TicketEvent, *, listeners: bool = True) -> None:
+    async def _emit(self, event: TicketEvent) -> None:
         rows = audit_values(event)
         if rows:
             await self.tx.add(AuditEvent, rows)
-        if listeners and self.listeners:
+        if self.listeners:
             session = self.session
             if session.new or session.dirty or session.deleted:
                 await session.flush()  # listeners read with Core: ORM changes first
