@@ -71,6 +71,16 @@ def _agents() -> click.Command:
     return agents
 
 
+def _teams() -> click.Command:
+    from helpdesk.cli_rules import teams
+    return teams
+
+
+def _rules() -> click.Command:
+    from helpdesk.cli_rules import rules
+    return rules
+
+
 def _canned() -> click.Command:
     from helpdesk.cli_agents import canned
     return canned
@@ -112,6 +122,10 @@ COMMANDS: dict[str, Entry] = {
                     _canned),
     "time": Entry("Tickets", "Time agents logged with #time.", _time),
     "agents": Entry("Agents", "Manage agents (the people who answer tickets).", _agents),
+    "teams": Entry("Agents", "Teams of agents that auto-assignment rules share work in.",
+                   _teams),
+    "rules": Entry("Agents", "Auto-assignment rules: list them with their hits, check them.",
+                   _rules),
     "sla": Entry("SLA", "Run the SLA daemon role (no subcommand), or inspect and tick SLA "
                  "clocks.", _sla),
 }

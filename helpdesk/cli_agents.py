@@ -297,11 +297,16 @@ async def agents_list(ctx: click.Context, config_path: str | None, as_json: bool
     async def work(rt: Runtime) -> None:
         async with rt.read_sessions() as session:
             rows = (await session.execute(select(Agent).order_by(Agent.email))).scalars().all()
-        data = [{"email": a.email, "name": a.name, "active": a.is_active} for a in rows]
+        now = rt.clock()
+        data: list[dict[str, Any]] = [{"email": a.email, "name": a.name, "active": a.is_active,
+                 "away_until": a.away_until.isoformat() if a.is_away(now)
+                 and a.away_until else None} for a in rows]
         if as_json:
             echo_json(data)
         for a in [] if as_json else data:
-            click.echo(f"{a['email']:<40} {a['name']}{'' if a['active'] else ' (inactive)'}")
+            away = f" (away until {a['away_until'][:16]})" if a["away_until"] else ""
+            click.echo(f"{a['email']:<40} {a['name']}{'' if a['active'] else ' (inactive)'}"
+                       f"{away}")
     await with_runtime(ctx, work, read_only=True)
 
 
@@ -346,3 +351,40 @@ async def agents_prefs(ctx: click.Context, config_path: str | None, email: str,
 
 
 agents.add_command(agents_prefs)
+
+
+# -- availability ------------------------------------------------------------------------------
+
+@agents.command("away")
+@config_option
+@click.argument("email")
+@click.option("--until", "until", required=True, type=click.DateTime(_DATE_FORMATS),
+              help="Back at this time (UTC; a date alone means its midnight).")
+@click.pass_context
+@run_async
+async def agents_away(ctx: click.Context, config_path: str | None, email: str,
+                      until: datetime) -> None:
+    """Mark agent EMAIL away until a time: auto-assignment skips them until then."""
+    await _set_away(ctx, email, until.replace(tzinfo=UTC))
+
+
+@agents.command("back")
+@config_option
+@click.argument("email")
+@click.pass_context
+@run_async
+async def agents_back(ctx: click.Context, config_path: str | None, email: str) -> None:
+    """Mark agent EMAIL back: auto-assignment considers them again."""
+    await _set_away(ctx, email, None)
+
+
+async def _set_away(ctx: click.Context, email: str, until: datetime | None) -> None:
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as session, session.begin():
+            agent = await find_agent(session, email)
+            if agent is None:
+                raise NotFoundError(f"no agent {email}")
+            agent.away_until = until
+        click.echo(f"{agent.email}: away until {until:%Y-%m-%d %H:%M} UTC" if until
+                   else f"{agent.email}: back")
+    await with_runtime(ctx, work)

@@ -280,6 +280,68 @@ class RoutingRule:
 
 
 @dataclass(frozen=True)
+class TeamSettings:
+    """A team: agents (by address) who share work, and its lead (the fallback)."""
+
+    name: str
+    members: tuple[str, ...] = ()
+    lead: str = ""
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a ticket must look like for a rule; all given conditions must hold.
+
+    A value written ``/.../`` is a case-insensitive regular expression, anything else a
+    case-insensitive substring (``tags``: every listed tag present).
+    """
+
+    queue: str = ""
+    category: str = ""
+    priority: str = ""
+    organization: str = ""  # the requester's organization (its domain)
+    sender_domain: str = ""
+    subject: str = ""
+    body: str = ""
+    channel: str = ""
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        import re
+
+        for name in ("queue", "category", "priority", "organization", "sender_domain",
+                     "subject", "body", "channel"):
+            value = getattr(self, name)
+            if len(value) >= 2 and value.startswith("/") and value.endswith("/"):
+                try:
+                    re.compile(value[1:-1])
+                except re.error as exc:
+                    raise ConfigError(f"'{name}': bad regular expression {value!r}: "
+                                      f"{exc}") from None
+
+
+@dataclass(frozen=True)
+class AssignmentRule:
+    """One auto-assignment rule (``[[assignment]]``), tried in order; first match wins.
+
+    ``assign``: one agent's address. Otherwise ``method`` picks within ``team``:
+    ``round_robin`` (each available member in turn), ``least_busy`` (fewest open tickets,
+    ties to whoever was assigned least recently) or ``category`` (``categories`` maps a
+    ticket category to a team, then round robin in it). Away and inactive agents are
+    skipped; when nobody is left, ``fallback`` is the team's lead or nobody.
+    """
+
+    name: str
+    enabled: bool = True
+    when: Conditions = field(default_factory=Conditions)
+    assign: str = ""
+    team: str = ""
+    method: Literal["round_robin", "least_busy", "category"] = "round_robin"
+    categories: dict[str, str] = field(default_factory=dict)
+    fallback: Literal["nobody", "lead"] = "nobody"
+
+
+@dataclass(frozen=True)
 class SlaPolicySettings:
     """One SLA policy; targets are minutes per priority (a missing priority has no target)."""
 
@@ -358,6 +420,8 @@ class Settings:
     tickets: TicketSettings = field(default_factory=TicketSettings)
     classify: ClassifySettings = field(default_factory=ClassifySettings)
     routing: tuple[RoutingRule, ...] = ()
+    teams: tuple[TeamSettings, ...] = ()
+    assignment: tuple[AssignmentRule, ...] = ()
     sla: SlaSettings = field(default_factory=SlaSettings)
     commands: CommandSettings = field(default_factory=CommandSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -369,6 +433,25 @@ class Settings:
             if s.name.lower() == status.lower():
                 return s.status_class
         return None
+
+    def __post_init__(self) -> None:
+        teams = [t.name for t in self.teams]
+        if len(set(teams)) != len(teams):
+            raise ConfigError(f"[[teams]]: a team name is used twice: {teams}")
+        for rule in self.assignment:
+            where = f"[[assignment]] {rule.name!r}"
+            named = [rule.team] if rule.team else []
+            named += list(rule.categories.values())
+            for team in named:
+                if team not in teams:
+                    raise ConfigError(f"{where}: unknown team {team!r} (known: {teams})")
+            if not rule.assign and rule.method != "category" and not rule.team:
+                raise ConfigError(f"{where}: give 'assign' (an agent) or a 'team'")
+            if rule.method == "category" and not rule.categories and not rule.assign:
+                raise ConfigError(f"{where}: method 'category' needs 'categories'")
+
+    def team(self, name: str) -> TeamSettings | None:
+        return next((t for t in self.teams if t.name == name), None)
 
     def own_addresses(self) -> frozenset[str]:
         """The addresses we send from or receive as: mail *from* one of them is ours.
@@ -473,7 +556,12 @@ def _build(cls: type[Any], data: Any, where: str, source: str,
     ]
     if missing:
         raise ConfigError(f"{source}: missing setting '{where}.{missing[0]}'")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a check across fields: say where it came from
+        if str(exc).startswith(source):
+            raise
+        raise ConfigError(f"{source}: {where + ': ' if where else ''}{exc}") from None
 
 
 def _coerce(hint: Any, value: Any, dotted: str, source: str,

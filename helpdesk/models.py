@@ -102,6 +102,20 @@ class Agent(Base):
     notify_reply: Mapped[bool] = mapped_column(Boolean, default=True)
     notify_status: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    away_until: Mapped[datetime | None]  # skipped by auto-assignment until then
+    last_assigned_at: Mapped[datetime | None]
+
+    def is_away(self, now: datetime) -> bool:
+        return self.away_until is not None and self.away_until > now
+
+
+class AssignmentTurn(Base):
+    """A team's round-robin position: locked while a ticket is assigned in that team."""
+
+    __tablename__ = "assignment_turns"
+    team: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    turns: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Ticket(Base):

@@ -52,15 +52,19 @@ class Runtime:
         Path(settings.storage.dir).mkdir(parents=True, exist_ok=True)
         rt = cls(settings, engine, db.session_factory(engine),
                  BlobStore(Path(settings.storage.dir) / "blobs"), clock, reader)
-        from helpdesk.notify import Notifier  # notify types its runtime, so imported here
+        # Imported here: both type their runtime, and this is where they are registered.
+        from helpdesk.assignment import AutoAssigner
+        from helpdesk.notify import Notifier
 
         rt.listen(Notifier(rt))
+        rt.listen(AutoAssigner(rt))
         return rt
 
     def listen(self, listener: Listener) -> None:
         """Register ``listener`` for every ticket event of this process, at start-up.
 
-        The notifier is registered by `open`; a deployment's own rules come after it.
+        The notifier and the auto-assigner are registered by `open`; a deployment's own
+        rules come after them.
         Every writer (gateway, agent commands, portal, CLI, SLA daemon) builds its
         `TicketService` with these, so a rule fires whichever way the change was made.
         """

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0003"
+HEAD = "0004"
 """The newest revision in ``migrations/versions`` (a test holds it to Alembic's answer)."""
 _PG_LOCK_KEY = 0x48454C50  # "HELP": one advisory lock id for schema changes
 

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from helpdesk.assignment import assign_by_rules
 from helpdesk.audit import Actor
 from helpdesk.directory import find_agent, find_agent_by_name, get_or_create_contact
 from helpdesk.errors import DomainError
@@ -207,8 +208,14 @@ class AgentMail:
             await svc.set_priority(t, args[0], actor)
         elif cmd.name == "category":
             await svc.set_category(t, args[0], actor)
+        elif cmd.name == "assign" and args[0] == "auto":
+            rule = await assign_by_rules(self.rt, self.session, t.number)
+            if rule is None:
+                raise Refused("no assignment rule matches this ticket")
         elif cmd.name == "assign":
             await svc.assign(t, await self._agent(args[0]), actor)
+        elif cmd.name == "away":
+            self.agent.away_until = None if args[0] == "off" else self._away_until(args[0])
         elif cmd.name == "unassign":
             await svc.assign(t, None, actor)
         elif cmd.name == "tag":
@@ -265,6 +272,12 @@ class AgentMail:
         if due <= now:
             raise Refused(f"{due:%Y-%m-%d %H:%M} UTC is in the past")
         return due
+
+    def _away_until(self, text: str) -> Any:
+        """``#away until`` a date: back at the start of that day (not at ``#due``'s 17:00)."""
+        if "T" not in text and not text.startswith("+"):
+            text = f"{text}T00:00"
+        return self._due(text)
 
     async def _watch(self, emails: Sequence[str]) -> None:
         for email in emails:

@@ -158,8 +158,8 @@ def _assign(rest: str, _ticket_prefix: str) -> tuple[str, ...]:
     value = _collapse(rest)
     if not value:
         raise _ArgumentError("needs an agent: an email address, a name, or me")
-    if value.lower() == "me":
-        return ("me",)
+    if value.lower() in ("me", "auto"):
+        return (value.lower(),)
     if "@" in value:
         return (_email(value),)
     return (value,)
@@ -204,6 +204,17 @@ def _due(rest: str, _ticket_prefix: str) -> tuple[str, ...]:
     return (f"{due.day.isoformat()}T{due.at.strftime('%H:%M')}",)
 
 
+def _away(rest: str, ticket_prefix: str) -> tuple[str, ...]:
+    value = _collapse(rest)
+    if value.lower().startswith("until "):
+        value = value[6:].strip()
+    if value.lower() in ("off", "back"):
+        return ("off",)
+    if not value:
+        raise _ArgumentError("needs when you are back: until YYYY-MM-DD, +3d, or off")
+    return _due(value, ticket_prefix)
+
+
 def _merge(rest: str, ticket_prefix: str) -> tuple[str, ...]:
     value = _collapse(rest)
     if not value:
@@ -237,7 +248,8 @@ def _time(rest: str, _ticket_prefix: str) -> tuple[str, ...]:
 
 _SPECS: dict[str, _Spec] = {
     "status": _Spec("status <name>", "set the status, e.g. In Progress", _text),
-    "assign": _Spec("assign <email | name | me>", "give the ticket to an agent", _assign),
+    "assign": _Spec("assign <email | name | me | auto>",
+                    "give the ticket to an agent (auto: by the assignment rules)", _assign),
     "unassign": _Spec("unassign", "take the ticket off its agent", _no_args),
     "priority": _Spec("priority <name>", "set the priority", _text),
     "category": _Spec("category <name>", "set the category", _text),
@@ -251,6 +263,8 @@ _SPECS: dict[str, _Spec] = {
     "time": _Spec("time <duration> [text]", "log time spent, e.g. 1h30m", _time),
     "close": _Spec("close", "close the ticket", _no_args),
     "reopen": _Spec("reopen", "reopen the ticket", _no_args),
+    "away": _Spec("away until <YYYY-MM-DD | +3d> | away off",
+                  "no auto-assigned tickets for you until then", _away),
     "help": _Spec("help", "mail back this list", _no_args),
 }
 _ALIASES = {"comment": "note", "owner": "assign", "tags": "tag"}
