@@ -2,6 +2,7 @@
 
     python bench/ingest.py [--mails 2000] [--clients 8] [--replies 0.2] [--rounds 5]
                            [--baseline-loop asyncio|uvloop] [--src OTHER_TREE]
+                           [--rules N]
 
 Runs three servers as separate processes on loopback, one after the other, and feeds each
 the same generated mail from the same client (8 concurrent SMTP connections). The three
@@ -22,7 +23,9 @@ Prints mails/s and the server's CPU time per mail for each run (steadier than th
 on a noisy machine, and what bounds the gateway: its event loop), the medians and their
 ratio to the fsync baseline, and the gateway's peak RSS over all rounds. ``--src`` adds a
 fourth server to every round, the gateway run from another source tree (a worktree of an
-earlier commit), so a change is measured before and after on the same minute's machine.
+earlier commit), so a change is measured before and after on the same minute's machine;
+``--rules N`` adds this tree's gateway with N auto-assignment rules (N - 1 that match no
+bench mail, then a round robin over three agents), for the cost of rules per mail.
 """
 
 from __future__ import annotations
@@ -138,18 +141,35 @@ def start_baseline(kind: str, port: int, spool: Path,
                              "--spool", str(spool), "--baseline-loop", loop])
 
 
-def start_gateway(workdir: Path, port: int, src: Path | None = None) -> subprocess.Popen[bytes]:
+def rules_toml(n: int) -> str:
+    """``n`` assignment rules: ``n - 1`` that match no bench mail, then round robin."""
+    agents = [f"agent{k}@support.example.com" for k in range(3)]
+    text = f'[[teams]]\nname = "support"\nmembers = {agents!r}\n'.replace("'", '"')
+    for k in range(n - 1):
+        text += (f'[[assignment]]\nname = "rule {k}"\n'
+                 f'when = {{ subject = "/never-{k}-(here|there)/", '
+                 f'sender_domain = "x{k}.example" }}\n'
+                 f'assign = "{agents[k % 3]}"\n')
+    return text + '[[assignment]]\nname = "in turn"\nteam = "support"\n'
+
+
+def start_gateway(workdir: Path, port: int, src: Path | None = None, rules: int = 0,
+                  agents: bool = False) -> subprocess.Popen[bytes]:
     cfg = workdir / "helpdesk.toml"
     cfg.write_text(
         f'[database]\nurl = "sqlite+aiosqlite:///{workdir / "helpdesk.db"}"\n'
         f'[storage]\ndir = "{workdir / "data"}"\n'
         f'[smtp]\nport = {port}\nmax_message_bytes = 30000000\n'
-        '[logging]\nlevel = "WARNING"\n')
+        '[logging]\nlevel = "WARNING"\n' + (rules_toml(rules) if rules else ""))
     env = dict(os.environ)
     if src is not None:  # another tree's code (PYTHONPATH comes before the installed one)
         env["PYTHONPATH"] = str(src)
     subprocess.run([sys.executable, "-m", "helpdesk", "--config", str(cfg), "init"],
                    check=True, capture_output=True, env=env)
+    for k in range(3 if rules or agents else 0):
+        subprocess.run([sys.executable, "-m", "helpdesk", "--config", str(cfg), "agents", "add",
+                        f"agent{k}@support.example.com"], check=True, capture_output=True,
+                       env=env)
     return subprocess.Popen([sys.executable, "-m", "helpdesk", "--config", str(cfg),
                              "mailgate"], cwd=workdir, env=env)
 
@@ -245,6 +265,9 @@ def main() -> None:
     ap.add_argument("--src", type=Path,
                     help="also run the gateway from this source tree (e.g. a worktree of an "
                          "earlier commit) in every round, for a before/after comparison")
+    ap.add_argument("--rules", type=int, default=0,
+                    help="also run this tree's gateway with this many assignment rules "
+                         "configured (all but the last match no mail) in every round")
     ap.add_argument("--serve", choices=["bare", "fsync"])
     ap.add_argument("--port", type=int)
     ap.add_argument("--spool", type=Path)
@@ -261,6 +284,8 @@ def main() -> None:
     cpus: dict[str, list[float]] = {"helpdesk": []}
     if args.src:
         rates["before"], cpus["before"] = [], []
+    if args.rules:
+        rates["rules"], cpus["rules"] = [], []
     peak = 0
     with tempfile.TemporaryDirectory(prefix="hd-bench-") as tmp:
         root = Path(tmp)
@@ -270,14 +295,17 @@ def main() -> None:
                 server = start_baseline(kind, port, root / f"{kind}{n}", args.baseline_loop)
                 rate, _, _ = run_one(kind, server, port, mails, args.clients)
                 rates[kind].append(rate)
-            for label, src in (("before", args.src), ("helpdesk", None)):
-                if label == "before" and src is None:
+            for label, src, count in (("before", args.src, 0), ("helpdesk", None, 0),
+                                      ("rules", None, args.rules)):
+                if label not in rates:
                     continue
                 (root / f"{label}{n}").mkdir()
                 port = free_port()
-                rate, gw_peak, cpu = run_one(label, start_gateway(root / f"{label}{n}", port,
-                                                                  src), port,
-                                             mails, args.clients)
+                # with --rules, the run without rules has the same three agents (and
+                # their notifications), so the difference is what the rules cost
+                gateway = start_gateway(root / f"{label}{n}", port, src, count,
+                                        agents=bool(args.rules))
+                rate, gw_peak, cpu = run_one(label, gateway, port, mails, args.clients)
                 rates[label].append(rate)
                 cpus[label].append(cpu)
                 if label == "helpdesk":
@@ -299,6 +327,11 @@ def main() -> None:
         print(f"before CPU per mail       = {statistics.median(cpus['before']):.2f} ms (median)")
         print(f"CPU per mail, after / before = "
               f"{statistics.median(cpus['helpdesk']) / statistics.median(cpus['before']):.2f}")
+    if args.rules:
+        with_rules = statistics.median(cpus["rules"])
+        print(f"with {args.rules} rules: CPU per mail {with_rules:.2f} ms, "
+              f"{with_rules / statistics.median(cpus['helpdesk']):.2f} x without; "
+              f"{statistics.median(rates['rules']) / fsync:.2f} of fsync")
     print(f"helpdesk / bare baseline  = {ours / bare:.2f}")
     print(f"gateway peak RSS          = {peak / 1024:.1f} MB (target < 150 MB)")
     print(f"growth for a {size:.0f} MB mail  = {growth:.1f} MB (target <= 60 MB)")

@@ -22,22 +22,24 @@ The matching and choosing are pure functions (`matches`, `first_match`, `next_in
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.audit import Actor
 from helpdesk.config import AssignmentRule, Conditions, Settings
 from helpdesk.db import insert_or_ignore
+from helpdesk.direct import run
 from helpdesk.errors import DomainError
-from helpdesk.events import TicketCreated, TicketEvent
+from helpdesk.events import TicketCreated, TicketEvent, TicketFacts
 from helpdesk.models import (
     Agent,
     AssignmentTurn,
@@ -82,6 +84,10 @@ class Candidate:
     last_assigned_at: datetime | None = None
 
 
+_CONDITIONS = ("queue", "category", "priority", "organization", "sender_domain", "subject",
+               "body", "channel")
+
+
 @lru_cache(maxsize=512)
 def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
@@ -98,11 +104,35 @@ def holds(pattern: str, value: str) -> bool:
 
 def matches(when: Conditions, view: TicketView) -> bool:
     """Whether every condition given in ``when`` holds for ``view``."""
-    for name in ("queue", "category", "priority", "organization", "sender_domain",
-                 "subject", "body", "channel"):
-        if not holds(getattr(when, name), getattr(view, name)):
-            return False
-    return {t.lower() for t in when.tags} <= view.tags
+    return _matcher(when)(view)
+
+
+def _searches(regex: re.Pattern[str]) -> Callable[[str], bool]:
+    return lambda value: regex.search(value) is not None
+
+
+def _contains(low: str) -> Callable[[str], bool]:
+    return lambda value: low in value.lower()
+
+
+@lru_cache(maxsize=1024)
+def _matcher(when: Conditions) -> Callable[[TicketView], bool]:
+    """``when`` as one check of only the conditions it gives (rules run on every ticket)."""
+    checks: list[tuple[str, Callable[[str], bool]]] = []
+    for name in _CONDITIONS:
+        pattern = getattr(when, name)
+        if not pattern:
+            continue
+        if len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
+            checks.append((name, _searches(_regex(pattern[1:-1]))))
+        else:
+            checks.append((name, _contains(pattern.lower())))
+    tags = frozenset(t.lower() for t in when.tags)
+
+    def check(view: TicketView) -> bool:
+        return all(test(getattr(view, name)) for name, test in checks) and tags <= view.tags
+
+    return check
 
 
 def first_match(rules: Sequence[AssignmentRule], view: TicketView) -> AssignmentRule | None:
@@ -138,140 +168,187 @@ def rule_actor(rule: AssignmentRule) -> Actor:
     return Actor("system", f"rule:{rule.name}")
 
 
+_FIELDS = ("queue", "category", "priority", "organization", "sender_domain", "subject",
+           "body", "channel", "tags")
+_AGENT_ROWS = select(Agent.id, Agent.email, Agent.is_active, Agent.away_until,
+                     Agent.last_assigned_at)
+_ORG_DOMAIN = select(Organization.domain).where(Organization.id == bindparam("org"))
+_TAGS = select(TicketTag.tag).where(TicketTag.ticket_id == bindparam("ticket"))
+_FIRST = (select(Message.text, Contact.email, Ticket.organization_id)
+          .join(Ticket, Ticket.id == Message.ticket_id)
+          .join(Contact, Contact.id == Ticket.requester_id)
+          .where(Message.ticket_id == bindparam("ticket")).order_by(Message.id).limit(1))
+_TURN = select(AssignmentTurn.last_agent_id).where(AssignmentTurn.team == bindparam("team"))
+_MOVE_TURN = update(AssignmentTurn).where(AssignmentTurn.team == bindparam("which")).values(
+    last_agent_id=bindparam("agent"), turns=AssignmentTurn.turns + 1)
+_LAST_ASSIGNED = update(Agent).where(Agent.id == bindparam("agent")).values(
+    last_assigned_at=bindparam("at"))
+_AGENTS_KEY = "assignment.agents"
+
+
 class AutoAssigner:
     """The listener that runs the rules on each new ticket that has no agent yet."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.needs = needed_fields(rt.settings.assignment)
 
     async def __call__(self, event: TicketEvent, tx: Tx) -> None:
-        if not isinstance(event, TicketCreated) or event.ticket.assignee_id is not None:
+        if (not isinstance(event, TicketCreated) or event.ticket.assignee_id is not None
+                or not self.rt.settings.assignment):
             return
-        if not self.rt.settings.assignment:
-            return
-        await assign_by_rules(self.rt, tx.session, event.ticket.number)
+        view = await _view(tx, self.needs, event.ticket, email=event.requester_email,
+                           body=event.body, organization_id=event.organization_id)
+        await run_rules(self.rt, tx, event.ticket, view)
+
+
+def needed_fields(rules: Sequence[AssignmentRule]) -> frozenset[str]:
+    """The conditions any enabled rule uses: only those are looked up."""
+    return frozenset(name for rule in rules if rule.enabled for name in _FIELDS
+                     if getattr(rule.when, name))
 
 
 async def assign_by_rules(rt: Runtime, session: AsyncSession, number: int) -> str | None:
-    """Run the assignment rules on ticket ``number``; the rule that decided, or None.
+    """Run the rules on ticket ``number`` now (``#assign auto``): the deciding rule or None.
 
-    Raises nothing when no rule matches or nobody is available: the ticket stays as it is.
+    No rule matching, or nobody available, leaves the ticket as it is.
     """
+    from helpdesk.tickets import TICKET_BY_NUMBER
+    from helpdesk.tx import Tx
+
+    tx = Tx(session)
+    await session.flush()
+    await tx.flush()
+    conn = await tx.connection()
+    row = (await run(conn, TICKET_BY_NUMBER, {"number": number})).one()
+    ticket = TicketFacts.of(row)
+    first = (await run(conn, _FIRST, {"ticket": ticket.id})).one_or_none()
+    view = await _view(tx, frozenset(_FIELDS), ticket,
+                       email=first.email if first else "", body=first.text if first else "",
+                       organization_id=first.organization_id if first else None)
+    return await run_rules(rt, tx, ticket, view)
+
+
+async def run_rules(rt: Runtime, tx: Tx, ticket: TicketFacts, view: TicketView) -> str | None:
+    """Assign ``ticket`` by the first matching rule; that rule's name, or None."""
     from helpdesk.tickets import TicketService
 
-    settings = rt.settings
-    service = TicketService.for_runtime(session, rt)
-    ticket = await service.get(number)
-    view = await _view(session, ticket)
-    rule = first_match(settings.assignment, view)
+    rule = first_match(rt.settings.assignment, view)
     if rule is None:
         return None
     now = rt.clock()
-    agent = await _pick(session, settings, rule, view, now)
+    agent = await _pick(tx, rt.settings, rule, view, now)
     if agent is None:
-        log.info("assignment.nobody", ticket=number, rule=rule.name)
+        log.info("assignment.nobody", ticket=ticket.number, rule=rule.name)
         return rule.name
-    await service.assign(ticket, agent, rule_actor(rule))
+    await TicketService.for_runtime(tx.session, rt).assign(ticket, agent, rule_actor(rule))
     agent.last_assigned_at = now
+    await tx.later(_LAST_ASSIGNED, {"agent": agent.id, "at": now})
     return rule.name
 
 
-async def _view(session: AsyncSession, ticket: Ticket) -> TicketView:
-    requester = await session.get(Contact, ticket.requester_id)
-    first = (await session.execute(select(Message.text).where(
-        Message.ticket_id == ticket.id).order_by(Message.id).limit(1))).scalar_one_or_none()
+async def _view(tx: Tx, needs: frozenset[str], ticket: TicketFacts, *, email: str, body: str,
+                organization_id: int | None) -> TicketView:
+    conn = await tx.connection()
     org = ""
-    if ticket.organization_id is not None:
-        org = (await session.execute(select(Organization.domain).where(
-            Organization.id == ticket.organization_id))).scalar_one_or_none() or ""
-    tags = (await session.execute(select(TicketTag.tag).where(
-        TicketTag.ticket_id == ticket.id))).scalars()
-    email = requester.email if requester is not None else ""
+    if "organization" in needs and organization_id is not None:
+        org = (await run(conn, _ORG_DOMAIN, {"org": organization_id})).scalar() or ""
+    tags: frozenset[str] = frozenset()
+    if "tags" in needs:
+        await tx.flush()
+        tags = frozenset(str(row.tag).lower() for row in (await run(
+            conn, _TAGS, {"ticket": ticket.id})).all())
     return TicketView(queue=ticket.queue, category=ticket.category, priority=ticket.priority,
                       organization=org, sender_domain=email.rpartition("@")[2],
-                      subject=ticket.subject, body=first or "", channel=ticket.channel,
-                      tags=frozenset(t.lower() for t in tags))
+                      subject=ticket.subject, body=body, channel=ticket.channel, tags=tags)
 
 
-async def _pick(session: AsyncSession, settings: Settings, rule: AssignmentRule,
-                view: TicketView, now: datetime) -> Agent | None:
+@dataclass
+class _Staff:
+    """An agent row as assignment keeps it for the transaction (its last assignment moves)."""
+
+    id: int
+    email: str
+    is_active: bool
+    away_until: datetime | None
+    last_assigned_at: datetime | None
+
+    def available(self, now: datetime) -> bool:
+        return self.is_active and (self.away_until is None or self.away_until <= now)
+
+
+async def _agents(tx: Tx) -> dict[str, _Staff]:
+    """Every agent by address, read once per transaction."""
+    agents: dict[str, _Staff] | None = tx.cache.get(_AGENTS_KEY)
+    if agents is None:
+        rows = (await run(await tx.connection(), _AGENT_ROWS)).all()
+        agents = tx.cache[_AGENTS_KEY] = {row.email: _Staff(*row) for row in rows}
+    return agents
+
+
+async def _pick(tx: Tx, settings: Settings, rule: AssignmentRule, view: TicketView,
+                now: datetime) -> _Staff | None:
+    agents = await _agents(tx)
     if rule.assign:
-        agent = await _agent(session, rule.assign)
-        if agent is not None and agent.is_active and not agent.is_away(now):
+        agent = agents.get(rule.assign.strip().lower())
+        if agent is not None and agent.available(now):
             return agent
-        return await _fallback(session, settings, rule.team, rule)
-    team_name = rule.team
-    method = rule.method
+        return _fallback(agents, settings, rule.team, rule)
+    team_name, method = rule.team, rule.method
     if method == "category":
-        team_name = rule.categories.get(view.category) or rule.team
-        method = "round_robin"
+        team_name, method = rule.categories.get(view.category) or rule.team, "round_robin"
     team = settings.team(team_name) if team_name else None
     if team is None:
         return None
-    agents = await _members(session, team.members)
-    candidates = [Candidate(a.id, a.email, a.is_active and not a.is_away(now),
-                            last_assigned_at=a.last_assigned_at) for a in agents]
+    members = [agents[e] for e in (m.strip().lower() for m in team.members) if e in agents]
+    candidates = [Candidate(a.id, a.email, a.available(now),
+                            last_assigned_at=a.last_assigned_at) for a in members]
     chosen: Candidate | None
     if method == "least_busy":
-        loads = await _open_tickets(session, settings, [c.id for c in candidates])
-        chosen = least_busy([Candidate(c.id, c.email, c.available, loads.get(c.id, 0),
-                                       c.last_assigned_at) for c in candidates])
+        loads = await _open_tickets(tx, settings, [c.id for c in candidates])
+        chosen = least_busy([dataclasses.replace(c, open_tickets=loads.get(c.id, 0))
+                             for c in candidates])
     else:
-        chosen = await _take_turn(session, team.name, candidates)
+        chosen = await _take_turn(tx, team.name, candidates)
     if chosen is None:
-        return await _fallback(session, settings, team.name, rule)
-    return next(a for a in agents if a.id == chosen.id)
+        return _fallback(agents, settings, team.name, rule)
+    return next(a for a in members if a.id == chosen.id)
 
 
-async def _fallback(session: AsyncSession, settings: Settings, team_name: str,
-                    rule: AssignmentRule) -> Agent | None:
+def _fallback(agents: dict[str, _Staff], settings: Settings, team_name: str,
+              rule: AssignmentRule) -> _Staff | None:
     """The team's lead when the rule says so and the lead is an active agent."""
     team = settings.team(team_name) if team_name else None
     if rule.fallback != "lead" or team is None or not team.lead:
         return None
-    lead = await _agent(session, team.lead)
+    lead = agents.get(team.lead.strip().lower())
     return lead if lead is not None and lead.is_active else None
 
 
-async def _agent(session: AsyncSession, email: str) -> Agent | None:
-    return (await session.execute(select(Agent).where(
-        Agent.email == email.strip().lower()))).scalar_one_or_none()
-
-
-async def _members(session: AsyncSession, emails: Sequence[str]) -> list[Agent]:
-    """The team's agents in the order the team lists them (unknown addresses left out)."""
-    wanted = [e.strip().lower() for e in emails]
-    found = {a.email: a for a in (await session.execute(
-        select(Agent).where(Agent.email.in_(wanted)))).scalars()}
-    return [found[e] for e in wanted if e in found]
-
-
-async def _open_tickets(session: AsyncSession, settings: Settings,
+async def _open_tickets(tx: Tx, settings: Settings,
                         agent_ids: Sequence[int]) -> dict[int, int]:
     active = [s.name for s in settings.tickets.statuses if s.status_class == "active"]
-    rows = await session.execute(
+    await tx.flush()
+    rows = await tx.session.execute(
         select(Ticket.assignee_id, func.count()).where(
             Ticket.assignee_id.in_(list(agent_ids)), Ticket.status.in_(active),
             Ticket.merged_into_id.is_(None)).group_by(Ticket.assignee_id))
     return {int(agent): int(n) for agent, n in rows.all() if agent is not None}
 
 
-async def _take_turn(session: AsyncSession, team: str,
-                     candidates: Sequence[Candidate]) -> Candidate | None:
+async def _take_turn(tx: Tx, team: str, candidates: Sequence[Candidate]) -> Candidate | None:
     """Move the team's turn to the next available member, under the turn row's lock."""
-    conn = await session.connection()
-    await conn.execute(_NEW_TURN[conn.dialect.name],
-                       {"team": team, "last_agent_id": None, "turns": 0})
-    stmt = select(AssignmentTurn).where(AssignmentTurn.team == team).execution_options(
-        populate_existing=True)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    turn = (await session.execute(stmt)).scalar_one()
-    chosen = next_in_turn(candidates, turn.last_agent_id)
+    conn = await tx.connection()
+    dialect = conn.dialect.name
+    known: set[str] = tx.cache.setdefault("assignment.turn_rows", set())
+    if team not in known:  # once per transaction: the row is never deleted
+        await run(conn, _NEW_TURN[dialect], {"team": team, "last_agent_id": None, "turns": 0})
+        known.add(team)
+    stmt = _TURN.with_for_update() if dialect == "postgresql" else _TURN
+    last = (await run(conn, stmt, {"team": team})).scalar()
+    chosen = next_in_turn(candidates, last)
     if chosen is not None:
-        turn.last_agent_id = chosen.id
-        turn.turns += 1
-        await session.flush()
+        await run(conn, _MOVE_TURN, {"which": team, "agent": chosen.id})
     return chosen
 
 

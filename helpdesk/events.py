@@ -87,6 +87,9 @@ class TicketCreated(TicketEvent):
     message: MessageFacts | None = None
     snapshot: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
+    requester_email: str = ""
+    organization_id: int | None = None
+    body: str = ""  # the first message's text, for rules that read it
 
 
 @dataclass(frozen=True, slots=True)

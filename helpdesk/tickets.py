@@ -17,6 +17,7 @@ rows and emit the same events and return the ORM objects.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ _TICKET_FACTS = select(Ticket.id, Ticket.number, Ticket.queue, Ticket.status, Ti
                        Ticket.subject, Ticket.channel, Ticket.merged_into_id)
 TICKET_BY_NUMBER = _TICKET_FACTS.where(Ticket.number == bindparam("number"))
 TICKET_BY_ID = _TICKET_FACTS.where(Ticket.id == bindparam("ticket"))
+_ASSIGN = update(Ticket).where(Ticket.id == bindparam("ticket")).values(
+    assignee_id=bindparam("agent"), updated_at=bindparam("at"))
+_AGENT_EMAIL = select(Agent.email).where(Agent.id == bindparam("agent"))
 _FIELD_EVENTS: dict[str, type[FieldChanged]] = {
     "status": StatusChanged, "priority": PriorityChanged, "category": CategoryChanged,
     "assignee": Assigned, "tags": TagsChanged}
@@ -234,7 +238,9 @@ class TicketService:
         snapshot = self.snapshot(ticket)
         await self._emit(TicketCreated(ticket, actor, now, message=message, snapshot=snapshot,
                                        reason=f"follow-up of {self.reference(followup_of)}"
-                                       if followup_of is not None else ""))
+                                       if followup_of is not None else "",
+                                       requester_email=requester.email,
+                                       organization_id=requester.organization_id, body=text))
         for contact in watchers:
             if contact.id != requester.id:
                 await self._add_watcher(ticket, contact, actor, source="cc")
@@ -354,13 +360,13 @@ class TicketService:
         assert ticket is not None
         return ticket
 
-    async def _expire(self, ticket_id: int) -> None:
+    async def _expire(self, ticket_id: int, *names: str) -> None:
         """An ORM copy of a ticket whose row changed by Core reads it again when used."""
         stale = self.session.identity_map.get(AsyncSession.identity_key(Ticket, ticket_id))
         if stale is not None:
             if stale in self.session.dirty:
                 await self.session.flush()  # its pending changes are kept, not thrown away
-            self.session.expire(stale, ["updated_at"])
+            self.session.expire(stale, ["updated_at", *names])
 
     # -- field changes ----------------------------------------------------------------
 
@@ -425,15 +431,33 @@ class TicketService:
             elif was in ("resolved", "closed") and cls not in ("resolved", "closed"):
                 await self._emit(Reopened(facts, actor, now))
 
-    async def assign(self, ticket: Ticket, agent: Agent | None, actor: Actor) -> bool:
+    async def assign(self, ticket: Ticket | TicketFacts, agent: Any, actor: Actor) -> bool:
+        """Give ``ticket`` to ``agent`` (an ORM agent or a row with id and email; None:
+        unassign). ``ticket`` may be `TicketFacts`: one Core update, no ORM load."""
         if ticket.assignee_id == (agent.id if agent else None):
             return False
+        if isinstance(ticket, TicketFacts):
+            await self._assign_row(ticket, agent, actor)
+            return True
         old = ticket.assignee.email if ticket.assignee else None
         ticket.assignee_id = agent.id if agent else None
         ticket.assignee = agent
         await self._changed(ticket, actor, "assignee", old, agent.email if agent else None,
                             self.clock())
         return True
+
+    async def _assign_row(self, ticket: TicketFacts, agent: Any, actor: Actor) -> None:
+        conn = await self.tx.connection()
+        old = None
+        if ticket.assignee_id is not None:
+            old = (await run(conn, _AGENT_EMAIL, {"agent": ticket.assignee_id})).scalar()
+        now = self.clock()
+        await run(conn, _ASSIGN, {"ticket": ticket.id, "agent": agent.id if agent else None,
+                                  "at": now})
+        await self._expire(ticket.id, "assignee_id", "assignee")
+        facts = dataclasses.replace(ticket, assignee_id=agent.id if agent else None)
+        await self._emit(Assigned(facts, actor, now, name="assignee", before=old,
+                                  after=agent.email if agent else None))
 
     async def add_tags(self, ticket: Ticket, tags: Sequence[str], actor: Actor) -> list[str]:
         current = set(await self.tags(ticket))
