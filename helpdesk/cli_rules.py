@@ -1,5 +1,8 @@
 """`helpdesk teams ...` and `helpdesk rules ...`: the teams and auto-assignment rules.
 
+Part of the composition root: `rules test` reads a mail as the gateway does (mailgate's
+parser and routing), read-only.
+
 Teams and rules live in the config file (``[[teams]]``, ``[[assignment]]``); the loader
 refuses what it can see is wrong (unknown team, bad regular expression). These commands
 show them, check what needs the database (are the addresses agents?), and count each
@@ -146,3 +149,91 @@ async def rules_check(ctx: click.Context, config_path: str | None) -> None:
     if problems:
         ctx.exit(2)
     click.echo(f"{len(settings.teams)} team(s), {len(settings.assignment)} rule(s): ok")
+
+
+@rules.command("test")
+@config_option
+@click.argument("file", type=click.File("rb"))
+@click.pass_context
+@run_async
+async def rules_test(ctx: click.Context, config_path: str | None, file: Any) -> None:
+    """Show which assignment rules a mail in FILE would match and what they would do.
+
+    The mail is read as the gateway reads it (queue, routing rules, sender); nothing is
+    written and no round-robin turn moves.
+    """
+    from helpdesk.assignment import TicketView, matches
+    from helpdesk.models import Agent, AssignmentTurn, Ticket
+    from mailgate.parse import parse_message
+    from mailgate.routing import header_recipients, resolve_queue
+
+    settings = settings_of(ctx)
+    msg = parse_message(file.read())
+    route = resolve_queue(settings, header_recipients(msg), msg)
+    t = settings.tickets
+    sender = msg.sender.email if msg.sender else ""
+    domain = sender.rpartition("@")[2]
+    freemail = {d.lower() for d in t.freemail_domains}
+    view = TicketView(
+        queue=route.queue, category=route.category or t.categories[0],
+        priority=route.priority or t.default_priority,
+        organization="" if domain in freemail else domain, sender_domain=domain,
+        subject=" ".join(msg.subject.split()) or "(no subject)",
+        body=msg.text or msg.visible_text, channel="email",
+        tags=frozenset(x.lower() for x in route.tags))
+    click.echo(f"from {sender or '(nobody)'}, queue {view.queue or '(default)'}, category "
+               f"{view.category}, priority {view.priority}, subject {view.subject!r}")
+
+    async def work(rt: Runtime) -> None:
+        now = rt.clock()
+        async with rt.read_sessions() as session:
+            agents = {a.email: a for a in (await session.execute(select(Agent))).scalars()}
+            turns = dict((await session.execute(
+                select(AssignmentTurn.team, AssignmentTurn.last_agent_id))).all())
+            active = [s.name for s in t.statuses if s.status_class == "active"]
+            load = dict((await session.execute(
+                select(Ticket.assignee_id, func.count()).where(Ticket.status.in_(active))
+                .group_by(Ticket.assignee_id))).all())
+        decided = False
+        for n, rule in enumerate(settings.assignment, 1):
+            if not rule.enabled:
+                click.echo(f"{n:>3}. {rule.name}: off")
+                continue
+            if not matches(rule.when, view):
+                click.echo(f"{n:>3}. {rule.name}: no match")
+                continue
+            if decided:
+                click.echo(f"{n:>3}. {rule.name}: would match, but an earlier rule decides")
+                continue
+            decided = True
+            outcome = _outcome(rule, view, agents, turns, load, now, settings)
+            click.echo(f"{n:>3}. {rule.name}: MATCH -> {outcome}")
+        if not decided:
+            click.echo("no rule matches: the ticket stays unassigned")
+    await with_runtime(ctx, work, read_only=True)
+
+
+def _outcome(rule: Any, view: Any, agents: dict[str, Any], turns: dict[str, Any],
+             load: dict[Any, int], now: Any, settings: Any) -> str:
+    """What the deciding rule would do, from the agents and turns as they stand."""
+    from helpdesk.assignment import Candidate, least_busy, next_in_turn
+
+    def free(email: str) -> bool:
+        agent = agents.get(email.strip().lower())
+        return agent is not None and agent.is_active and not agent.is_away(now)
+
+    if rule.assign:
+        return (f"assign {rule.assign}" if free(rule.assign)
+                else f"{rule.assign} is not available: {rule.fallback}")
+    team_name = rule.categories.get(view.category) or rule.team if rule.method == "category" \
+        else rule.team
+    team = settings.team(team_name)
+    members = [agents[e] for e in (m.strip().lower() for m in team.members) if e in agents]
+    candidates = [Candidate(a.id, a.email, free(a.email), load.get(a.id, 0),
+                            a.last_assigned_at) for a in members]
+    chosen = (least_busy(candidates) if rule.method == "least_busy"
+              else next_in_turn(candidates, turns.get(team.name)))
+    how = "least busy" if rule.method == "least_busy" else "round robin"
+    if chosen is None:
+        return f"nobody in team {team.name} is available: fallback {rule.fallback}"
+    return f"{how} in team {team.name}: {chosen.email}"

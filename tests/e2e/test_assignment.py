@@ -167,6 +167,16 @@ assign = "{ANN}"
     assert "switched off" in lines[0] and " off " in lines[0] and "0 hit(s)" in lines[0]
     assert "invoices to bob" in lines[1] and "1 hit(s)" in lines[1]
 
+    eml = cfg.parent / "refund.eml"
+    eml.write_bytes(b"From: someone@example.net\r\nTo: support@support.example.com\r\n"
+                    b"Subject: Refund for invoice 7\r\n\r\nPlease.\r\n")
+    tested = await run_cli(["--config", str(cfg), "rules", "test", str(eml)])
+    assert tested.exit_code == 0, tested.output
+    assert "1. switched off: off" in tested.output
+    assert f"2. invoices to bob: MATCH -> assign {BOB}" in tested.output
+    assert "3. example.net to ann: would match, but an earlier rule decides" in tested.output
+    assert len(await assignees(rt)) == 3, "rules test wrote nothing"
+
 
 async def test_least_busy_and_the_lead_when_everyone_is_away(
         desk_for: Callable[[str], Awaitable[Desk]]) -> None:
