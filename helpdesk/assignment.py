@@ -192,6 +192,9 @@ class AutoAssigner:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.needs = needed_fields(rt.settings.assignment)
+        # each enabled rule with its compiled conditions, tried in order on every ticket
+        self.rules = [(rule, _matcher(rule.when)) for rule in rt.settings.assignment
+                      if rule.enabled]
 
     async def __call__(self, event: TicketEvent, tx: Tx) -> None:
         if (not isinstance(event, TicketCreated) or event.ticket.assignee_id is not None
@@ -199,7 +202,8 @@ class AutoAssigner:
             return
         view = await _view(tx, self.needs, event.ticket, email=event.requester_email,
                            body=event.body, organization_id=event.organization_id)
-        await run_rules(self.rt, tx, event.ticket, view)
+        rule = next((rule for rule, check in self.rules if check(view)), None)
+        await run_rules(self.rt, tx, event.ticket, view, rule)
 
 
 def needed_fields(rules: Sequence[AssignmentRule]) -> frozenset[str]:
@@ -226,14 +230,14 @@ async def assign_by_rules(rt: Runtime, session: AsyncSession, number: int) -> st
     view = await _view(tx, frozenset(_FIELDS), ticket,
                        email=first.email if first else "", body=first.text if first else "",
                        organization_id=first.organization_id if first else None)
-    return await run_rules(rt, tx, ticket, view)
+    return await run_rules(rt, tx, ticket, view, first_match(rt.settings.assignment, view))
 
 
-async def run_rules(rt: Runtime, tx: Tx, ticket: TicketFacts, view: TicketView) -> str | None:
-    """Assign ``ticket`` by the first matching rule; that rule's name, or None."""
+async def run_rules(rt: Runtime, tx: Tx, ticket: TicketFacts, view: TicketView,
+                    rule: AssignmentRule | None) -> str | None:
+    """Assign ``ticket`` by ``rule``, the first that matched; its name, or None."""
     from helpdesk.tickets import TicketService
 
-    rule = first_match(rt.settings.assignment, view)
     if rule is None:
         return None
     now = rt.clock()
