@@ -319,6 +319,18 @@ async def _pick(tx: Tx, settings: Settings, rule: AssignmentRule, view: TicketVi
     return next(a for a in members if a.id == chosen.id)
 
 
+async def assign_in_team(rt: Runtime, tx: Tx, team_name: str) -> _Staff | None:
+    """The next available member of ``team_name`` in its round robin (the turn moves)."""
+    team = rt.settings.team(team_name)
+    if team is None:
+        return None
+    agents, now = await _agents(tx), rt.clock()
+    members = [agents[e] for e in (m.strip().lower() for m in team.members) if e in agents]
+    chosen = await _take_turn(tx, team.name, [Candidate(a.id, a.email, a.available(now))
+                                              for a in members])
+    return next((a for a in members if chosen is not None and a.id == chosen.id), None)
+
+
 def _fallback(agents: dict[str, _Staff], settings: Settings, team_name: str,
               rule: AssignmentRule) -> _Staff | None:
     """The team's lead when the rule says so and the lead is an active agent."""

@@ -94,37 +94,61 @@ def rules(config_path: str | None) -> None:
 async def rules_list(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     """The rules in the order they are tried, enabled or not, hits and last time fired."""
     from helpdesk.assignment import rule_actor
+    from helpdesk.automation import automation_actor
     from helpdesk.history import Change
-    from helpdesk.models import AuditEvent
 
     settings = settings_of(ctx)
 
     async def work(rt: Runtime) -> None:
-        actors = {str(rule_actor(r)): r.name for r in settings.assignment}
-        async with rt.read_sessions() as session:
-            rows = (await session.execute(
-                select(AuditEvent.actor, func.count(), func.max(AuditEvent.created_at)).where(
-                    AuditEvent.action == Change.ASSIGNEE,
-                    AuditEvent.actor.in_(list(actors))).group_by(AuditEvent.actor))).all()
-        hits = {actors[actor]: (int(n), last) for actor, n, last in rows}
-        data: list[dict[str, Any]] = []
-        for n, rule in enumerate(settings.assignment, 1):
-            count, last = hits.get(rule.name, (0, None))
-            how = (f"assign {rule.assign}" if rule.assign else
-                   f"{rule.method} in {rule.team}" if rule.method != "category" else
-                   "by category: " + ", ".join(f"{c}->{t}" for c, t in rule.categories.items()))
-            data.append({"order": n, "name": rule.name, "enabled": rule.enabled, "does": how,
-                         "hits": count, "last": last.isoformat() if last else None})
+        data = [{"kind": "assignment", **row} for row in await _hits(
+            rt, settings.assignment, rule_actor, Change.ASSIGNEE, _assignment_does)]
+        data += [{"kind": "automation", **row} for row in await _hits(
+            rt, settings.automations, automation_actor, Change.AUTOMATION_FIRED,
+            lambda a: f"on {a.on}: {len(a.actions)} action(s){', stop' if a.stop else ''}")]
         if as_json:
             echo_json(data)
             return
         if not data:
-            click.echo("no assignment rules configured ([[assignment]])", err=True)
+            click.echo("no rules configured ([[assignment]], [[automations]])", err=True)
+        kind = ""
         for row in data:
+            if row["kind"] != kind:
+                kind = row["kind"]
+                click.echo("assignment rules:" if kind == "assignment" else "automations:")
             click.echo(f"{row['order']:>3}. {row['name']:<30} "
                        f"{'on ' if row['enabled'] else 'off'} {row['does']:<40} "
                        f"{row['hits']} hit(s){', last ' + row['last'][:16] if row['last'] else ''}")
     await with_runtime(ctx, work, read_only=True)
+
+
+async def _hits(rt: Runtime, rules: Any, actor_of: Any, action: str,
+                does: Any) -> list[dict[str, Any]]:
+    """Each rule in order with what it does, its hits and when it last fired, counted from
+    the audit rows its actor wrote under ``action``."""
+    from helpdesk.models import AuditEvent
+
+    actors = {str(actor_of(r)): r.name for r in rules}
+    async with rt.read_sessions() as session:
+        rows = (await session.execute(
+            select(AuditEvent.actor, func.count(), func.max(AuditEvent.created_at)).where(
+                AuditEvent.action == action, AuditEvent.actor.in_(list(actors)))
+            .group_by(AuditEvent.actor))).all()
+    hits = {actors[actor]: (int(n), last) for actor, n, last in rows}
+    out = []
+    for n, rule in enumerate(rules, 1):
+        count, last = hits.get(rule.name, (0, None))
+        out.append({"order": n, "name": rule.name, "enabled": rule.enabled,
+                    "does": does(rule), "hits": count,
+                    "last": last.isoformat() if last else None})
+    return out
+
+
+def _assignment_does(rule: Any) -> str:
+    if rule.assign:
+        return f"assign {rule.assign}"
+    if rule.method != "category":
+        return f"{rule.method} in {rule.team}"
+    return "by category: " + ", ".join(f"{c}->{t}" for c, t in rule.categories.items())
 
 
 @rules.command("check")

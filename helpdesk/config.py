@@ -341,6 +341,65 @@ class AssignmentRule:
     fallback: Literal["nobody", "lead"] = "nobody"
 
 
+Trigger = Literal["ticket_created", "requester_replied", "agent_replied", "status_changed",
+                  "assigned", "priority_changed", "resolved", "reopened", "sla_warning",
+                  "sla_breached", "csat_rated"]
+
+
+@dataclass(frozen=True)
+class AutomationConditions(Conditions):
+    """An automation's conditions: those of assignment rules, and the ticket's state.
+
+    ``status``: the status now; ``from_status``/``to_status``: of a ``status_changed``;
+    ``assignee``: the assigned agent's address ("none" for unassigned); ``min_score`` and
+    ``max_score``: of a ``csat_rated``.
+    """
+
+    status: str = ""
+    from_status: str = ""
+    to_status: str = ""
+    assignee: str = ""
+    min_score: int = 0
+    max_score: int = 0
+
+
+@dataclass(frozen=True)
+class AutomationAction:
+    """One action; give exactly one of its fields.
+
+    ``set``: fields to set (status, priority, category); ``tag``: "+a -b"; ``note``: an
+    internal note's text; ``assign``: an agent's address, ``team:NAME`` (round robin) or
+    ``none``.
+    """
+
+    set: dict[str, str] = field(default_factory=dict)
+    tag: str = ""
+    note: str = ""
+    assign: str = ""
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("set", "tag", "note", "assign") if getattr(self, name)]
+        if len(given) != 1:
+            raise ConfigError(f"an action gives exactly one of set, tag, note, assign "
+                              f"(this one gives {given or 'none'})")
+        unknown = set(self.set) - {"status", "priority", "category"}
+        if unknown:
+            raise ConfigError(f"'set' changes status, priority or category, not "
+                              f"{sorted(unknown)}")
+
+
+@dataclass(frozen=True)
+class Automation:
+    """``[[automations]]``: on a trigger, when the conditions hold, run the actions."""
+
+    name: str
+    on: Trigger
+    enabled: bool = True
+    when: AutomationConditions = field(default_factory=AutomationConditions)
+    actions: tuple[AutomationAction, ...] = ()
+    stop: bool = False  # no later automation runs for the same event
+
+
 @dataclass(frozen=True)
 class SlaPolicySettings:
     """One SLA policy; targets are minutes per priority (a missing priority has no target)."""
@@ -422,6 +481,7 @@ class Settings:
     routing: tuple[RoutingRule, ...] = ()
     teams: tuple[TeamSettings, ...] = ()
     assignment: tuple[AssignmentRule, ...] = ()
+    automations: tuple[Automation, ...] = ()
     sla: SlaSettings = field(default_factory=SlaSettings)
     commands: CommandSettings = field(default_factory=CommandSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -449,6 +509,13 @@ class Settings:
                 raise ConfigError(f"{where}: give 'assign' (an agent) or a 'team'")
             if rule.method == "category" and not rule.categories and not rule.assign:
                 raise ConfigError(f"{where}: method 'category' needs 'categories'")
+
+        for automation in self.automations:
+            for action in automation.actions:
+                target = action.assign.strip().lower()
+                if target.startswith("team:") and target[5:] not in teams:
+                    raise ConfigError(f"[[automations]] {automation.name!r}: unknown team "
+                                      f"{target[5:]!r} (known: {teams})")
 
     def team(self, name: str) -> TeamSettings | None:
         return next((t for t in self.teams if t.name == name), None)

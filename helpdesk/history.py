@@ -35,6 +35,7 @@ class Change(StrEnum):
     CSAT_RATED = "csat.rated"
     SLA_WARNING = "sla.warning"
     SLA_BREACH = "sla.breach"
+    AUTOMATION_FIRED = "automation.fired"
 
     @classmethod
     def of_field(cls, name: str) -> Change:

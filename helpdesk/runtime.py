@@ -54,17 +54,19 @@ class Runtime:
                  BlobStore(Path(settings.storage.dir) / "blobs"), clock, reader)
         # Imported here: both type their runtime, and this is where they are registered.
         from helpdesk.assignment import AutoAssigner
+        from helpdesk.automation import Automations
         from helpdesk.notify import Notifier
 
         rt.listen(Notifier(rt))
         rt.listen(AutoAssigner(rt))
+        rt.listen(Automations(rt))
         return rt
 
     def listen(self, listener: Listener) -> None:
         """Register ``listener`` for every ticket event of this process, at start-up.
 
-        The notifier and the auto-assigner are registered by `open`; a deployment's own
-        rules come after them.
+        The notifier, the auto-assigner and the automations are registered by `open`; a
+        deployment's own listeners come after them.
         Every writer (gateway, agent commands, portal, CLI, SLA daemon) builds its
         `TicketService` with these, so a rule fires whichever way the change was made.
         """

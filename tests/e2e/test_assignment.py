@@ -164,8 +164,9 @@ assign = "{ANN}"
     listed = await run_cli(["--config", str(cfg), "rules", "list"])
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
-    assert "switched off" in lines[0] and " off " in lines[0] and "0 hit(s)" in lines[0]
-    assert "invoices to bob" in lines[1] and "1 hit(s)" in lines[1]
+    assert lines[0] == "assignment rules:"
+    assert "1. switched off" in lines[1] and " off " in lines[1] and "0 hit(s)" in lines[1]
+    assert "2. invoices to bob" in lines[2] and "1 hit(s)" in lines[2]
 
     eml = cfg.parent / "refund.eml"
     eml.write_bytes(b"From: someone@example.net\r\nTo: support@support.example.com\r\n"

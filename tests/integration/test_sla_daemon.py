@@ -354,3 +354,40 @@ async def test_breach_mail_reaches_the_smtp_sink_through_the_responders(
     body = plain(mail)
     assert "TKT-000001" in body and "resolution" in body
     assert minutes(31).isoformat() in body  # due: 1 minute before the hold, 1 after
+
+
+async def test_an_automation_escalates_an_urgent_ticket_on_its_breach(
+        tmp_path: Path, db_url: str) -> None:
+    from helpdesk.config import Automation, AutomationAction, AutomationConditions, TeamSettings
+
+    settings = dataclasses.replace(
+        with_policies(make_settings(tmp_path, db_url)),
+        teams=(TeamSettings("support", members=("bob@support.example.com",)),),
+        automations=(Automation(
+            "escalate breaches", on="sla_breached",
+            when=AutomationConditions(priority="urgent"),
+            actions=(AutomationAction(set={"priority": "high"}),
+                     AutomationAction(tag="+escalated"),
+                     AutomationAction(assign="team:support"))),))
+    rt = await Runtime.open(settings)
+    try:
+        async with rt.sessions() as session, session.begin():
+            await add_agent(session, "bob@support.example.com")
+        clock = Clock(T0)
+        urgent = await open_ticket(rt, clock, priority="urgent")
+        normal = await open_ticket(rt, clock)
+        # both first responses breached, and the urgent ticket's resolution: the
+        # automation runs on the first breach only (the ticket is no longer urgent after)
+        result = await tick(rt, minutes(70))
+        assert result.breaches == 3
+        async with rt.sessions() as session:
+            tickets = {t.number: t for t in (await session.execute(select(Ticket))).unique()
+                       .scalars()}
+            fired = (await session.execute(select(AuditEvent.ticket_id).where(
+                AuditEvent.action == "automation.fired"))).scalars().all()
+        assert (tickets[urgent].priority, tickets[urgent].assignee is not None) == (
+            "high", True)
+        assert (tickets[normal].priority, tickets[normal].assignee) == ("normal", None)
+        assert fired == [tickets[urgent].id]
+    finally:
+        await rt.close()

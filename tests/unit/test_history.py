@@ -20,7 +20,7 @@ STORED = {
     Change.MERGED: "ticket.merged", Change.MERGED_IN: "ticket.merged_in",
     Change.TIME_LOGGED: "ticket.time", Change.LINKS_REVOKED: "ticket.links_revoked",
     Change.CSAT_RATED: "csat.rated", Change.SLA_WARNING: "sla.warning",
-    Change.SLA_BREACH: "sla.breach",
+    Change.SLA_BREACH: "sla.breach", Change.AUTOMATION_FIRED: "automation.fired",
 }
 
 

@@ -1,0 +1,228 @@
+"""Automations: ``[[automations]]`` run actions when a ticket event matches their trigger.
+
+Each ticket event (`helpdesk.events`) names a trigger (`trigger_of`): a new ticket, a
+requester's or an agent's public message, a status, assignment or priority change, a
+resolution or reopening, an SLA warning or breach, a satisfaction rating. The enabled
+automations on that trigger run in order, in the event's transaction, while their
+conditions hold (those of assignment rules, plus the ticket's status, the status before
+and after a change, the assignee and the rating); ``stop`` ends the list for that event.
+
+Actions change the ticket through the ticket service as ``system:automation:<name>``, so
+they are audited and emit events of their own, which may trigger other automations. The
+loop guard: within one chain an automation never runs twice on the same ticket, and a
+chain stops at `MAX_DEPTH` levels, logged with the automation where it stopped.
+
+The decisions (`trigger_of`, `conditions_hold`) are pure.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
+import structlog
+
+from helpdesk import audit
+from helpdesk.assignment import TicketView, matches
+from helpdesk.audit import Actor
+from helpdesk.config import Automation, AutomationAction, AutomationConditions
+from helpdesk.events import (
+    Assigned,
+    CsatRated,
+    MessageAdded,
+    PriorityChanged,
+    Reopened,
+    Resolved,
+    SlaBreached,
+    SlaWarning,
+    StatusChanged,
+    TicketCreated,
+    TicketEvent,
+)
+from helpdesk.history import Change
+from helpdesk.models import AuditEvent
+
+if TYPE_CHECKING:
+    from helpdesk.runtime import Runtime
+    from helpdesk.tx import Tx
+
+log = structlog.get_logger("helpdesk.automation")
+
+MAX_DEPTH = 5
+"""How many automations deep one chain of changes may go before it is stopped."""
+
+_chain: ContextVar[tuple[tuple[str, int], ...]] = ContextVar("automation_chain", default=())
+
+
+def trigger_of(event: TicketEvent) -> str | None:
+    """The automation trigger an event fires, or None."""
+    match event:
+        case TicketCreated():
+            return "ticket_created"
+        case MessageAdded(message=message) if message is not None and message.kind == "public":
+            return "agent_replied" if message.by_agent else "requester_replied"
+        case StatusChanged():
+            return "status_changed"
+        case Assigned():
+            return "assigned"
+        case PriorityChanged():
+            return "priority_changed"
+        case Resolved():
+            return "resolved"
+        case Reopened():
+            return "reopened"
+        case SlaBreached():
+            return "sla_breached"
+        case SlaWarning():
+            return "sla_warning"
+        case CsatRated():
+            return "csat_rated"
+    return None
+
+
+def conditions_hold(when: AutomationConditions, event: TicketEvent, view: TicketView,
+                    assignee: str | None) -> bool:
+    """Whether ``when`` holds for ``event`` on a ticket seen as ``view``."""
+    ticket = event.ticket
+    if when.status and when.status.lower() != ticket.status.lower():
+        return False
+    if when.from_status or when.to_status:
+        if not isinstance(event, StatusChanged):
+            return False
+        if when.from_status and when.from_status.lower() != str(event.before).lower():
+            return False
+        if when.to_status and when.to_status.lower() != str(event.after).lower():
+            return False
+    if when.assignee:
+        wanted = None if when.assignee.lower() == "none" else when.assignee.lower()
+        if wanted != (assignee.lower() if assignee else None):
+            return False
+    if when.min_score or when.max_score:
+        if not isinstance(event, CsatRated):
+            return False
+        if when.min_score and event.score < when.min_score:
+            return False
+        if when.max_score and event.score > when.max_score:
+            return False
+    return matches(when, view)
+
+
+def automation_actor(automation: Automation) -> Actor:
+    """Who an automation's changes are by in the audit log: ``system:automation:<name>``."""
+    return Actor("system", f"automation:{automation.name}")
+
+
+class Automations:
+    """The listener that runs the configured automations on every ticket event."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.by_trigger: dict[str, list[Automation]] = {}
+        for automation in rt.settings.automations:
+            if automation.enabled:
+                self.by_trigger.setdefault(automation.on, []).append(automation)
+
+    async def __call__(self, event: TicketEvent, tx: Tx) -> None:
+        trigger = trigger_of(event)
+        candidates = self.by_trigger.get(trigger or "", [])
+        if not candidates:
+            return
+        chain = _chain.get()
+        view, assignee = await _view(tx, event)
+        for automation in candidates:
+            if not conditions_hold(automation.when, event, view, assignee):
+                continue
+            key = (automation.name, event.ticket.id)
+            if key in chain:  # never itself again within its own chain
+                log.warning("automation.loop_stopped", automation=automation.name,
+                            ticket=event.ticket.number, chain=[name for name, _ in chain])
+                continue
+            if len(chain) >= MAX_DEPTH:
+                log.warning("automation.chain_stopped", automation=automation.name,
+                            ticket=event.ticket.number, depth=len(chain),
+                            chain=[name for name, _ in chain])
+                return
+            token = _chain.set((*chain, key))
+            try:
+                await self._run(automation, event, tx)
+            finally:
+                _chain.reset(token)
+            if automation.stop:
+                return
+
+    async def _run(self, automation: Automation, event: TicketEvent, tx: Tx) -> None:
+        from helpdesk.tickets import TicketService
+
+        service = TicketService.for_runtime(tx.session, self.rt)
+        ticket = await service.get(event.ticket.number)
+        actor = automation_actor(automation)
+        await tx.add(AuditEvent, audit.values(
+            ticket_id=ticket.id, actor=actor, action=Change.AUTOMATION_FIRED,
+            at=self.rt.clock(), after={"on": automation.on, "event": event.kind}))
+        log.info("automation.fired", automation=automation.name, ticket=event.ticket.number,
+                 on=automation.on)
+        for action in automation.actions:
+            await _act(self.rt, service, ticket, action, actor)
+
+
+async def _act(rt: Runtime, service: object, ticket: object, action: AutomationAction,
+               actor: Actor) -> None:
+    from helpdesk.assignment import assign_in_team
+    from helpdesk.directory import find_agent
+    from helpdesk.models import Ticket
+    from helpdesk.tickets import TicketService
+
+    assert isinstance(service, TicketService) and isinstance(ticket, Ticket)
+    for name, value in action.set.items():
+        if name == "status":
+            await service.set_status(ticket, value, actor, reason=actor.label)
+        elif name == "priority":
+            await service.set_priority(ticket, value, actor)
+        elif name == "category":
+            await service.set_category(ticket, value, actor)
+    if action.tag:
+        words = action.tag.split()
+        adds = [w.lstrip("+") for w in words if not w.startswith("-")]
+        removes = [w[1:] for w in words if w.startswith("-")]
+        if adds:
+            await service.add_tags(ticket, adds, actor)
+        if removes:
+            await service.remove_tags(ticket, removes, actor)
+    if action.note:
+        await service.add_message(ticket, kind="internal", text=action.note, actor=actor)
+    if action.assign:
+        target = action.assign.strip().lower()
+        if target == "none":
+            await service.assign(ticket, None, actor)
+        elif target.startswith("team:"):
+            staff = await assign_in_team(rt, service.tx, target[5:])
+            if staff is not None:
+                await service.assign(ticket, await find_agent(service.session, staff.email),
+                                     actor)
+        else:
+            agent = await find_agent(service.session, target)
+            if agent is not None and agent.is_active:
+                await service.assign(ticket, agent, actor)
+
+
+async def _view(tx: Tx, event: TicketEvent) -> tuple[TicketView, str | None]:
+    """The ticket as automation conditions see it, and its assignee's address."""
+    from sqlalchemy import select
+
+    from helpdesk.models import Agent, Contact, Organization, Ticket, TicketTag
+
+    ticket = event.ticket
+    await tx.flush()
+    session = tx.session
+    row = (await session.execute(
+        select(Contact.email, Organization.domain, Agent.email)
+        .select_from(Ticket).join(Contact, Contact.id == Ticket.requester_id)
+        .outerjoin(Organization, Organization.id == Ticket.organization_id)
+        .outerjoin(Agent, Agent.id == Ticket.assignee_id)
+        .where(Ticket.id == ticket.id))).one()
+    tags = frozenset(t.lower() for t in (await session.execute(
+        select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id))).scalars())
+    view = TicketView(queue=ticket.queue, category=ticket.category, priority=ticket.priority,
+                      organization=row[1] or "", sender_domain=row[0].rpartition("@")[2],
+                      subject=ticket.subject, channel=ticket.channel, tags=tags)
+    return view, row[2]
