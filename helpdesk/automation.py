@@ -190,6 +190,8 @@ async def _act(rt: Runtime, service: object, ticket: object, action: AutomationA
             await service.remove_tags(ticket, removes, actor)
     if action.note:
         await service.add_message(ticket, kind="internal", text=action.note, actor=actor)
+    if action.mail:
+        await _mail(rt, service, ticket, action.mail["to"], action.mail["template"], actor)
     if action.assign:
         target = action.assign.strip().lower()
         if target == "none":
@@ -203,6 +205,57 @@ async def _act(rt: Runtime, service: object, ticket: object, action: AutomationA
             agent = await find_agent(service.session, target)
             if agent is not None and agent.is_active:
                 await service.assign(ticket, agent, actor)
+
+
+async def _mail(rt: Runtime, service: object, ticket: object, to: str, template: str,
+                actor: Actor) -> None:
+    """A templated mail through the outbox: on the requester's public thread, or a
+    staff-only notice (whose answers are internal notes) to agents or an address."""
+    from helpdesk import outbox
+    from helpdesk.models import Ticket
+    from helpdesk.notify import thread_refs
+    from helpdesk.tickets import TicketService
+
+    assert isinstance(service, TicketService) and isinstance(ticket, Ticket)
+    target = to.strip().lower()
+    in_reply_to: str | None = None
+    refs: list[str] = []
+    if target == "requester":
+        if ticket.requester.is_undeliverable:
+            return
+        kind, recipients = "update", [ticket.requester.email]
+        in_reply_to, refs = await thread_refs(service.tx, ticket.id, ticket.requester_id)
+    else:
+        kind, recipients = "staff_notice", _staff(rt, ticket, target)
+    if not recipients:
+        log.info("automation.mail_skipped", ticket=ticket.number, to=to,
+                 reason="nobody to send to")
+        return
+    await service.tx.outbox(outbox.row_values(
+        kind=kind, template=template, to=recipients, instance_id=rt.settings.instance.id,
+        secret=rt.secrets[-1], domain=rt.mail_domain, at=rt.clock(), ticket_id=ticket.id,
+        ticket_number=ticket.number, in_reply_to=in_reply_to, references=refs,
+        context={"automation": actor.label.partition(":")[2]}))
+
+
+def _staff(rt: Runtime, ticket: object, target: str) -> list[str]:
+    """The addresses of ``assignee``, ``team_lead`` (the lead of a team the assignee is in,
+    else of the first team), ``team:NAME`` or a plain address."""
+    from helpdesk.models import Ticket
+
+    assert isinstance(ticket, Ticket)
+    teams = rt.settings.teams
+    assignee = ticket.assignee.email if ticket.assignee is not None else None
+    if target == "assignee":
+        return [assignee] if assignee else []
+    if target == "team_lead":
+        team = next((t for t in teams if assignee and assignee in
+                     [m.strip().lower() for m in t.members]), teams[0] if teams else None)
+        return [team.lead] if team is not None and team.lead else []
+    if target.startswith("team:"):
+        team = rt.settings.team(target[5:])
+        return list(team.members) if team is not None else []
+    return [target] if "@" in target else []
 
 
 async def _view(tx: Tx, event: TicketEvent) -> tuple[TicketView, str | None]:

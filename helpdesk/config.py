@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -307,8 +308,6 @@ class Conditions:
     tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        import re
-
         for name in ("queue", "category", "priority", "organization", "sender_domain",
                      "subject", "body", "channel"):
             value = getattr(self, name)
@@ -369,19 +368,26 @@ class AutomationAction:
 
     ``set``: fields to set (status, priority, category); ``tag``: "+a -b"; ``note``: an
     internal note's text; ``assign``: an agent's address, ``team:NAME`` (round robin) or
-    ``none``.
+    ``none``; ``mail``: ``{to, template}``, a templated mail through the outbox to the
+    requester (on the public thread), the assignee, the ticket's team lead, a team
+    (``team:NAME``) or an address (staff-only notices).
     """
 
     set: dict[str, str] = field(default_factory=dict)
     tag: str = ""
     note: str = ""
     assign: str = ""
+    mail: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        given = [name for name in ("set", "tag", "note", "assign") if getattr(self, name)]
+        given = [name for name in ("set", "tag", "note", "assign", "mail")
+                 if getattr(self, name)]
         if len(given) != 1:
-            raise ConfigError(f"an action gives exactly one of set, tag, note, assign "
+            raise ConfigError(f"an action gives exactly one of set, tag, note, assign, mail "
                               f"(this one gives {given or 'none'})")
+        if self.mail and (set(self.mail) != {"to", "template"}):
+            raise ConfigError("'mail' gives 'to' (requester, assignee, team_lead, "
+                              "team:NAME or an address) and 'template'")
         unknown = set(self.set) - {"status", "priority", "category"}
         if unknown:
             raise ConfigError(f"'set' changes status, priority or category, not "
@@ -511,11 +517,27 @@ class Settings:
                 raise ConfigError(f"{where}: method 'category' needs 'categories'")
 
         for automation in self.automations:
+            where = f"[[automations]] {automation.name!r}"
             for action in automation.actions:
-                target = action.assign.strip().lower()
-                if target.startswith("team:") and target[5:] not in teams:
-                    raise ConfigError(f"[[automations]] {automation.name!r}: unknown team "
-                                      f"{target[5:]!r} (known: {teams})")
+                for target in (action.assign, action.mail.get("to", "")):
+                    target = target.strip().lower()
+                    if target.startswith("team:") and target[5:] not in teams:
+                        raise ConfigError(f"{where}: unknown team {target[5:]!r} "
+                                          f"(known: {teams})")
+                template = action.mail.get("template", "")
+                if template and not self._template_exists(template):
+                    raise ConfigError(f"{where}: unknown template {template!r} (no "
+                                      f"{template}.txt and .html in the templates folders)")
+
+    def _template_exists(self, name: str) -> bool:
+        from helpdesk.resources import templates_dir
+
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            return False
+        folders = [Path(self.outbound.templates_dir)] if self.outbound.templates_dir else []
+        folders.append(templates_dir("email"))
+        return any((f / f"{name}.txt").is_file() and (f / f"{name}.html").is_file()
+                   for f in folders)
 
     def team(self, name: str) -> TeamSettings | None:
         return next((t for t in self.teams if t.name == name), None)

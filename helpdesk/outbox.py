@@ -17,11 +17,11 @@ from helpdesk.direct import connection, run
 from helpdesk.mailtokens import mailbox_of, make_message_id
 from helpdesk.models import MessageRef, OutboxRow, Ticket
 
-INTERNAL_KINDS = frozenset({"sla_warning", "sla_breach", "admin_notice"})
+INTERNAL_KINDS = frozenset({"sla_warning", "sla_breach", "admin_notice", "staff_notice"})
 """Staff-only notices: an internal Message-ID and reply address, so an answer to one is
 filed as an internal note and never reaches the requester."""
 
-REQUESTER_KINDS = frozenset({"ack", "reply", "resolved"})
+REQUESTER_KINDS = frozenset({"ack", "reply", "resolved", "update"})
 """Mail to the requester's side; only these (and the requester's own mail) make up the
 public thread whose Message-IDs requesters see in ``References``."""
 

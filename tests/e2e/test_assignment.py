@@ -272,7 +272,12 @@ assign = "nobody@nowhere.example"
             ('[[assignment]]\nname = "y"\nwhen = { subject = "/(unclosed/" }\nassign = "a@b.c"\n',
              "bad regular expression"),
             ('[[assignment]]\nname = "z"\nwhen = { colour = "red" }\nassign = "a@b.c"\n',
-             "unknown setting 'assignment[0].when.colour'")):
+             "unknown setting 'assignment[0].when.colour'"),
+            ('[[automations]]\nname = "m"\non = "assigned"\n'
+             'actions = [ { mail = { to = "requester", template = "nope" } } ]\n',
+             "[[automations]] 'm': unknown template 'nope'"),
+            ('[[automations]]\nname = "t"\non = "whenever"\n',
+             "'automations[0].on' must be one of")):
         bad.write_text(cfg.read_text().split("[[assignment]]")[0] + rules)
         result = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "helpdesk", "--config", str(bad), "rules",

@@ -152,3 +152,36 @@ actions = [ { tag = "+unhappy" }, { note = "Low rating: call the customer." } ]
             await service.rate(found, alice, score, "")
         _, tags, _ = await ticket(rt)
         assert tags == ([] if score == 5 else ["unhappy"])
+
+
+async def test_mail_actions_go_through_the_outbox_to_the_requester_or_the_staff(
+        desk_for: Callable[[str], Awaitable[Desk]]) -> None:
+    from helpdesk.models import OutboxRow
+
+    rt, send, _ = await desk_for("""
+[[automations]]
+name = "waiting on the customer"
+on = "status_changed"
+when = { to_status = "Pending" }
+actions = [ { mail = { to = "requester", template = "reminder" } } ]
+
+[[automations]]
+name = "tell the lead"
+on = "priority_changed"
+when = { priority = "urgent" }
+actions = [ { mail = { to = "team_lead", template = "escalation" } },
+            { mail = { to = "team:accounts", template = "escalation" } } ]
+""")
+    await send("Printer")
+    await from_agent(rt, send, BOB, "#status Pending\n#priority urgent\nWhich model?")
+    async with rt.sessions() as session:
+        rows = (await session.execute(select(OutboxRow).where(
+            OutboxRow.template.in_(["reminder", "escalation"])).order_by(OutboxRow.id)
+        )).scalars().all()
+    by = {(r.kind, r.template, tuple(r.recipients)): r for r in rows}
+    reminder = by[("update", "reminder", ("alice@example.org",))]
+    assert reminder.in_reply_to and reminder.references  # on the customer's thread
+    # the lead of support (no assignee yet) and the accounts team: dan both times
+    staff = [(r.kind, tuple(r.recipients)) for r in rows if r.template == "escalation"]
+    assert staff == [("staff_notice", ("dan@support.example.com",))] * 2
+    assert len(rows) == 3

@@ -118,3 +118,11 @@ def test_the_readme_rule_sets_load(tmp_path: Path) -> None:
     assert [r.method for r in settings.assignment] == ["round_robin", "category",
                                                        "round_robin"]
     assert settings.assignment[2].assign == "bob@example.org"
+
+
+def test_the_readme_automation_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("### Automations")[1].split("```toml")[1].split("```")[0]
+    (tmp_path / "auto.toml").write_text('[[teams]]\nname = "support"\n' + block)
+    [automation] = load_settings(tmp_path / "auto.toml", environ={}).automations
+    assert (automation.on, len(automation.actions)) == ("sla_breached", 5)

@@ -243,25 +243,28 @@ CONTEXTS: dict[str, dict[str, object]] = {
                     "target_minutes": 60, "elapsed_minutes": 50.0, "due_at": None},
     "sla_breach": {"ticket": "TKT-000042", "policy": "gold", "clock_label": "resolution",
                    "target_minutes": 60, "elapsed_minutes": 61.0, "escalated_to": "boss@x"},
+    "escalation": {"automation": "escalate breaches"},
     "admin_delivery_failed": {"row_id": 5, "row_kind": "ack", "recipients": ["a@b"],
                               "message_id": "<m@x>", "error": "550 no"},
 }
 KINDS = {"acknowledgement": "ack", "agent_reply": "reply", "resolved": "resolved",
-         "admin_delivery_failed": "admin_notice", "magic_link": "magic_link"}
+         "admin_delivery_failed": "admin_notice", "magic_link": "magic_link",
+         "reminder": "update", "escalation": "staff_notice"}
 
 
 def test_built_in_templates_cover_every_template_the_project_enqueues() -> None:
     expected = {"acknowledgement", "agent_reply", "resolved", "agent_new_ticket",
                 "agent_reply_notice", "agent_assigned", "agent_status_changed",
                 "admin_delivery_failed", "sla_warning", "sla_breach", "agent_auth_refused",
-                "agent_command_errors", "agent_help", "magic_link"}
+                "agent_command_errors", "agent_help", "magic_link", "reminder",
+                "escalation"}
     assert expected <= set(BUILT_IN)
 
 
 @pytest.mark.parametrize("template", BUILT_IN)
 def test_every_built_in_template_renders_text_and_html(template: str) -> None:
     kind = KINDS.get(template, "agent_notice")
-    requester_side = kind in ("ack", "reply", "resolved", "magic_link")
+    requester_side = kind in ("ack", "reply", "resolved", "magic_link", "update")
     to = "alice@example.org" if requester_side else "bob@support.example.com"
     ticket = None if kind == "magic_link" else TICKET
     read = ReadModel(ticket, MessageView("public", "Body text"), contacts=REQUESTER,
