@@ -18,6 +18,7 @@ The decisions (`trigger_of`, `conditions_hold`) are pure.
 from __future__ import annotations
 
 from contextvars import ContextVar
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
@@ -25,10 +26,11 @@ import structlog
 from helpdesk import audit
 from helpdesk.assignment import TicketView, matches
 from helpdesk.audit import Actor
-from helpdesk.config import Automation, AutomationAction, AutomationConditions
+from helpdesk.config import Automation, AutomationAction, AutomationConditions, Settings
 from helpdesk.events import (
     Assigned,
     CsatRated,
+    Idle,
     MessageAdded,
     PriorityChanged,
     Reopened,
@@ -77,6 +79,8 @@ def trigger_of(event: TicketEvent) -> str | None:
             return "sla_warning"
         case CsatRated():
             return "csat_rated"
+        case Idle():
+            return "idle"
     return None
 
 
@@ -118,7 +122,7 @@ class Automations:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.by_trigger: dict[str, list[Automation]] = {}
-        for automation in rt.settings.automations:
+        for automation in (*rt.settings.automations, *shipped_automations(rt.settings)):
             if automation.enabled:
                 self.by_trigger.setdefault(automation.on, []).append(automation)
 
@@ -132,6 +136,10 @@ class Automations:
         for automation in candidates:
             if not conditions_hold(automation.when, event, view, assignee):
                 continue
+            if isinstance(event, Idle) and (
+                    event.hours < automation.hours
+                    or await _fired_since(tx, automation, event.ticket.id, event.since)):
+                continue  # not idle long enough, or already acted on this idle spell
             key = (automation.name, event.ticket.id)
             if key in chain:  # never itself again within its own chain
                 log.warning("automation.loop_stopped", automation=automation.name,
@@ -158,11 +166,51 @@ class Automations:
         actor = automation_actor(automation)
         await tx.add(AuditEvent, audit.values(
             ticket_id=ticket.id, actor=actor, action=Change.AUTOMATION_FIRED,
-            at=self.rt.clock(), after={"on": automation.on, "event": event.kind}))
+            at=event.at, after={"on": automation.on, "event": event.kind}))
         log.info("automation.fired", automation=automation.name, ticket=event.ticket.number,
                  on=automation.on)
         for action in automation.actions:
             await _act(self.rt, service, ticket, action, actor)
+
+
+def shipped_automations(settings: Settings) -> tuple[Automation, ...]:
+    """The defaults of ``[automation_defaults]``: remind a paused ticket's requester, then
+    resolve it; mail the team lead of an urgent ticket's SLA breach."""
+    statuses = settings.tickets.statuses
+    paused = next((s.name for s in statuses if s.status_class == "paused"), None)
+    resolved = next((s.name for s in statuses if s.status_class == "resolved"), None)
+    d = settings.automation_defaults
+    out = []
+    if paused and d.pending_reminder_hours:
+        out.append(Automation(
+            "default: remind a waiting requester", on="idle", hours=d.pending_reminder_hours,
+            when=AutomationConditions(status=paused),
+            actions=(AutomationAction(mail={"to": "requester", "template": "reminder"}),)))
+    if paused and resolved and d.pending_resolve_hours:
+        out.append(Automation(
+            "default: resolve when the requester stays silent", on="idle",
+            hours=d.pending_resolve_hours, when=AutomationConditions(status=paused),
+            actions=(AutomationAction(set={"status": resolved}),)))
+    if d.urgent_breach_to_lead and "urgent" in (p.lower() for p in settings.tickets.priorities):
+        out.append(Automation(
+            "default: urgent breach to the team lead", on="sla_breached",
+            when=AutomationConditions(priority="urgent"),
+            actions=(AutomationAction(mail={"to": "team_lead", "template": "escalation"}),)))
+    return tuple(out)
+
+
+async def _fired_since(tx: Tx, automation: Automation, ticket_id: int,
+                       since: datetime | None) -> bool:
+    """Whether ``automation`` already acted on the ticket since ``since``."""
+    from sqlalchemy import func, select
+
+    await tx.flush()
+    stmt = select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.ticket_id == ticket_id, AuditEvent.action == Change.AUTOMATION_FIRED,
+        AuditEvent.actor == str(automation_actor(automation)))
+    if since is not None:
+        stmt = stmt.where(AuditEvent.created_at >= since)
+    return bool((await tx.session.execute(stmt)).scalar_one())
 
 
 async def _act(rt: Runtime, service: object, ticket: object, action: AutomationAction,
@@ -248,10 +296,11 @@ def _staff(rt: Runtime, ticket: object, target: str) -> list[str]:
     assignee = ticket.assignee.email if ticket.assignee is not None else None
     if target == "assignee":
         return [assignee] if assignee else []
-    if target == "team_lead":
-        team = next((t for t in teams if assignee and assignee in
+    if target == "team_lead":  # the lead of the assignee's team, else of the first team,
+        team = next((t for t in teams if assignee and assignee in   # else the admin
                      [m.strip().lower() for m in t.members]), teams[0] if teams else None)
-        return [team.lead] if team is not None and team.lead else []
+        lead = team.lead if team is not None and team.lead else rt.settings.instance.admin_email
+        return [lead] if lead else []
     if target.startswith("team:"):
         team = rt.settings.team(target[5:])
         return list(team.members) if team is not None else []

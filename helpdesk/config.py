@@ -342,7 +342,7 @@ class AssignmentRule:
 
 Trigger = Literal["ticket_created", "requester_replied", "agent_replied", "status_changed",
                   "assigned", "priority_changed", "resolved", "reopened", "sla_warning",
-                  "sla_breached", "csat_rated"]
+                  "sla_breached", "csat_rated", "idle"]
 
 
 @dataclass(frozen=True)
@@ -404,6 +404,20 @@ class Automation:
     when: AutomationConditions = field(default_factory=AutomationConditions)
     actions: tuple[AutomationAction, ...] = ()
     stop: bool = False  # no later automation runs for the same event
+    hours: float = 0  # "idle": no public message for this many business hours
+
+
+@dataclass(frozen=True)
+class AutomationDefaults:
+    """The shipped automations (``[automation_defaults]``); 0 or false switches one off.
+
+    Business hours are counted on the ticket's SLA calendar: 24 and 56 are three and
+    seven days of the default 09:00-17:00 working day.
+    """
+
+    pending_reminder_hours: float = 24  # a reminder to the requester of a paused ticket
+    pending_resolve_hours: float = 56  # then the ticket is resolved (the requester is told)
+    urgent_breach_to_lead: bool = True  # an urgent ticket's SLA breach mails the team lead
 
 
 @dataclass(frozen=True)
@@ -488,6 +502,7 @@ class Settings:
     teams: tuple[TeamSettings, ...] = ()
     assignment: tuple[AssignmentRule, ...] = ()
     automations: tuple[Automation, ...] = ()
+    automation_defaults: AutomationDefaults = field(default_factory=AutomationDefaults)
     sla: SlaSettings = field(default_factory=SlaSettings)
     commands: CommandSettings = field(default_factory=CommandSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -518,6 +533,9 @@ class Settings:
 
         for automation in self.automations:
             where = f"[[automations]] {automation.name!r}"
+            if (automation.on == "idle") != (automation.hours > 0):
+                raise ConfigError(f"{where}: 'hours' (more than 0) goes with on = \"idle\", "
+                                  "and only with it")
             for action in automation.actions:
                 for target in (action.assign, action.mail.get("to", "")):
                     target = target.strip().lower()

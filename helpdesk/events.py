@@ -231,6 +231,16 @@ class SlaBreached(SlaAlert):
     kind: ClassVar[str] = "sla_breached"
 
 
+@dataclass(frozen=True, slots=True)
+class Idle(TicketEvent):
+    """No public message on the ticket since ``since``: ``hours`` business hours (the SLA
+    daemon's tick says so for open tickets; automations on "idle" act on it)."""
+
+    kind: ClassVar[str] = "idle"
+    since: datetime | None = None
+    hours: float = 0
+
+
 Listener = Callable[[TicketEvent, "Tx"], Awaitable[None]]
 """Called with every event, inside the transaction of the change (see `Tx`)."""
 

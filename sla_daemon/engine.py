@@ -35,6 +35,7 @@ from helpdesk.refs import format_ticket_ref
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import TicketService
 from sla_daemon.clock import Calendar
+from sla_daemon.idle import run_idle
 from sla_daemon.policy import (
     ClockState,
     Policy,
@@ -340,6 +341,8 @@ async def tick(rt: Runtime, at: datetime | None = None, *,
             total.add(await recompute(session, rt, engine, tickets, at))
         if len(ids) < batch:
             break
+    # the time-based automation trigger rides on the same tick
+    await run_idle(rt, lambda t: engine.policy_for(t).calendar, at, SLA_ACTOR)
     if total.tickets:  # at info only when an alert fired: a quiet tick is not news
         emit = log.info if total.warnings or total.breaches else log.debug
         emit("sla.tick", at=at.isoformat(), tickets=total.tickets,

@@ -384,10 +384,61 @@ async def test_an_automation_escalates_an_urgent_ticket_on_its_breach(
             tickets = {t.number: t for t in (await session.execute(select(Ticket))).unique()
                        .scalars()}
             fired = (await session.execute(select(AuditEvent.ticket_id).where(
-                AuditEvent.action == "automation.fired"))).scalars().all()
+                AuditEvent.action == "automation.fired",
+                AuditEvent.actor == "system:automation:escalate breaches"))).scalars().all()
         assert (tickets[urgent].priority, tickets[urgent].assignee is not None) == (
             "high", True)
         assert (tickets[normal].priority, tickets[normal].assignee) == ("normal", None)
         assert fired == [tickets[urgent].id]
+    finally:
+        await rt.close()
+
+
+async def test_a_silent_requester_is_reminded_once_then_the_ticket_is_resolved(
+        runtime: Runtime) -> None:
+    """The shipped defaults, on the tick: 24 business hours after the last public message
+    of a Pending ticket a reminder, after 56 the ticket is resolved (round-the-clock
+    calendar here, so business hours are hours)."""
+    clock = Clock(T0)
+    number = await open_ticket(runtime, clock)
+    await change(runtime, clock, number, minutes(5), status="Pending", reply=True)
+    hour = 60
+
+    async def mails(template: str) -> list[list[str]]:
+        async with runtime.sessions() as session:
+            return [row.recipients for row in (await session.execute(select(OutboxRow).where(
+                OutboxRow.template == template))).scalars()]
+
+    await tick(runtime, minutes(5 + 23 * hour))
+    assert await mails("reminder") == []
+    await tick(runtime, minutes(5 + 25 * hour))
+    await tick(runtime, minutes(5 + 26 * hour))
+    assert await mails("reminder") == [["alice@example.org"]]  # once per silence
+    await tick(runtime, minutes(5 + 57 * hour))
+    async with runtime.sessions() as session:
+        ticket = (await session.execute(select(Ticket).where(
+            Ticket.number == number))).unique().scalar_one()
+    assert ticket.status == "Resolved"
+    assert await mails("resolved") == [["alice@example.org"]]  # the requester is told
+
+
+async def test_the_shipped_automations_can_be_switched_off(tmp_path: Path, db_url: str) -> None:
+    from helpdesk.config import AutomationDefaults
+
+    settings = dataclasses.replace(
+        with_policies(make_settings(tmp_path, db_url)),
+        automation_defaults=AutomationDefaults(pending_reminder_hours=0,
+                                               pending_resolve_hours=0,
+                                               urgent_breach_to_lead=False))
+    rt = await Runtime.open(settings)
+    try:
+        clock = Clock(T0)
+        number = await open_ticket(rt, clock)
+        await change(rt, clock, number, minutes(5), status="Pending", reply=True)
+        await tick(rt, minutes(60 * 24 * 10))
+        async with rt.sessions() as session:
+            status = (await session.execute(select(Ticket.status))).scalar_one()
+            kinds = set((await session.execute(select(OutboxRow.template))).scalars())
+        assert status == "Pending" and "reminder" not in kinds
     finally:
         await rt.close()
