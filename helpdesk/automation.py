@@ -170,7 +170,7 @@ class Automations:
         log.info("automation.fired", automation=automation.name, ticket=event.ticket.number,
                  on=automation.on)
         for action in automation.actions:
-            await _act(self.rt, service, ticket, action, actor)
+            await _act(self.rt, service, ticket, action, actor, event)
 
 
 def shipped_automations(settings: Settings) -> tuple[Automation, ...]:
@@ -214,7 +214,7 @@ async def _fired_since(tx: Tx, automation: Automation, ticket_id: int,
 
 
 async def _act(rt: Runtime, service: object, ticket: object, action: AutomationAction,
-               actor: Actor) -> None:
+               actor: Actor, event: TicketEvent) -> None:
     from helpdesk.assignment import assign_in_team
     from helpdesk.directory import find_agent
     from helpdesk.models import Ticket
@@ -240,6 +240,8 @@ async def _act(rt: Runtime, service: object, ticket: object, action: AutomationA
         await service.add_message(ticket, kind="internal", text=action.note, actor=actor)
     if action.mail:
         await _mail(rt, service, ticket, action.mail["to"], action.mail["template"], actor)
+    if action.webhook:
+        await _webhook(rt, service, ticket, action.webhook["url"], actor, event)
     if action.assign:
         target = action.assign.strip().lower()
         if target == "none":
@@ -284,6 +286,33 @@ async def _mail(rt: Runtime, service: object, ticket: object, to: str, template:
         secret=rt.secrets[-1], domain=rt.mail_domain, at=rt.clock(), ticket_id=ticket.id,
         ticket_number=ticket.number, in_reply_to=in_reply_to, references=refs,
         context={"automation": actor.label.partition(":")[2]}))
+
+
+async def _webhook(rt: Runtime, service: object, ticket: object, url: str, actor: Actor,
+                   event: TicketEvent) -> None:
+    """An outbox row the workers POST to ``url`` (signed with the action's secret, which is
+    looked up in the config at send time and never stored in the database)."""
+    from helpdesk import outbox
+    from helpdesk.models import Ticket
+    from helpdesk.refs import format_ticket_ref
+    from helpdesk.tickets import TicketService
+
+    assert isinstance(service, TicketService) and isinstance(ticket, Ticket)
+    t = rt.settings.tickets
+    payload = {
+        "event": event.kind, "at": event.at.isoformat(),
+        "automation": actor.label.partition(":")[2],
+        "ticket": {"reference": format_ticket_ref(ticket.number, t.prefix, t.digits),
+                   "number": ticket.number, "subject": ticket.subject,
+                   "status": ticket.status, "priority": ticket.priority,
+                   "category": ticket.category, "queue": ticket.queue,
+                   "assignee": ticket.assignee.email if ticket.assignee else None},
+    }
+    await service.tx.outbox(outbox.row_values(
+        kind=outbox.WEBHOOK, template="", to=["webhook@invalid"],
+        instance_id=rt.settings.instance.id, secret=rt.secrets[-1], domain=rt.mail_domain,
+        at=rt.clock(), ticket_id=ticket.id, ticket_number=ticket.number,
+        context={"url": url, "automation": payload["automation"], "payload": payload}))
 
 
 def _staff(rt: Runtime, ticket: object, target: str) -> list[str]:

@@ -370,7 +370,8 @@ class AutomationAction:
     internal note's text; ``assign``: an agent's address, ``team:NAME`` (round robin) or
     ``none``; ``mail``: ``{to, template}``, a templated mail through the outbox to the
     requester (on the public thread), the assignee, the ticket's team lead, a team
-    (``team:NAME``) or an address (staff-only notices).
+    (``team:NAME``) or an address (staff-only notices); ``webhook``: ``{url, secret}``, a
+    JSON POST signed with HMAC-SHA256, sent by the workers through the outbox.
     """
 
     set: dict[str, str] = field(default_factory=dict)
@@ -378,13 +379,20 @@ class AutomationAction:
     note: str = ""
     assign: str = ""
     mail: dict[str, str] = field(default_factory=dict)
+    webhook: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        given = [name for name in ("set", "tag", "note", "assign", "mail")
+        given = [name for name in ("set", "tag", "note", "assign", "mail", "webhook")
                  if getattr(self, name)]
         if len(given) != 1:
-            raise ConfigError(f"an action gives exactly one of set, tag, note, assign, mail "
-                              f"(this one gives {given or 'none'})")
+            raise ConfigError("an action gives exactly one of set, tag, note, assign, mail, "
+                              f"webhook (this one gives {given or 'none'})")
+        if self.webhook:
+            url = self.webhook.get("url", "")
+            if set(self.webhook) - {"url", "secret"} or not url.startswith(
+                    ("http://", "https://")):
+                raise ConfigError("'webhook' gives 'url' (http:// or https://) and "
+                                  "optionally 'secret' (the HMAC-SHA256 key)")
         if self.mail and (set(self.mail) != {"to", "template"}):
             raise ConfigError("'mail' gives 'to' (requester, assignee, team_lead, "
                               "team:NAME or an address) and 'template'")

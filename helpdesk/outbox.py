@@ -21,6 +21,9 @@ INTERNAL_KINDS = frozenset({"sla_warning", "sla_breach", "admin_notice", "staff_
 """Staff-only notices: an internal Message-ID and reply address, so an answer to one is
 filed as an internal note and never reaches the requester."""
 
+WEBHOOK = "webhook"
+"""The kind of a row that is an HTTP POST (``context``: url, automation, payload), not a mail."""
+
 REQUESTER_KINDS = frozenset({"ack", "reply", "resolved", "update"})
 """Mail to the requester's side; only these (and the requester's own mail) make up the
 public thread whose Message-IDs requesters see in ``References``."""

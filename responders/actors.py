@@ -42,9 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import outbox, outbox_ops
 from helpdesk.configcheck import admin_notice_note
 from helpdesk.models import Agent, Contact, Message, OutboxRow, Ticket
+from helpdesk.outbox import WEBHOOK
 from helpdesk.refs import format_ticket_ref
 from helpdesk.runtime import Runtime
 from responders import broker as broker_mod
+from responders import webhook
 from responders.broker import QUEUE, RuntimeBridge, WorkerOptions
 from responders.compose import (
     AttachmentData,
@@ -90,8 +92,14 @@ async def deliver_row(rt: Runtime, row_id: int, options: WorkerOptions,
         outgoing = OutgoingRow.from_row(row)
         read = await load_read_model(rt, session, row)
     try:
-        message = composer.compose(outgoing, read, now=rt.clock())
-        await deliver(message, rt.settings.outbound, recipients=outgoing.recipients)
+        if outgoing.kind == WEBHOOK:
+            await webhook.post(rt.settings, outgoing)
+        else:
+            message = composer.compose(outgoing, read, now=rt.clock())
+            await deliver(message, rt.settings.outbound, recipients=outgoing.recipients)
+    except webhook.WebhookError as exc:
+        return await _finish(rt, row_id, error=exc.reply, permanent=exc.permanent,
+                             options=options)
     except ComposeError as exc:
         return await _finish(rt, row_id, error=f"not composed: {exc}", permanent=True,
                              options=options)
@@ -103,7 +111,7 @@ async def deliver_row(rt: Runtime, row_id: int, options: WorkerOptions,
             smarthost.answered()
         return await _finish(rt, row_id, error=exc.reply, permanent=exc.is_permanent,
                              options=options, quiet=unreachable and smarthost is not None)
-    if smarthost is not None:
+    if smarthost is not None and outgoing.kind != WEBHOOK:
         smarthost.answered()
     async with rt.sessions() as session, session.begin():
         row = await session.get(OutboxRow, row_id)
