@@ -191,9 +191,13 @@ class AutoAssigner:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.needs = needed_fields(rt.settings.assignment)
+        self.reload()
+
+    def reload(self) -> None:
+        """Take the runtime's current rules (at start and on a reload)."""
+        self.needs = needed_fields(self.rt.settings.assignment)
         # each enabled rule with its compiled conditions, tried in order on every ticket
-        self.rules = [(rule, _matcher(rule.when)) for rule in rt.settings.assignment
+        self.rules = [(rule, _matcher(rule.when)) for rule in self.rt.settings.assignment
                       if rule.enabled]
 
     async def __call__(self, event: TicketEvent, tx: Tx) -> None:

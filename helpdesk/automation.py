@@ -121,10 +121,16 @@ class Automations:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.by_trigger: dict[str, list[Automation]] = {}
-        for automation in (*rt.settings.automations, *shipped_automations(rt.settings)):
+        self.reload()
+
+    def reload(self) -> None:
+        """Take the runtime's current automations (at start and on a reload)."""
+        by_trigger: dict[str, list[Automation]] = {}
+        settings = self.rt.settings
+        for automation in (*settings.automations, *shipped_automations(settings)):
             if automation.enabled:
-                self.by_trigger.setdefault(automation.on, []).append(automation)
+                by_trigger.setdefault(automation.on, []).append(automation)
+        self.by_trigger = by_trigger
 
     async def __call__(self, event: TicketEvent, tx: Tx) -> None:
         trigger = trigger_of(event)

@@ -111,6 +111,8 @@ COMMANDS: dict[str, Entry] = {
     "worker": Entry("Run", "Run the outbox relay and the Dramatiq workers that send mail.",
                     _daemon("worker")),
     "portal": Entry("Run", "Run the requester portal (signed links) only.", _daemon("portal")),
+    "reload": Entry("Run", "Make the running daemons read their rules again (teams, "
+                    "assignment, automations).", _daemon("reload")),
     "ingest": Entry("Mail", "Ingest raw messages from FILES (stdin when none), MTA-pipe "
                     "style.", _ingest),
     "spool": Entry("Mail", "Inspect received raw messages; replay quarantined ones.", _spool),

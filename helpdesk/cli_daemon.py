@@ -1,4 +1,5 @@
-"""`helpdesk init | run | mailgate | worker | portal`: create the database, run the roles.
+"""`helpdesk init | run | mailgate | worker | portal | reload`: create the database, run
+the roles, make them read their rules again.
 
 ``helpdesk sla`` (the SLA role, with its inspection subcommands) is in `helpdesk.cli_sla`.
 """
@@ -63,3 +64,30 @@ def worker(ctx: click.Context, config_path: str | None) -> None:
 def portal(ctx: click.Context, config_path: str | None) -> None:
     """Run the requester portal (signed links) only."""
     serve_roles(ctx, ("portal",))
+
+
+@click.command()
+@config_option
+@click.pass_context
+def reload(ctx: click.Context, config_path: str | None) -> None:
+    """Make the running daemons read their rules again (teams, assignment, automations)."""
+    import os
+    import signal
+
+    from helpdesk.daemon import pid_dir
+
+    settings = settings_of(ctx)  # a mistake in the new file stops here (exit 2)
+    told = 0
+    for path in sorted(pid_dir(settings).glob("*.pid")):
+        try:
+            pid = int(path.read_text().split()[0])
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError, IndexError):
+            path.unlink(missing_ok=True)  # a daemon that is gone
+            continue
+        told += 1
+    if not told:
+        raise click.ClickException(
+            f"no running daemon found (pid files in {pid_dir(settings)}); under systemd: "
+            "systemctl reload helpdesk (or the role units, helpdesk-mailgate ...)")
+    click.echo(f"told {told} daemon(s) to read the rules in {settings.source} again")

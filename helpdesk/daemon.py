@@ -10,6 +10,8 @@ exits non-zero with one line naming the role and the cause: nothing runs half-st
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -17,9 +19,9 @@ from typing import Any
 
 import structlog
 
-from helpdesk.config import Settings
+from helpdesk.config import Settings, load_settings
 from helpdesk.configcheck import config_warnings
-from helpdesk.errors import RoleFailedError
+from helpdesk.errors import ConfigError, RoleFailedError
 from helpdesk.runtime import Runtime
 
 log = structlog.get_logger("helpdesk.daemon")
@@ -94,6 +96,35 @@ def _failure(role: str, exc: BaseException | None) -> RoleFailedError:
     return RoleFailedError(f"the {role} role failed: {cause or type(exc).__name__}")
 
 
+def pid_dir(settings: Settings) -> Path:
+    """Where running daemons leave their pid, for ``helpdesk reload``."""
+    return Path(settings.storage.dir) / "run"
+
+
+def write_pidfile(settings: Settings, name: str) -> Path:
+    folder = pid_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{os.getpid()}.pid"
+    path.write_text(f"{os.getpid()}\n")
+    return path
+
+
+def reload_rules(rt: Runtime) -> None:
+    """SIGHUP: read the config file again and take its rules; on a mistake keep the old.
+
+    Only teams, assignment rules and automations change without a restart.
+    """
+    try:
+        fresh = load_settings(rt.settings.source if rt.settings.source != "<embedded defaults>"
+                              else None, search=False)
+    except ConfigError as exc:
+        log.error("daemon.reload_refused", error=str(exc))
+        return
+    rt.reload_rules(fresh)
+    log.info("daemon.reloaded", config=fresh.source, assignment=len(fresh.assignment),
+             automations=len(fresh.automations), teams=len(fresh.teams))
+
+
 async def run_roles(settings: Settings, roles: Sequence[str]) -> None:
     """Open the runtime (creating/migrating the database), run the roles, stop on a signal.
 
@@ -114,6 +145,8 @@ async def run_roles(settings: Settings, roles: Sequence[str]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_rules, rt)
+    pidfile = write_pidfile(settings, "-".join(roles))
     tasks = [asyncio.create_task(serve(rt, stop), name=role) for role, serve in servers.items()]
     log.info("daemon.started", roles=[t.get_name() for t in tasks], config=settings.source,
              database=database_location(settings),
@@ -138,6 +171,8 @@ async def run_roles(settings: Settings, roles: Sequence[str]) -> None:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await rt.close()
+        with contextlib.suppress(OSError):
+            pidfile.unlink()
         log.info("daemon.stopped")
     if failed is not None:
         raise failed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +62,21 @@ class Runtime:
         rt.listen(AutoAssigner(rt))
         rt.listen(Automations(rt))
         return rt
+
+    def reload_rules(self, settings: Settings) -> None:
+        """Take the teams, assignment rules and automations of ``settings`` (a reload).
+
+        Only the rules change: addresses, ports and the database stay as started. Each
+        registered listener with a ``reload`` method rebuilds from the new rules.
+        """
+        self.settings = dataclasses.replace(
+            self.settings, teams=settings.teams, assignment=settings.assignment,
+            automations=settings.automations,
+            automation_defaults=settings.automation_defaults)
+        for listener in self.listeners:
+            reload = getattr(listener, "reload", None)
+            if callable(reload):
+                reload()
 
     def listen(self, listener: Listener) -> None:
         """Register ``listener`` for every ticket event of this process, at start-up.

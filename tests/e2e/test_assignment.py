@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+import structlog
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -346,3 +347,71 @@ async def wait_for_port(port: int, timeout: float = 60) -> None:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+async def test_reload_takes_new_rules_without_a_restart_and_refuses_a_broken_file(
+        tmp_path: Path) -> None:
+    """A real `helpdesk mailgate` process: `helpdesk reload` (SIGHUP) swaps the rules; a
+    file with a mistake is refused by the command (exit 2) and the daemon keeps its rules."""
+    from tests.conftest import sqlite_url
+
+    make_settings(tmp_path, sqlite_url(tmp_path))
+    cfg = tmp_path / "helpdesk.toml"
+    port = free_port()
+    base = cfg.read_text().replace("port = 0", f"port = {port}") + TEAM
+    cfg.write_text(base + f'[[assignment]]\nname = "all to ann"\nassign = "{ANN}"\n')
+    rt = await Runtime.open(load_settings(cfg, environ={}))
+    async with rt.sessions() as session, session.begin():
+        for email in (ANN, BOB, CAROL, DAN):
+            await add_agent(session, email)
+    proc = subprocess.Popen([sys.executable, "-m", "helpdesk", "--config", str(cfg),
+                             "mailgate"], cwd=tmp_path)
+    try:
+        await wait_for_port(port)
+
+        async def send(n: int) -> None:
+            msg = EmailMessage()
+            msg["From"], msg["To"] = f"c{n}@example{n}.org", SUPPORT
+            msg["Subject"], msg["Message-ID"] = f"Problem {n}", make_msgid(domain="example.org")
+            msg.set_content("Please help.")
+            await aiosmtplib.send(msg, hostname="127.0.0.1", port=port, timeout=30)
+
+        await send(1)
+        cfg.write_text(base + f'[[assignment]]\nname = "all to bob"\nassign = "{BOB}"\n')
+        told = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "helpdesk", "--config", str(cfg), "reload"],
+            capture_output=True, text=True, timeout=60)
+        assert told.returncode == 0 and "told 1 daemon(s)" in told.stdout, told.stderr
+        for _ in range(50):  # the signal is handled on the daemon's loop
+            await send(2)
+            if (await assignees(rt))[-1] == BOB:
+                break
+            await asyncio.sleep(0.1)
+        cfg.write_text(base + '[[assignment]]\nname = "broken"\nteam = "nope"\n')
+        refused = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "helpdesk", "--config", str(cfg), "reload"],
+            capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "unknown team 'nope'" in refused.stderr
+        await send(3)
+        got = await assignees(rt)
+        assert got[0] == ANN and got[-1] == BOB  # before, after, and after the refusal
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        await rt.close()
+
+
+async def test_a_sighup_with_a_broken_file_keeps_the_rules_and_says_why(
+        desk_for: Callable[[str], Awaitable[Desk]]) -> None:
+    from helpdesk.daemon import reload_rules
+
+    rt, _, cfg = await desk_for(ROUND_ROBIN)
+    good = cfg.read_text()
+    cfg.write_text(good + '[[assignment]]\nname = "x"\nteam = "nope"\n')
+    with structlog.testing.capture_logs() as logs:
+        reload_rules(rt)
+    assert [r.name for r in rt.settings.assignment] == ["everyone in turn"]
+    assert any(e["event"] == "daemon.reload_refused" and "nope" in e["error"] for e in logs)
+    cfg.write_text(good.replace('method = "round_robin"', 'method = "least_busy"'))
+    reload_rules(rt)
+    assert rt.settings.assignment[0].method == "least_busy"
