@@ -181,12 +181,13 @@ async def rules_check(ctx: click.Context, config_path: str | None) -> None:
 @click.pass_context
 @run_async
 async def rules_test(ctx: click.Context, config_path: str | None, file: Any) -> None:
-    """Show which assignment rules a mail in FILE would match and what they would do.
+    """Show which rules and new-ticket automations a mail in FILE would match.
 
     The mail is read as the gateway reads it (queue, routing rules, sender); nothing is
     written and no round-robin turn moves.
     """
     from helpdesk.assignment import TicketView, matches
+    from helpdesk.automation import shipped_automations
     from helpdesk.models import Agent, AssignmentTurn, Ticket
     from mailgate.parse import parse_message
     from mailgate.routing import header_recipients, resolve_queue
@@ -234,6 +235,18 @@ async def rules_test(ctx: click.Context, config_path: str | None, file: Any) -> 
             click.echo(f"{n:>3}. {rule.name}: MATCH -> {outcome}")
         if not decided:
             click.echo("no rule matches: the ticket stays unassigned")
+        created = [a for a in (*settings.automations, *shipped_automations(settings))
+                   if a.on == "ticket_created"]
+        if created:
+            click.echo("automations on ticket_created:")
+        for automation in created:
+            state = ("off" if not automation.enabled else
+                     "MATCH" if matches(automation.when, view) else "no match")
+            actions = ", ".join(next(k for k in ("set", "tag", "note", "assign", "mail",
+                                                 "webhook") if getattr(a, k))
+                                for a in automation.actions)
+            click.echo(f"  {automation.name}: {state} ({actions or 'no actions'}"
+                       f"{'; stop' if automation.stop else ''})")
     await with_runtime(ctx, work, read_only=True)
 
 

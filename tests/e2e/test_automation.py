@@ -74,6 +74,12 @@ actions = [ { tag = "+second" } ]
         listed.output
     urgent = next(line for line in listed.output.splitlines() if "urgent mail" in line)
     assert "1 hit(s)" in urgent
+    eml = cfg.parent / "down.eml"
+    eml.write_bytes(b"From: x@example.org\r\nTo: support@support.example.com\r\n"
+                    b"Subject: Site down\r\n\r\nHelp.\r\n")
+    tested = await run_cli(["--config", str(cfg), "rules", "test", str(eml)])
+    assert "urgent mail: MATCH (set, tag, note, assign; stop)" in tested.output
+    assert "never after stop: MATCH (tag)" in tested.output
 
 
 async def test_status_and_reply_triggers_with_their_conditions(
@@ -185,3 +191,27 @@ actions = [ { mail = { to = "team_lead", template = "escalation" } },
     staff = [(r.kind, tuple(r.recipients)) for r in rows if r.template == "escalation"]
     assert staff == [("staff_notice", ("dan@support.example.com",))] * 2
     assert len(rows) == 3
+
+
+async def test_a_portal_reply_fires_requester_replied(
+        desk_for: Callable[[str], Awaitable[Desk]]) -> None:
+    from helpdesk.links import Purpose
+    from portal_lite.app import create_app
+    from tests.integration.test_portal import GENEROUS, _client, _reply, _token
+
+    rt, send, _ = await desk_for("""
+[[automations]]
+name = "web replies"
+on = "requester_replied"
+when = { channel = "email" }
+actions = [ { tag = "+replied" }, { set = { priority = "high" } } ]
+""")
+    await send("Printer")
+    found, tags, _ = await ticket(rt)
+    assert tags == [] and found.priority == "normal"
+    token = await _token(rt, Purpose.VIEW, found.id, found.requester_id)
+    async with _client(create_app(rt, limits=GENEROUS)) as client:
+        response = await _reply(client, token, "From the web.")
+    assert response.status_code == 303
+    found, tags, messages = await ticket(rt)
+    assert (messages[-1].via, tags, found.priority) == ("web", ["replied"], "high")
