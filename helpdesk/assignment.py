@@ -38,7 +38,6 @@ from helpdesk.audit import Actor
 from helpdesk.config import AssignmentRule, Conditions, Settings
 from helpdesk.db import insert_or_ignore
 from helpdesk.direct import run
-from helpdesk.errors import DomainError
 from helpdesk.events import TicketCreated, TicketEvent, TicketFacts
 from helpdesk.models import (
     Agent,
@@ -387,10 +386,3 @@ def check_rules(settings: Settings, agents: Sequence[str]) -> list[str]:
             problems.append(f"[[assignment]] {rule.name!r}: {rule.assign} is not an agent "
                             "(helpdesk agents add)")
     return problems
-
-
-def raise_unless_assigned(rule: str | None, number: int) -> str:
-    """``#assign auto``'s answer: the rule that decided, or why none did."""
-    if rule is None:
-        raise DomainError(f"no assignment rule matches ticket {number}")
-    return rule
