@@ -164,12 +164,13 @@ def start_gateway(workdir: Path, port: int, src: Path | None = None, rules: int 
     env = dict(os.environ)
     if src is not None:  # another tree's code (PYTHONPATH comes before the installed one)
         env["PYTHONPATH"] = str(src)
+    # cwd: `python -m` puts the working folder first on sys.path, which would beat --src
     subprocess.run([sys.executable, "-m", "helpdesk", "--config", str(cfg), "init"],
-                   check=True, capture_output=True, env=env)
+                   check=True, capture_output=True, env=env, cwd=workdir)
     for k in range(3 if rules or agents else 0):
         subprocess.run([sys.executable, "-m", "helpdesk", "--config", str(cfg), "agents", "add",
                         f"agent{k}@support.example.com"], check=True, capture_output=True,
-                       env=env)
+                       env=env, cwd=workdir)
     return subprocess.Popen([sys.executable, "-m", "helpdesk", "--config", str(cfg),
                              "mailgate"], cwd=workdir, env=env)
 
