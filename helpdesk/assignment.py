@@ -377,7 +377,7 @@ def check_rules(settings: Settings, agents: Sequence[str]) -> list[str]:
     known = {a.strip().lower() for a in agents}
     problems = []
     for team in settings.teams:
-        for email in (*team.members, *([team.lead] if team.lead else [])):
+        for email in dict.fromkeys((*team.members, *([team.lead] if team.lead else []))):
             if email.strip().lower() not in known:
                 problems.append(f"[[teams]] {team.name!r}: {email} is not an agent "
                                 "(helpdesk agents add)")
