@@ -22,11 +22,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
+from sqlalchemy import func, select
 
-from helpdesk import audit
-from helpdesk.assignment import TicketView, matches
+from helpdesk import audit, outbox
+from helpdesk.assignment import TicketView, assign_in_team, matches
 from helpdesk.audit import Actor
 from helpdesk.config import Automation, AutomationAction, AutomationConditions, Settings
+from helpdesk.directory import find_agent
 from helpdesk.events import (
     Assigned,
     CsatRated,
@@ -42,7 +44,10 @@ from helpdesk.events import (
     TicketEvent,
 )
 from helpdesk.history import Change
-from helpdesk.models import AuditEvent
+from helpdesk.models import Agent, AuditEvent, Contact, Organization, Ticket, TicketTag
+from helpdesk.notify import thread_refs
+from helpdesk.refs import format_ticket_ref
+from helpdesk.tickets import TicketService
 
 if TYPE_CHECKING:
     from helpdesk.runtime import Runtime
@@ -127,7 +132,7 @@ class Automations:
         """Take the runtime's current automations (at start and on a reload)."""
         by_trigger: dict[str, list[Automation]] = {}
         settings = self.rt.settings
-        for automation in (*settings.automations, *shipped_automations(settings)):
+        for automation in all_automations(settings):
             if automation.enabled:
                 by_trigger.setdefault(automation.on, []).append(automation)
         self.by_trigger = by_trigger
@@ -165,7 +170,6 @@ class Automations:
                 return
 
     async def _run(self, automation: Automation, event: TicketEvent, tx: Tx) -> None:
-        from helpdesk.tickets import TicketService
 
         service = TicketService.for_runtime(tx.session, self.rt)
         ticket = await service.get(event.ticket.number)
@@ -177,6 +181,11 @@ class Automations:
                  on=automation.on)
         for action in automation.actions:
             await _act(self.rt, service, ticket, action, actor, event)
+
+
+def all_automations(settings: Settings) -> tuple[Automation, ...]:
+    """The configured automations, then the shipped ones, in the order they run."""
+    return (*settings.automations, *shipped_automations(settings))
 
 
 def shipped_automations(settings: Settings) -> tuple[Automation, ...]:
@@ -208,8 +217,6 @@ def shipped_automations(settings: Settings) -> tuple[Automation, ...]:
 async def _fired_since(tx: Tx, automation: Automation, ticket_id: int,
                        since: datetime | None) -> bool:
     """Whether ``automation`` already acted on the ticket since ``since``."""
-    from sqlalchemy import func, select
-
     await tx.flush()
     stmt = select(func.count()).select_from(AuditEvent).where(
         AuditEvent.ticket_id == ticket_id, AuditEvent.action == Change.AUTOMATION_FIRED,
@@ -219,14 +226,9 @@ async def _fired_since(tx: Tx, automation: Automation, ticket_id: int,
     return bool((await tx.session.execute(stmt)).scalar_one())
 
 
-async def _act(rt: Runtime, service: object, ticket: object, action: AutomationAction,
+async def _act(rt: Runtime, service: TicketService, ticket: Ticket, action: AutomationAction,
                actor: Actor, event: TicketEvent) -> None:
-    from helpdesk.assignment import assign_in_team
-    from helpdesk.directory import find_agent
-    from helpdesk.models import Ticket
-    from helpdesk.tickets import TicketService
 
-    assert isinstance(service, TicketService) and isinstance(ticket, Ticket)
     for name, value in action.set.items():
         if name == "status":
             await service.set_status(ticket, value, actor, reason=actor.label)
@@ -263,16 +265,11 @@ async def _act(rt: Runtime, service: object, ticket: object, action: AutomationA
                 await service.assign(ticket, agent, actor)
 
 
-async def _mail(rt: Runtime, service: object, ticket: object, to: str, template: str,
+async def _mail(rt: Runtime, service: TicketService, ticket: Ticket, to: str, template: str,
                 actor: Actor) -> None:
     """A templated mail through the outbox: on the requester's public thread, or a
     staff-only notice (whose answers are internal notes) to agents or an address."""
-    from helpdesk import outbox
-    from helpdesk.models import Ticket
-    from helpdesk.notify import thread_refs
-    from helpdesk.tickets import TicketService
 
-    assert isinstance(service, TicketService) and isinstance(ticket, Ticket)
     target = to.strip().lower()
     in_reply_to: str | None = None
     refs: list[str] = []
@@ -294,16 +291,11 @@ async def _mail(rt: Runtime, service: object, ticket: object, to: str, template:
         context={"automation": actor.label.partition(":")[2]}))
 
 
-async def _webhook(rt: Runtime, service: object, ticket: object, url: str, actor: Actor,
+async def _webhook(rt: Runtime, service: TicketService, ticket: Ticket, url: str, actor: Actor,
                    event: TicketEvent) -> None:
     """An outbox row the workers POST to ``url`` (signed with the action's secret, which is
     looked up in the config at send time and never stored in the database)."""
-    from helpdesk import outbox
-    from helpdesk.models import Ticket
-    from helpdesk.refs import format_ticket_ref
-    from helpdesk.tickets import TicketService
 
-    assert isinstance(service, TicketService) and isinstance(ticket, Ticket)
     t = rt.settings.tickets
     payload = {
         "event": event.kind, "at": event.at.isoformat(),
@@ -321,12 +313,10 @@ async def _webhook(rt: Runtime, service: object, ticket: object, url: str, actor
         context={"url": url, "automation": payload["automation"], "payload": payload}))
 
 
-def _staff(rt: Runtime, ticket: object, target: str) -> list[str]:
+def _staff(rt: Runtime, ticket: Ticket, target: str) -> list[str]:
     """The addresses of ``assignee``, ``team_lead`` (the lead of a team the assignee is in,
     else of the first team), ``team:NAME`` or a plain address."""
-    from helpdesk.models import Ticket
 
-    assert isinstance(ticket, Ticket)
     teams = rt.settings.teams
     assignee = ticket.assignee.email if ticket.assignee is not None else None
     if target == "assignee":
@@ -344,9 +334,6 @@ def _staff(rt: Runtime, ticket: object, target: str) -> list[str]:
 
 async def _view(tx: Tx, event: TicketEvent) -> tuple[TicketView, str | None]:
     """The ticket as automation conditions see it, and its assignee's address."""
-    from sqlalchemy import select
-
-    from helpdesk.models import Agent, Contact, Organization, Ticket, TicketTag
 
     ticket = event.ticket
     await tx.flush()

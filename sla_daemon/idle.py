@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import func, select
 
 from helpdesk.audit import Actor
-from helpdesk.automation import shipped_automations
+from helpdesk.automation import all_automations
 from helpdesk.events import Idle, TicketFacts
 from helpdesk.models import Message, Ticket
 from helpdesk.runtime import Runtime
@@ -34,7 +34,7 @@ async def run_idle(rt: Runtime, calendar_of: Callable[[Ticket], Calendar], at: d
     ``calendar_of``: the business calendar of a ticket (its SLA policy's).
     """
     settings = rt.settings
-    idle = [a for a in (*settings.automations, *shipped_automations(settings))
+    idle = [a for a in all_automations(settings)
             if a.enabled and a.on == "idle"]
     if not idle:
         return 0
