@@ -35,7 +35,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.audit import Actor
-from helpdesk.config import AssignmentRule, Conditions, Settings
+from helpdesk.config import AssignmentRule, Conditions, Settings, regex_of
 from helpdesk.db import insert_or_ignore
 from helpdesk.direct import run
 from helpdesk.events import TicketCreated, TicketEvent, TicketFacts
@@ -83,22 +83,9 @@ class Candidate:
     last_assigned_at: datetime | None = None
 
 
-_CONDITIONS = ("queue", "category", "priority", "organization", "sender_domain", "subject",
-               "body", "channel")
-
-
-@lru_cache(maxsize=512)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
-
-
 def holds(pattern: str, value: str) -> bool:
     """A ``/regex/`` searches ``value``; anything else is a case-insensitive substring."""
-    if not pattern:
-        return True
-    if len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
-        return _regex(pattern[1:-1]).search(value) is not None
-    return pattern.lower() in value.lower()
+    return not pattern or _predicate(pattern)(value)
 
 
 def matches(when: Conditions, view: TicketView) -> bool:
@@ -106,26 +93,22 @@ def matches(when: Conditions, view: TicketView) -> bool:
     return _matcher(when)(view)
 
 
-def _searches(regex: re.Pattern[str]) -> Callable[[str], bool]:
-    return lambda value: regex.search(value) is not None
-
-
-def _contains(low: str) -> Callable[[str], bool]:
+@lru_cache(maxsize=1024)
+def _predicate(pattern: str) -> Callable[[str], bool]:
+    """One condition's test, its regular expression compiled once."""
+    regex = regex_of(pattern)
+    if regex is not None:
+        search = re.compile(regex, re.IGNORECASE).search
+        return lambda value: search(value) is not None
+    low = pattern.lower()
     return lambda value: low in value.lower()
 
 
 @lru_cache(maxsize=1024)
 def _matcher(when: Conditions) -> Callable[[TicketView], bool]:
     """``when`` as one check of only the conditions it gives (rules run on every ticket)."""
-    checks: list[tuple[str, Callable[[str], bool]]] = []
-    for name in _CONDITIONS:
-        pattern = getattr(when, name)
-        if not pattern:
-            continue
-        if len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
-            checks.append((name, _searches(_regex(pattern[1:-1]))))
-        else:
-            checks.append((name, _contains(pattern.lower())))
+    checks = [(name, _predicate(getattr(when, name))) for name in Conditions.TEXT
+              if getattr(when, name)]
     tags = frozenset(t.lower() for t in when.tags)
 
     def check(view: TicketView) -> bool:
@@ -162,13 +145,19 @@ def least_busy(members: Sequence[Candidate]) -> Candidate | None:
     return min(available, key=key)[1]
 
 
+def team_for(rule: AssignmentRule, view: TicketView) -> str:
+    """The team a team rule picks in: its ``categories`` map first for ``category``."""
+    if rule.method == "category":
+        return rule.categories.get(view.category) or rule.team
+    return rule.team
+
+
 def rule_actor(rule: AssignmentRule) -> Actor:
     """Who an auto-assignment is by in the audit log: ``system:rule:<name>``."""
     return Actor("system", f"rule:{rule.name}")
 
 
-_FIELDS = ("queue", "category", "priority", "organization", "sender_domain", "subject",
-           "body", "channel", "tags")
+_FIELDS = (*Conditions.TEXT, "tags")
 _AGENT_ROWS = select(Agent.id, Agent.email, Agent.is_active, Agent.away_until,
                      Agent.last_assigned_at)
 _ORG_DOMAIN = select(Organization.domain).where(Organization.id == bindparam("org"))
@@ -301,9 +290,8 @@ async def _pick(tx: Tx, settings: Settings, rule: AssignmentRule, view: TicketVi
         if agent is not None and agent.available(now):
             return agent
         return _fallback(agents, settings, rule.team, rule)
-    team_name, method = rule.team, rule.method
-    if method == "category":
-        team_name, method = rule.categories.get(view.category) or rule.team, "round_robin"
+    team_name = team_for(rule, view)
+    method = "round_robin" if rule.method == "category" else rule.method
     team = settings.team(team_name) if team_name else None
     if team is None:
         return None

@@ -187,7 +187,7 @@ async def rules_test(ctx: click.Context, config_path: str | None, file: Any) -> 
     written and no round-robin turn moves.
     """
     from helpdesk.assignment import TicketView, matches
-    from helpdesk.automation import shipped_automations
+    from helpdesk.automation import all_automations
     from helpdesk.models import Agent, AssignmentTurn, Ticket
     from mailgate.parse import parse_message
     from mailgate.routing import header_recipients, resolve_queue
@@ -235,7 +235,7 @@ async def rules_test(ctx: click.Context, config_path: str | None, file: Any) -> 
             click.echo(f"{n:>3}. {rule.name}: MATCH -> {outcome}")
         if not decided:
             click.echo("no rule matches: the ticket stays unassigned")
-        created = [a for a in (*settings.automations, *shipped_automations(settings))
+        created = [a for a in all_automations(settings)
                    if a.on == "ticket_created"]
         if created:
             click.echo("automations on ticket_created:")
@@ -253,7 +253,7 @@ async def rules_test(ctx: click.Context, config_path: str | None, file: Any) -> 
 def _outcome(rule: Any, view: Any, agents: dict[str, Any], turns: dict[str, Any],
              load: dict[Any, int], now: Any, settings: Any) -> str:
     """What the deciding rule would do, from the agents and turns as they stand."""
-    from helpdesk.assignment import Candidate, least_busy, next_in_turn
+    from helpdesk.assignment import Candidate, least_busy, next_in_turn, team_for
 
     def free(email: str) -> bool:
         agent = agents.get(email.strip().lower())
@@ -262,9 +262,7 @@ def _outcome(rule: Any, view: Any, agents: dict[str, Any], turns: dict[str, Any]
     if rule.assign:
         return (f"assign {rule.assign}" if free(rule.assign)
                 else f"{rule.assign} is not available: {rule.fallback}")
-    team_name = rule.categories.get(view.category) or rule.team if rule.method == "category" \
-        else rule.team
-    team = settings.team(team_name)
+    team = settings.team(team_for(rule, view))
     members = [agents[e] for e in (m.strip().lower() for m in team.members) if e in agents]
     candidates = [Candidate(a.id, a.email, free(a.email), load.get(a.id, 0),
                             a.last_assigned_at) for a in members]

@@ -19,7 +19,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import unquote
 
 from helpdesk.errors import ConfigError
@@ -307,16 +307,27 @@ class Conditions:
     channel: str = ""
     tags: tuple[str, ...] = ()
 
+    TEXT: ClassVar[tuple[str, ...]] = ("queue", "category", "priority", "organization",
+                                       "sender_domain", "subject", "body", "channel")
+    """The conditions that are a substring or a ``/regex/`` (all but ``tags``)."""
+
     def __post_init__(self) -> None:
-        for name in ("queue", "category", "priority", "organization", "sender_domain",
-                     "subject", "body", "channel"):
+        for name in self.TEXT:
             value = getattr(self, name)
-            if len(value) >= 2 and value.startswith("/") and value.endswith("/"):
+            regex = regex_of(value)
+            if regex is not None:
                 try:
-                    re.compile(value[1:-1])
+                    re.compile(regex)
                 except re.error as exc:
                     raise ConfigError(f"'{name}': bad regular expression {value!r}: "
                                       f"{exc}") from None
+
+
+def regex_of(pattern: str) -> str | None:
+    """The regular expression a condition written ``/.../`` holds; None for a substring."""
+    if len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
+        return pattern[1:-1]
+    return None
 
 
 @dataclass(frozen=True)
