@@ -308,15 +308,9 @@ async def test_two_gateway_processes_share_the_turn_fairly(tmp_path: Path, pg_ur
         for port in ports:
             await wait_for_port(port)
 
-        async def send(n: int) -> None:
-            msg = EmailMessage()
-            msg["From"], msg["To"] = f"c{n}@example{n}.org", SUPPORT
-            msg["Subject"], msg["Message-ID"] = f"Problem {n}", make_msgid(domain="example.org")
-            msg.set_content("Please help.")
-            await aiosmtplib.send(msg, hostname="127.0.0.1", port=ports[n % 2], timeout=60)
-
         for start in range(0, 200, 20):
-            await asyncio.gather(*(send(n) for n in range(start, start + 20)))
+            await asyncio.gather(*(send_problem(ports[n % 2], n)
+                                   for n in range(start, start + 20)))
         counts = Counter(await assignees(rt))
     finally:
         for proc in procs:
@@ -326,6 +320,15 @@ async def test_two_gateway_processes_share_the_turn_fairly(tmp_path: Path, pg_ur
         await rt.close()
     assert sum(counts.values()) == 200 and None not in counts
     assert max(counts.values()) - min(counts.values()) <= 1, counts
+
+
+async def send_problem(port: int, n: int) -> None:
+    """Customer ``n``'s mail (its own sender and domain) to the gateway on ``port``."""
+    msg = EmailMessage()
+    msg["From"], msg["To"] = f"c{n}@example{n}.org", SUPPORT
+    msg["Subject"], msg["Message-ID"] = f"Problem {n}", make_msgid(domain="example.org")
+    msg.set_content("Please help.")
+    await aiosmtplib.send(msg, hostname="127.0.0.1", port=port, timeout=60)
 
 
 def free_port() -> int:
@@ -370,11 +373,7 @@ async def test_reload_takes_new_rules_without_a_restart_and_refuses_a_broken_fil
         await wait_for_port(port)
 
         async def send(n: int) -> None:
-            msg = EmailMessage()
-            msg["From"], msg["To"] = f"c{n}@example{n}.org", SUPPORT
-            msg["Subject"], msg["Message-ID"] = f"Problem {n}", make_msgid(domain="example.org")
-            msg.set_content("Please help.")
-            await aiosmtplib.send(msg, hostname="127.0.0.1", port=port, timeout=30)
+            await send_problem(port, n)
 
         await send(1)
         cfg.write_text(base + f'[[assignment]]\nname = "all to bob"\nassign = "{BOB}"\n')
