@@ -64,6 +64,7 @@ class TicketView:
     queue: str = ""
     category: str = ""
     priority: str = ""
+    type: str = ""
     organization: str = ""
     sender_domain: str = ""
     subject: str = ""
@@ -255,7 +256,7 @@ async def _view(tx: Tx, needs: frozenset[str], ticket: TicketFacts, *, email: st
         tags = frozenset(str(row.tag).lower() for row in (await run(
             conn, _TAGS, {"ticket": ticket.id})).all())
     return TicketView(queue=ticket.queue, category=ticket.category, priority=ticket.priority,
-                      organization=org, sender_domain=email.rpartition("@")[2],
+                      type=ticket.type, organization=org, sender_domain=email.rpartition("@")[2],
                       subject=ticket.subject, body=body, channel=ticket.channel, tags=tags)
 
 

@@ -236,6 +236,8 @@ async def _act(rt: Runtime, service: TicketService, ticket: Ticket, action: Auto
             await service.set_priority(ticket, value, actor)
         elif name == "category":
             await service.set_category(ticket, value, actor)
+        elif name == "type":
+            await service.set_type(ticket, value, actor)
     if action.tag:
         words = action.tag.split()
         adds = [w.lstrip("+") for w in words if not w.startswith("-")]
@@ -303,7 +305,7 @@ async def _webhook(rt: Runtime, service: TicketService, ticket: Ticket, url: str
         "ticket": {"reference": format_ticket_ref(ticket.number, t.prefix, t.digits),
                    "number": ticket.number, "subject": ticket.subject,
                    "status": ticket.status, "priority": ticket.priority,
-                   "category": ticket.category, "queue": ticket.queue,
+                   "category": ticket.category, "type": ticket.type, "queue": ticket.queue,
                    "assignee": ticket.assignee.email if ticket.assignee else None},
     }
     await service.tx.outbox(outbox.row_values(
@@ -347,6 +349,7 @@ async def _view(tx: Tx, event: TicketEvent) -> tuple[TicketView, str | None]:
     tags = frozenset(t.lower() for t in (await session.execute(
         select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id))).scalars())
     view = TicketView(queue=ticket.queue, category=ticket.category, priority=ticket.priority,
-                      organization=row[1] or "", sender_domain=row[0].rpartition("@")[2],
-                      subject=ticket.subject, channel=ticket.channel, tags=tags)
+                      type=ticket.type, organization=row[1] or "",
+                      sender_domain=row[0].rpartition("@")[2], subject=ticket.subject,
+                      channel=ticket.channel, tags=tags)
     return view, row[2]

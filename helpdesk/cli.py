@@ -81,6 +81,16 @@ def _rules() -> click.Command:
     return rules
 
 
+def _statuses() -> click.Command:
+    from helpdesk.cli_model import statuses
+    return statuses
+
+
+def _orgs() -> click.Command:
+    from helpdesk.cli_model import orgs
+    return orgs
+
+
 def _canned() -> click.Command:
     from helpdesk.cli_agents import canned
     return canned
@@ -120,6 +130,9 @@ COMMANDS: dict[str, Entry] = {
                     _outbox),
     "imap": Entry("Mail", "Inspect the configured IMAP mailboxes.", _imap),
     "tickets": Entry("Tickets", "List and inspect tickets.", _tickets),
+    "statuses": Entry("Tickets", "Ticket statuses: list, add, rename, recolor, reorder, "
+                      "remove.", _statuses),
+    "orgs": Entry("Tickets", "Organizations: their domains, members and roles.", _orgs),
     "canned": Entry("Tickets", "Canned responses agents insert with #canned <shortcut>.",
                     _canned),
     "time": Entry("Tickets", "Time agents logged with #time.", _time),

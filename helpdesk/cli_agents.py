@@ -29,6 +29,7 @@ from helpdesk.cli_common import (
     sqlite_path,
     with_runtime,
 )
+from helpdesk.config import AGENT_ROLES
 from helpdesk.directory import find_agent
 from helpdesk.errors import DomainError, NotFoundError
 from helpdesk.models import CannedResponse, Organization, Ticket, TimeEntry
@@ -299,15 +300,38 @@ async def agents_list(ctx: click.Context, config_path: str | None, as_json: bool
             rows = (await session.execute(select(Agent).order_by(Agent.email))).scalars().all()
         now = rt.clock()
         data: list[dict[str, Any]] = [{"email": a.email, "name": a.name, "active": a.is_active,
-                 "away_until": a.away_until.isoformat() if a.is_away(now)
+                 "role": a.role, "away_until": a.away_until.isoformat() if a.is_away(now)
                  and a.away_until else None} for a in rows]
         if as_json:
             echo_json(data)
         for a in [] if as_json else data:
             away = f" (away until {a['away_until'][:16]})" if a["away_until"] else ""
-            click.echo(f"{a['email']:<40} {a['name']}{'' if a['active'] else ' (inactive)'}"
-                       f"{away}")
+            click.echo(f"{a['email']:<40} {a['role']:<6} {a['name']}"
+                       f"{'' if a['active'] else ' (inactive)'}{away}")
     await with_runtime(ctx, work, read_only=True)
+
+
+@agents.command("role")
+@config_option
+@click.argument("email")
+@click.argument("role", type=click.Choice(AGENT_ROLES))
+@click.pass_context
+@run_async
+async def agents_role(ctx: click.Context, config_path: str | None, email: str,
+                      role: str) -> None:
+    """Set an agent's role: admin, agent, or light (read, notes, watch)."""
+    from helpdesk.directory import find_agent
+
+    async def work(rt: Runtime) -> str:
+        async with rt.sessions() as session, session.begin():
+            agent = await find_agent(session, email.strip().lower())
+            if agent is None:
+                raise NotFoundError(f"no agent {email} (helpdesk agents list)")
+            before, agent.role = agent.role, role
+        granted = getattr(rt.settings.permissions, role)
+        return (f"{agent.email}: role {before} -> {role} "
+                f"(may: {', '.join(granted) or 'nothing'})")
+    click.echo(await with_runtime(ctx, work))
 
 
 # -- agent notification preferences -----------------------------------------------------------

@@ -24,7 +24,7 @@ async def init(ctx: click.Context, config_path: str | None) -> None:
     settings = settings_of(ctx)
 
     async def work(rt: Runtime) -> None:
-        applied = await schema.migrate(rt.engine)
+        applied = await schema.migrate(rt.engine, settings=settings)
         for agent in settings.agents:
             async with rt.sessions() as session, session.begin():
                 await directory.add_agent(session, agent.email, agent.name)
@@ -71,21 +71,10 @@ def portal(ctx: click.Context, config_path: str | None) -> None:
 @click.pass_context
 def reload(ctx: click.Context, config_path: str | None) -> None:
     """Make the running daemons read their rules again (teams, assignment, automations)."""
-    import os
-    import signal
-
-    from helpdesk.daemon import pid_dir
+    from helpdesk.daemon import pid_dir, signal_daemons
 
     settings = settings_of(ctx)  # a mistake in the new file stops here (exit 2)
-    told = 0
-    for path in sorted(pid_dir(settings).glob("*.pid")):
-        try:
-            pid = int(path.read_text().split()[0])
-            os.kill(pid, signal.SIGHUP)
-        except (OSError, ValueError, IndexError):
-            path.unlink(missing_ok=True)  # a daemon that is gone
-            continue
-        told += 1
+    told = signal_daemons(settings)
     if not told:
         raise click.ClickException(
             f"no running daemon found (pid files in {pid_dir(settings)}); under systemd: "

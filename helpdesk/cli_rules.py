@@ -202,12 +202,14 @@ async def rules_test(ctx: click.Context, config_path: str | None, file: Any) -> 
     view = TicketView(
         queue=route.queue, category=route.category or t.categories[0],
         priority=route.priority or t.default_priority,
+        type=route.type or t.default_type,
         organization="" if domain in freemail else domain, sender_domain=domain,
         subject=" ".join(msg.subject.split()) or "(no subject)",
         body=msg.text or msg.visible_text, channel="email",
         tags=frozenset(x.lower() for x in route.tags))
     click.echo(f"from {sender or '(nobody)'}, queue {view.queue or '(default)'}, category "
-               f"{view.category}, priority {view.priority}, subject {view.subject!r}")
+               f"{view.category}, type {view.type}, priority {view.priority}, "
+               f"subject {view.subject!r}")
 
     async def work(rt: Runtime) -> None:
         now = rt.clock()

@@ -202,10 +202,54 @@ class AgentSettings:
     name: str = ""
 
 
+_COLOR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,30}")
+
+
+def check_color(color: str) -> str:
+    """``color`` if it is ``#rgb``/``#rrggbb`` or a CSS colour name, else ConfigError (a
+    colour ends up in the portal's style attribute: nothing else may get there)."""
+    color = color.strip()
+    if color and not _COLOR.fullmatch(color):
+        raise ConfigError(f"{color!r} is not a colour (#rgb, #rrggbb or a name like teal)")
+    return color
+
+
 @dataclass(frozen=True)
 class StatusSettings:
+    """A ticket status. Once the database holds the statuses (``helpdesk statuses``), they
+    come from there; the configured ones only fill a new database."""
+
     name: str
     status_class: StatusClass = "active"
+    color: str = ""
+
+    def __post_init__(self) -> None:
+        check_color(self.color)
+
+
+@dataclass(frozen=True)
+class TypeSettings:
+    """A ticket type (Bug, Question, ...) and the colour lists show it in."""
+
+    name: str
+    color: str = ""
+
+    def __post_init__(self) -> None:
+        check_color(self.color)
+
+
+DEFAULT_TYPES: tuple[TypeSettings, ...] = (
+    TypeSettings("Bug", "#d73a4a"),
+    TypeSettings("Question", "#0075ca"),
+    TypeSettings("Feature Request", "#a2eeef"),
+    TypeSettings("Change Request", "#7057ff"),
+    TypeSettings("Support", "#008672"),
+    TypeSettings("Billing", "#e4e669"),
+    TypeSettings("Other", "#cfd3d7"),
+)
+
+FOLLOWUP_FIELDS = ("category", "type", "priority", "organization", "assignee")
+"""What a follow-up ticket (a reply to a closed one) can take over from the closed one."""
 
 
 DEFAULT_STATUSES: tuple[StatusSettings, ...] = (
@@ -223,6 +267,10 @@ class TicketSettings:
     prefix: str = "TKT-"
     digits: int = 6
     statuses: tuple[StatusSettings, ...] = DEFAULT_STATUSES
+    types: tuple[TypeSettings, ...] = DEFAULT_TYPES
+    default_type: str = "Other"
+    # what a follow-up ticket takes over from the closed ticket it follows up
+    followup_inherits: tuple[str, ...] = FOLLOWUP_FIELDS
     priorities: tuple[str, ...] = ("low", "normal", "high", "urgent", "critical")
     default_priority: str = "normal"
     categories: tuple[str, ...] = (
@@ -257,6 +305,25 @@ class TicketSettings:
         "protonmail.com",
     )
 
+    def __post_init__(self) -> None:
+        names = [t.name.lower() for t in self.types]
+        if not names:
+            raise ConfigError("'tickets.types' needs at least one type")
+        if len(set(names)) != len(names):
+            raise ConfigError("'tickets.types': a type is named twice")
+        if self.default_type.lower() not in names:
+            raise ConfigError(f"'tickets.default_type' {self.default_type!r} is not one of "
+                              f"'tickets.types' ({', '.join(t.name for t in self.types)})")
+        unknown = set(self.followup_inherits) - set(FOLLOWUP_FIELDS)
+        if unknown:
+            raise ConfigError(f"'tickets.followup_inherits': {sorted(unknown)} cannot be "
+                              f"inherited (choose from {', '.join(FOLLOWUP_FIELDS)})")
+
+    def canonical_type(self, name: str) -> str | None:
+        """The configured type named ``name`` in any case; None when there is none."""
+        wanted = " ".join(name.replace("_", " ").split()).lower()
+        return next((t.name for t in self.types if t.name.lower() == wanted), None)
+
 
 @dataclass(frozen=True)
 class ClassifySettings:
@@ -276,6 +343,7 @@ class RoutingRule:
     body: str = ""
     category: str = ""
     priority: str = ""
+    type: str = ""
     tags: tuple[str, ...] = ()
     assignee: str = ""
 
@@ -300,6 +368,7 @@ class Conditions:
     queue: str = ""
     category: str = ""
     priority: str = ""
+    type: str = ""
     organization: str = ""  # the requester's organization (its domain)
     sender_domain: str = ""
     subject: str = ""
@@ -307,8 +376,9 @@ class Conditions:
     channel: str = ""
     tags: tuple[str, ...] = ()
 
-    TEXT: ClassVar[tuple[str, ...]] = ("queue", "category", "priority", "organization",
-                                       "sender_domain", "subject", "body", "channel")
+    TEXT: ClassVar[tuple[str, ...]] = ("queue", "category", "priority", "type",
+                                       "organization", "sender_domain", "subject", "body",
+                                       "channel")
     """The conditions that are a substring or a ``/regex/`` (all but ``tags``)."""
 
     def __post_init__(self) -> None:
@@ -377,7 +447,7 @@ class AutomationConditions(Conditions):
 class AutomationAction:
     """One action; give exactly one of its fields.
 
-    ``set``: fields to set (status, priority, category); ``tag``: "+a -b"; ``note``: an
+    ``set``: fields to set (status, priority, category, type); ``tag``: "+a -b"; ``note``: an
     internal note's text; ``assign``: an agent's address, ``team:NAME`` (round robin) or
     ``none``; ``mail``: ``{to, template}``, a templated mail through the outbox to the
     requester (on the public thread), the assignee, the ticket's team lead, a team
@@ -407,9 +477,9 @@ class AutomationAction:
         if self.mail and (set(self.mail) != {"to", "template"}):
             raise ConfigError("'mail' gives 'to' (requester, assignee, team_lead, "
                               "team:NAME or an address) and 'template'")
-        unknown = set(self.set) - {"status", "priority", "category"}
+        unknown = set(self.set) - {"status", "priority", "category", "type"}
         if unknown:
-            raise ConfigError(f"'set' changes status, priority or category, not "
+            raise ConfigError(f"'set' changes status, priority, category or type, not "
                               f"{sorted(unknown)}")
 
 
@@ -495,6 +565,55 @@ class CommandSettings:
 
 
 @dataclass(frozen=True)
+class TaskSettings:
+    """``[tasks]``: where ``#task`` turns a ticket into a task (an issue tracker's hook).
+
+    The ticket is POSTed as JSON to ``endpoint``, signed as the automation webhooks are
+    (``X-Helpdesk-Signature: sha256=HMAC`` with ``secret``); the answer's JSON ``url``
+    (or its ``Location`` header) becomes the ticket's ``task`` link.
+    """
+
+    endpoint: str = ""
+    secret: str = ""
+
+    def __post_init__(self) -> None:
+        if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"'tasks.endpoint' must be an http:// or https:// URL, not "
+                              f"{self.endpoint!r}")
+
+
+PERMISSIONS = ("ticket.view", "ticket.create", "ticket.update", "ticket.delete")
+AgentRole = Literal["admin", "agent", "light"]
+AGENT_ROLES: tuple[AgentRole, ...] = ("admin", "agent", "light")
+
+
+@dataclass(frozen=True)
+class PermissionSettings:
+    """``[permissions]``: what each agent role may do.
+
+    ``ticket.view``: read, add internal notes, watch, log time; ``ticket.create``: open a
+    ticket by mail; ``ticket.update``: reply publicly and change fields; ``ticket.delete``:
+    merge a ticket away (it retires the source). A light agent only views by default.
+    """
+
+    admin: tuple[str, ...] = PERMISSIONS
+    agent: tuple[str, ...] = PERMISSIONS
+    light: tuple[str, ...] = ("ticket.view",)
+
+    def __post_init__(self) -> None:
+        for role in AGENT_ROLES:
+            unknown = set(getattr(self, role)) - set(PERMISSIONS)
+            if unknown:
+                raise ConfigError(f"'permissions.{role}': unknown {sorted(unknown)} "
+                                  f"(known: {', '.join(PERMISSIONS)})")
+
+    def allows(self, role: str, permission: str) -> bool:
+        """Whether ``role`` holds ``permission``; an unknown role holds nothing."""
+        granted: tuple[str, ...] = getattr(self, role, ()) if role in AGENT_ROLES else ()
+        return permission in granted
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
     json: bool = False
@@ -524,6 +643,8 @@ class Settings:
     automation_defaults: AutomationDefaults = field(default_factory=AutomationDefaults)
     sla: SlaSettings = field(default_factory=SlaSettings)
     commands: CommandSettings = field(default_factory=CommandSettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
+    permissions: PermissionSettings = field(default_factory=PermissionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<embedded defaults>"
 
@@ -550,8 +671,17 @@ class Settings:
             if rule.method == "category" and not rule.categories and not rule.assign:
                 raise ConfigError(f"{where}: method 'category' needs 'categories'")
 
+        types = ", ".join(t.name for t in self.tickets.types)
+        for routing in self.routing:
+            if routing.type and self.tickets.canonical_type(routing.type) is None:
+                raise ConfigError(f"[[routing]] {routing.name!r}: unknown type "
+                                  f"{routing.type!r} (known: {types})")
         for automation in self.automations:
             where = f"[[automations]] {automation.name!r}"
+            for action in automation.actions:
+                wanted = action.set.get("type", "")
+                if wanted and self.tickets.canonical_type(wanted) is None:
+                    raise ConfigError(f"{where}: unknown type {wanted!r} (known: {types})")
             if (automation.on == "idle") != (automation.hours > 0):
                 raise ConfigError(f"{where}: 'hours' (more than 0) goes with on = \"idle\", "
                                   "and only with it")

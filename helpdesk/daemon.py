@@ -109,11 +109,32 @@ def write_pidfile(settings: Settings, name: str) -> Path:
     return path
 
 
+def signal_daemons(settings: Settings) -> int:
+    """Send SIGHUP to every daemon that left a pid file; returns how many were told."""
+    told = 0
+    for path in sorted(pid_dir(settings).glob("*.pid")):
+        try:
+            pid = int(path.read_text().split()[0])
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError, IndexError):
+            path.unlink(missing_ok=True)  # a daemon that is gone
+            continue
+        told += 1
+    return told
+
+
+_RELOADS: set[asyncio.Task[None]] = set()
+
+
 def reload_rules(rt: Runtime) -> None:
     """SIGHUP: read the config file again and take its rules; on a mistake keep the old.
 
-    Only teams, assignment rules and automations change without a restart.
+    Only teams, assignment rules and automations change without a restart, and the
+    statuses are read again from the database (``helpdesk statuses`` changes them).
     """
+    task = asyncio.get_running_loop().create_task(rt.refresh_statuses())
+    _RELOADS.add(task)  # held until done: the loop keeps only a weak reference
+    task.add_done_callback(_RELOADS.discard)
     try:
         fresh = load_settings(rt.settings.source if rt.settings.source != "<embedded defaults>"
                               else None, search=False)

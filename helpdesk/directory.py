@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from helpdesk.db import CoreRow, insert_or_ignore
 from helpdesk.direct import connection, run
 from helpdesk.errors import DomainError
-from helpdesk.models import Agent, Contact, Organization
+from helpdesk.models import Agent, Contact, Organization, OrganizationDomain
 
 
 def normalise_email(email: str) -> str:
@@ -31,7 +31,12 @@ _NEW_ORG = {name: stmt.returning(Organization.id)
             for name, stmt in insert_or_ignore(Organization, "domain").items()}
 _NEW_CONTACT = {name: stmt.returning(*_CONTACT_COLUMNS)
                 for name, stmt in insert_or_ignore(Contact, "email").items()}
-_ORG_ID_BY_DOMAIN = select(Organization.id).where(Organization.domain == bindparam("domain"))
+_ORG_ID_BY_DOMAIN = select(func.coalesce(
+    select(Organization.id).where(Organization.domain == bindparam("domain"))
+    .scalar_subquery(),
+    select(OrganizationDomain.organization_id)
+    .where(OrganizationDomain.domain == bindparam("domain")).scalar_subquery()))
+"""The organization of a mail domain: its own, else one it was added to."""
 _CONTACT_BY_EMAIL = select(*_CONTACT_COLUMNS).where(Contact.email == bindparam("email"))
 _SET_CONTACT_NAME = update(Contact).where(Contact.id == bindparam("contact")).values(
     name=bindparam("new_name")).returning(*_CONTACT_COLUMNS)

@@ -44,13 +44,14 @@ class TicketFacts:
     assignee_id: int | None
     subject: str
     channel: str = "email"
+    type: str = "Other"
 
     @classmethod
     def of(cls, ticket: Any) -> TicketFacts:
         """From an ORM ticket or a Core row with the same column names."""
         return cls(ticket.id, ticket.number, ticket.queue, ticket.status, ticket.priority,
                    ticket.category, ticket.requester_id, ticket.assignee_id, ticket.subject,
-                   ticket.channel)
+                   ticket.channel, ticket.type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,11 @@ class CategoryChanged(FieldChanged):
 
 
 @dataclass(frozen=True, slots=True)
+class TypeChanged(FieldChanged):
+    kind: ClassVar[str] = "type_changed"
+
+
+@dataclass(frozen=True, slots=True)
 class Assigned(FieldChanged):
     """``before``/``after`` are the agents' addresses (None: unassigned)."""
 
@@ -181,6 +187,22 @@ class Merged(TicketEvent):
     source_ref: str = ""
     into_ref: str = ""
     moved_messages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Linked(TicketEvent):
+    """A link added from this ticket: to ``other`` (a ticket reference) or to ``url``."""
+
+    kind: ClassVar[str] = "linked"
+    link: str = ""  # related | parent | child | followup | task | issue | incident
+    other: str = ""
+    url: str = ""
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unlinked(Linked):
+    kind: ClassVar[str] = "unlinked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +270,7 @@ Listener = Callable[[TicketEvent, "Tx"], Awaitable[None]]
 _FIELD_ACTIONS: dict[type[TicketEvent], Change] = {
     StatusChanged: Change.STATUS, PriorityChanged: Change.PRIORITY,
     CategoryChanged: Change.CATEGORY, Assigned: Change.ASSIGNEE, TagsChanged: Change.TAGS,
+    TypeChanged: Change.TYPE,
 }
 
 
@@ -289,6 +312,10 @@ def audit_values(event: TicketEvent) -> list[dict[str, Any]]:
                         after={"merged_into": event.into_ref, "messages": event.moved_messages}),
                     row(Change.MERGED_IN, ticket_id=into.id,
                         after={"merged": event.source_ref, "messages": event.moved_messages})]
+        case Unlinked():
+            return [row(Change.UNLINKED, before=_link_values(event))]
+        case Linked():
+            return [row(Change.LINKED, after=_link_values(event))]
         case TimeLogged():
             return [row(Change.TIME_LOGGED, after={"minutes": event.minutes, "note": event.note,
                                                    "entry": event.entry})]
@@ -305,6 +332,12 @@ def audit_values(event: TicketEvent) -> list[dict[str, Any]]:
                 "as_of": _jsonable(event.as_of), "due_at": _jsonable(event.due_at),
                 "policy": event.policy})]
     return []
+
+
+def _link_values(event: Linked) -> dict[str, Any]:
+    values = {"link": event.link, "ticket": event.other or None, "url": event.url or None,
+              "title": event.title or None}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _jsonable(value: Any) -> Any:

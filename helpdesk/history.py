@@ -18,6 +18,8 @@ class Change(StrEnum):
     STATUS = "ticket.status"
     PRIORITY = "ticket.priority"
     CATEGORY = "ticket.category"
+    TYPE = "ticket.type"
+    ORGANIZATION = "ticket.organization"
     CHANNEL = "ticket.channel"
     TAGS = "ticket.tags"
     ASSIGNEE = "ticket.assignee"
@@ -28,6 +30,9 @@ class Change(StrEnum):
     MESSAGE_PUBLIC = "message.public"
     MESSAGE_INTERNAL = "message.internal"
     MESSAGE_SYSTEM = "message.system"
+    STATUS_RENAMED = "status.renamed"  # the desk's, not one ticket's: ticket_id is NULL
+    LINKED = "ticket.linked"
+    UNLINKED = "ticket.unlinked"
     MERGED = "ticket.merged"
     MERGED_IN = "ticket.merged_in"
     TIME_LOGGED = "ticket.time"

@@ -78,6 +78,15 @@ class Organization(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class OrganizationDomain(Base):
+    """Another mail domain of an organization (``helpdesk orgs add-domain``): its senders
+    belong to it as those of ``organizations.domain`` do."""
+
+    __tablename__ = "organization_domains"
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+
+
 class Contact(Base):
     __tablename__ = "contacts"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -104,6 +113,7 @@ class Agent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     away_until: Mapped[datetime | None]  # skipped by auto-assignment until then
     last_assigned_at: Mapped[datetime | None]
+    role: Mapped[str] = mapped_column(String(20), default="agent")  # admin | agent | light
 
     def is_away(self, now: datetime) -> bool:
         return self.away_until is not None and self.away_until > now
@@ -126,6 +136,7 @@ class Ticket(Base):
     status: Mapped[str] = mapped_column(String(50), index=True)
     priority: Mapped[str] = mapped_column(String(50))
     category: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(50), default="Other", index=True)
     channel: Mapped[str] = mapped_column(String(20))
     queue: Mapped[str] = mapped_column(String(320), default="")
     requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
@@ -146,6 +157,41 @@ class Ticket(Base):
     requester: Mapped[Contact] = relationship(lazy="joined", foreign_keys=[requester_id])
     assignee: Mapped[Agent | None] = relationship(lazy="joined")
     organization: Mapped[Organization | None] = relationship(lazy="joined")
+
+
+class TicketLink(Base):
+    """A ticket's tie to another ticket or to where the work happens (a task, an issue).
+
+    One row per link, read from both ends: ``parent`` means ``other_ticket`` is this
+    ticket's parent (so this is the other's child), ``followup`` that this ticket follows
+    up ``other_ticket``; ``related`` reads the same both ways. ``task``, ``issue`` and
+    ``incident`` point at a ``url`` outside the help desk.
+    """
+
+    __tablename__ = "ticket_links"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    other_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    url: Mapped[str | None] = mapped_column(String(2000))
+    title: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StatusRow(Base):
+    """A ticket status the admin keeps (``helpdesk statuses``): its name, class and colour.
+
+    Tickets hold the status by name; the class (active, paused, resolved, closed) is what
+    the SLA clock and the rest of the code reason about.
+    """
+
+    __tablename__ = "statuses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    status_class: Mapped[str] = mapped_column(String(20))
+    color: Mapped[str] = mapped_column(String(20), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class TicketTag(Base):
@@ -339,6 +385,6 @@ class ImapState(Base):
 __all__ = [
     "Agent", "Attachment", "AuditEvent", "Base", "CannedResponse", "Contact", "Counter",
     "CsatRating", "ImapState", "InboundSpool", "Message", "MessageRef", "Organization",
-    "OutboxRow", "SlaClock", "SlaPolicyRow", "Ticket", "TicketTag", "TimeEntry",
-    "Watcher", "utcnow",
+    "OrganizationDomain", "OutboxRow", "SlaClock", "SlaPolicyRow", "StatusRow", "Ticket",
+    "TicketLink", "TicketTag", "TimeEntry", "Watcher", "utcnow",
 ]

@@ -24,6 +24,12 @@ filed as an internal note and never reaches the requester."""
 WEBHOOK = "webhook"
 """The kind of a row that is an HTTP POST (``context``: url, automation, payload), not a mail."""
 
+TASK = "task"
+"""A POST of a ticket to the task endpoint (``[tasks]``); its answer's URL becomes the
+ticket's ``task`` link."""
+HTTP_KINDS = frozenset({WEBHOOK, TASK})
+"""Rows the workers POST instead of mailing."""
+
 REQUESTER_KINDS = frozenset({"ack", "reply", "resolved", "update"})
 """Mail to the requester's side; only these (and the requester's own mail) make up the
 public thread whose Message-IDs requesters see in ``References``."""

@@ -49,7 +49,7 @@ class Runtime:
         reader = (db.create_engine(settings.database, writer=False)
                   if db.is_sqlite(settings.database.url) else None)
         if migrate:
-            await schema.migrate(engine, reader=reader)
+            await schema.migrate(engine, reader=reader, settings=settings)
         Path(settings.storage.dir).mkdir(parents=True, exist_ok=True)
         rt = cls(settings, engine, db.session_factory(engine),
                  BlobStore(Path(settings.storage.dir) / "blobs"), clock, reader)
@@ -58,6 +58,7 @@ class Runtime:
         from helpdesk.automation import Automations
         from helpdesk.notify import Notifier
 
+        await rt.refresh_statuses()
         rt.listen(Notifier(rt))
         rt.listen(AutoAssigner(rt))
         rt.listen(Automations(rt))
@@ -77,6 +78,14 @@ class Runtime:
             reload = getattr(listener, "reload", None)
             if callable(reload):
                 reload()
+
+    async def refresh_statuses(self) -> None:
+        """Read the statuses the admin keeps in the database (at start and on reload)."""
+        from helpdesk import statuses
+
+        async with self.read_sessions() as session:
+            found = await statuses.stored(session)
+        self.settings = statuses.with_statuses(self.settings, found)
 
     def listen(self, listener: Listener) -> None:
         """Register ``listener`` for every ticket event of this process, at start-up.

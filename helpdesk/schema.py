@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 if TYPE_CHECKING:
     from alembic.config import Config
 
+    from helpdesk.config import Settings
+
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0004"
+HEAD = "0005"
 """The newest revision in ``migrations/versions`` (a test holds it to Alembic's answer)."""
 _PG_LOCK_KEY = 0x48454C50  # "HELP": one advisory lock id for schema changes
 
@@ -49,11 +51,14 @@ def _current(sync_conn: Any) -> str | None:
     return str(row[0]) if row is not None else None
 
 
-def _upgrade(sync_conn: Any, revision: str = "head") -> None:
+def _upgrade(sync_conn: Any, revision: str = "head", settings: Settings | None = None) -> None:
     from alembic import command
 
     cfg = alembic_config()
     cfg.attributes["connection"] = sync_conn
+    if settings is not None:  # 0005: existing tickets' type, the statuses to start with
+        cfg.attributes["default_type"] = settings.tickets.default_type
+        cfg.attributes["statuses"] = settings.tickets.statuses
     command.upgrade(cfg, revision)
 
 
@@ -62,7 +67,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(_current)
 
 
-async def migrate(engine: AsyncEngine, *, reader: AsyncEngine | None = None) -> bool:
+async def migrate(engine: AsyncEngine, *, reader: AsyncEngine | None = None,
+                  settings: Settings | None = None) -> bool:
     """Bring the schema to head; returns whether anything was applied.
 
     The check and the upgrade run in one transaction that holds the database's write lock
@@ -70,6 +76,8 @@ async def migrate(engine: AsyncEngine, *, reader: AsyncEngine | None = None) -> 
     starting at once apply each migration exactly once. The first look, whether there is
     anything to do, goes through ``reader`` when given (SQLite's deferred reader), so a
     process starting while another holds the write lock does not queue behind it.
+    ``settings``: the configuration a migration may need (0005's default type and first
+    statuses).
     """
     head = HEAD
     if await current_revision(reader or engine) == head:
@@ -79,5 +87,5 @@ async def migrate(engine: AsyncEngine, *, reader: AsyncEngine | None = None) -> 
             await conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})"))
         if await conn.run_sync(_current) == head:
             return False
-        await conn.run_sync(_upgrade)
+        await conn.run_sync(_upgrade, "head", settings)
     return True

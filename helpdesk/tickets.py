@@ -30,13 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk.audit import Actor
 from helpdesk.config import Settings
 from helpdesk.direct import run
-from helpdesk.errors import NotFoundError, UnknownValueError
+from helpdesk.errors import DomainError, NotFoundError, UnknownValueError
 from helpdesk.events import (
     Assigned,
     CategoryChanged,
     Closed,
     CsatRated,
     FieldChanged,
+    Linked,
     LinksRevoked,
     Listener,
     Merged,
@@ -51,10 +52,13 @@ from helpdesk.events import (
     TicketEvent,
     TicketFacts,
     TimeLogged,
+    TypeChanged,
+    Unlinked,
     WatcherAdded,
     WatcherRemoved,
     audit_values,
 )
+from helpdesk.history import Change
 from helpdesk.models import (
     Agent,
     Attachment,
@@ -63,7 +67,9 @@ from helpdesk.models import (
     CsatRating,
     Message,
     MessageRef,
+    Organization,
     Ticket,
+    TicketLink,
     TicketTag,
     TimeEntry,
     Watcher,
@@ -71,6 +77,7 @@ from helpdesk.models import (
 )
 from helpdesk.numbering import next_number
 from helpdesk.refs import format_ticket_ref
+from helpdesk.relations import TICKET_KINDS, URL_KINDS, inverse
 from helpdesk.tx import TOUCH, Tx
 
 if TYPE_CHECKING:
@@ -82,15 +89,20 @@ _NEW_TICKET = insert(Ticket).returning(Ticket.id)
 _NEW_MESSAGE = insert(Message).returning(Message.id)
 _TICKET_FACTS = select(Ticket.id, Ticket.number, Ticket.queue, Ticket.status, Ticket.priority,
                        Ticket.category, Ticket.requester_id, Ticket.assignee_id,
-                       Ticket.subject, Ticket.channel, Ticket.merged_into_id)
+                       Ticket.subject, Ticket.channel, Ticket.type, Ticket.merged_into_id)
 TICKET_BY_NUMBER = _TICKET_FACTS.where(Ticket.number == bindparam("number"))
 TICKET_BY_ID = _TICKET_FACTS.where(Ticket.id == bindparam("ticket"))
 _ASSIGN = update(Ticket).where(Ticket.id == bindparam("ticket")).values(
     assignee_id=bindparam("agent"), updated_at=bindparam("at"))
 _AGENT_EMAIL = select(Agent.email).where(Agent.id == bindparam("agent"))
+_FOLLOWED_UP = (select(Ticket.category, Ticket.type, Ticket.priority, Ticket.organization_id,
+                       Ticket.assignee_id, Agent.email.label("agent_email"),
+                       Agent.is_active.label("agent_active"))
+                .outerjoin(Agent, Agent.id == Ticket.assignee_id)
+                .where(Ticket.id == bindparam("ticket")))
 _FIELD_EVENTS: dict[str, type[FieldChanged]] = {
     "status": StatusChanged, "priority": PriorityChanged, "category": CategoryChanged,
-    "assignee": Assigned, "tags": TagsChanged}
+    "assignee": Assigned, "tags": TagsChanged, "type": TypeChanged}
 
 
 @dataclass(frozen=True)
@@ -157,14 +169,20 @@ class TicketService:
     def canonical_channel(self, name: str) -> str:
         return self._pick("channel", name, self.settings.tickets.channels)
 
-    def reference(self, ticket: Ticket) -> str:
+    def canonical_type(self, name: str) -> str:
+        return self._pick("type", name.replace("_", " "),
+                          [t.name for t in self.settings.tickets.types])
+
+    def reference(self, ticket: Any) -> str:
+        """``TKT-000042`` for anything with a ``number`` (ORM ticket, facts, a row)."""
         t = self.settings.tickets
         return format_ticket_ref(ticket.number, t.prefix, t.digits)
 
     def new_ticket_values(self, *, number: int, requester_id: int,
                           organization_id: int | None, subject: str, channel: str, queue: str,
                           category: str | None, priority: str | None,
-                          followup_of_id: int | None, at: datetime) -> dict[str, Any]:
+                          followup_of_id: int | None, at: datetime,
+                          type: str | None = None) -> dict[str, Any]:
         """The columns of a new ticket: what `create` inserts."""
         t = self.settings.tickets
         return {
@@ -172,6 +190,7 @@ class TicketService:
             "status": t.statuses[0].name,
             "priority": self.canonical_priority(priority or t.default_priority),
             "category": self.canonical_category(category or t.categories[0]),
+            "type": self.canonical_type(type or t.default_type),
             "channel": self.canonical_channel(channel), "queue": queue,
             "requester_id": requester_id, "organization_id": organization_id,
             "link_secret": secrets.token_hex(16), "followup_of_id": followup_of_id,
@@ -211,24 +230,31 @@ class TicketService:
                      html: str | None = None, message_id: str | None = None,
                      spool_id: int | None = None, attachments: Sequence[NewAttachment] = (),
                      watchers: Sequence[Any] = (), followup_of: Any = None,
-                     author_agent_id: int | None = None, reason: str = "") -> Created:
+                     author_agent_id: int | None = None, reason: str = "",
+                     type: str | None = None) -> Created:
         """Create a ticket with its first public message; the number is taken last-moment.
 
         ``requester``, ``watchers`` and ``followup_of`` may be ORM objects or Core rows
         (id, organization_id; email for watchers; number for the ticket followed up).
-        ``reason``: why the mail made a new ticket, kept in its history.
+        ``reason``: why the mail made a new ticket, kept in its history. A follow-up is
+        linked to the ticket it follows up and takes over what ``[tickets]
+        followup_inherits`` names of it.
         """
         now = self.clock()
         values = self.new_ticket_values(
             number=await next_number(self.session), requester_id=requester.id,
             organization_id=requester.organization_id, subject=subject, channel=channel,
-            queue=queue, category=category, priority=priority,
+            queue=queue, category=category, priority=priority, type=type,
             followup_of_id=followup_of.id if followup_of is not None else None, at=now)
         conn = await self.tx.connection()
+        inherited_agent = None
+        if followup_of is not None:
+            inherited_agent = await self._inherit(conn, followup_of.id, values)
         ticket_id = (await run(conn, _NEW_TICKET, values)).scalar_one()
         ticket = TicketFacts(ticket_id, values["number"], queue, values["status"],
-                             values["priority"], values["category"], requester.id, None,
-                             values["subject"], values["channel"])
+                             values["priority"], values["category"], requester.id,
+                             values.get("assignee_id"), values["subject"], values["channel"],
+                             values["type"])
         message = await self._insert_message(
             ticket, kind="public",
             author_contact_id=None if author_agent_id else requester.id,
@@ -240,7 +266,13 @@ class TicketService:
                                        reason=f"follow-up of {self.reference(followup_of)}"
                                        if followup_of is not None else "",
                                        requester_email=requester.email,
-                                       organization_id=requester.organization_id, body=text))
+                                       organization_id=values["organization_id"], body=text))
+        if followup_of is not None:
+            await self._link_row(ticket, "followup", actor, now, other=followup_of)
+            if inherited_agent is not None:
+                await self._emit(Assigned(ticket, actor, now, name="assignee", before=None,
+                                          after=inherited_agent,
+                                          reason=f"as on {self.reference(followup_of)}"))
         for contact in watchers:
             if contact.id != requester.id:
                 await self._add_watcher(ticket, contact, actor, source="cc")
@@ -268,6 +300,21 @@ class TicketService:
         message = await self.session.get(Message, created.message.id)
         assert ticket is not None and message is not None
         return ticket, message
+
+    async def _inherit(self, conn: Any, old_id: int, values: dict[str, Any]) -> str | None:
+        """Take over from ticket ``old_id`` what the follow-up settings name; returns the
+        inherited assignee's address (an active agent's only), else None."""
+        inherits = set(self.settings.tickets.followup_inherits)
+        old = (await run(conn, _FOLLOWED_UP, {"ticket": old_id})).one()
+        for name in ("category", "type", "priority"):
+            if name in inherits:
+                values[name] = getattr(old, name)
+        if "organization" in inherits and old.organization_id is not None:
+            values["organization_id"] = old.organization_id
+        if "assignee" in inherits and old.assignee_id is not None and old.agent_active:
+            values["assignee_id"] = old.assignee_id
+            return str(old.agent_email)
+        return None
 
     # -- messages ---------------------------------------------------------------------
 
@@ -396,6 +443,22 @@ class TicketService:
     async def set_category(self, ticket: Ticket, category: str, actor: Actor) -> bool:
         return await self._set_field(ticket, "category", self.canonical_category(category), actor)
 
+    async def set_type(self, ticket: Ticket, type: str, actor: Actor) -> bool:
+        return await self._set_field(ticket, "type", self.canonical_type(type), actor)
+
+    async def set_organization(self, ticket: Ticket, organization: Organization | None,
+                               actor: Actor) -> bool:
+        """Move ``ticket`` to ``organization`` (an admin joined two of them); the history
+        keeps the names."""
+        if ticket.organization_id == (organization.id if organization else None):
+            return False
+        old = ticket.organization.name if ticket.organization else None
+        ticket.organization_id = organization.id if organization else None
+        ticket.organization = organization
+        await self._changed(ticket, actor, "organization", old,
+                            organization.name if organization else None, self.clock())
+        return True
+
     async def set_channel(self, ticket: Ticket, channel: str, actor: Actor) -> bool:
         return await self._set_field(ticket, "channel", self.canonical_channel(channel), actor)
 
@@ -503,6 +566,98 @@ class TicketService:
                                         email=contact.email))
         return True
 
+    async def rename_status(self, old: str, new: str, actor: Actor) -> int:
+        """Tickets in status ``old`` are now in ``new`` (the admin renamed it): the same
+        status under another name, so no ticket changes state and no event fires; the
+        rename is one entry of the desk's history. Returns how many tickets it holds."""
+        from helpdesk import audit
+
+        await self.tx.flush()
+        now = self.clock()
+        result = await self.session.execute(
+            update(Ticket).where(Ticket.status == old).values(status=new)
+            .execution_options(synchronize_session="fetch"))
+        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        await self.tx.add(AuditEvent, audit.values(
+            ticket_id=None, actor=actor, action=Change.STATUS_RENAMED, at=now,
+            before={"status": old}, after={"status": new, "tickets": count}))
+        return count
+
+    # -- links between tickets, and to tasks ------------------------------------------
+
+    async def link(self, ticket: Ticket, kind: str, actor: Actor, *,
+                   other: Ticket | None = None, url: str = "", title: str = "") -> bool:
+        """Link ``ticket`` to ``other`` (related, parent, child) or to ``url`` (task, issue,
+        incident); False when that link is already there."""
+        if kind in TICKET_KINDS:
+            if other is None or url:
+                raise DomainError(f"a {kind} link names a ticket")
+            if other.id == ticket.id:
+                raise DomainError("a ticket cannot be linked to itself")
+        elif kind in URL_KINDS:
+            if other is not None or not url:
+                raise DomainError(f"a {kind} link names a URL")
+        else:
+            raise UnknownValueError(f"unknown link '{kind}' (known: "
+                                    f"{', '.join((*TICKET_KINDS, *URL_KINDS))})")
+        if await self._find_link(ticket, kind, other, url) is not None:
+            return False
+        await self._link_row(TicketFacts.of(ticket), kind, actor, self.clock(), other=other,
+                             url=url, title=title)
+        return True
+
+    async def unlink(self, ticket: Ticket, kind: str, actor: Actor, *,
+                     other: Ticket | None = None, url: str = "") -> None:
+        """Remove a link ``link`` added, from either end."""
+        found = await self._find_link(ticket, kind, other, url)
+        if found is None:
+            what = self.reference(other) if other is not None else url
+            raise DomainError(f"{self.reference(ticket)} has no {kind} link to {what}")
+        row = found
+        await self.session.delete(row)
+        now = self.clock()
+        await self._emit(Unlinked(TicketFacts.of(ticket), actor, now, link=kind,
+                                  other=self.reference(other) if other is not None else "",
+                                  url=row.url or "", title=row.title))
+        if other is not None:
+            await self._emit(Unlinked(TicketFacts.of(other), actor, now, link=inverse(kind),
+                                      other=self.reference(ticket)))
+
+    async def _find_link(self, ticket: Ticket, kind: str, other: Ticket | None,
+                         url: str) -> TicketLink | None:
+        await self.tx.flush()
+        if other is None:
+            row = (await self.session.execute(select(TicketLink).where(
+                TicketLink.ticket_id == ticket.id, TicketLink.kind == kind,
+                TicketLink.url == url))).scalars().first()
+            return row
+        for a, b, k in ((ticket, other, kind), (other, ticket, inverse(kind))):
+            row = (await self.session.execute(select(TicketLink).where(
+                TicketLink.ticket_id == a.id, TicketLink.other_ticket_id == b.id,
+                TicketLink.kind == k))).scalars().first()
+            if row is not None:
+                return row
+        return None
+
+    async def _link_row(self, ticket: TicketFacts, kind: str, actor: Actor, now: datetime, *,
+                        other: Any = None, url: str = "", title: str = "") -> None:
+        await self.tx.add(TicketLink, {
+            "ticket_id": ticket.id, "kind": kind,
+            "other_ticket_id": other.id if other is not None else None,
+            "url": url or None, "title": title, "created_by": str(actor),
+            "created_at": now})
+        other_ref = self.reference(other) if other is not None else ""
+        await self._emit(Linked(ticket, actor, now, link=kind, other=other_ref, url=url,
+                                title=title))
+        if other is not None:
+            await self._emit(Linked(TicketFacts.of(other) if hasattr(other, "queue")
+                                    else await self._facts(other.id), actor, now,
+                                    link=inverse(kind), other=self.reference(ticket)))
+
+    async def _facts(self, ticket_id: int) -> TicketFacts:
+        conn = await self.tx.connection()
+        return TicketFacts.of((await run(conn, TICKET_BY_ID, {"ticket": ticket_id})).one())
+
     # -- time, ratings, links, merges -------------------------------------------------
 
     async def log_time(self, ticket: Ticket, agent: Agent, minutes: int, note: str,
@@ -587,8 +742,8 @@ class TicketService:
     def snapshot(self, ticket: Any) -> dict[str, Any]:
         return {
             "number": self.reference(ticket), "subject": ticket.subject, "status": ticket.status,
-            "priority": ticket.priority, "category": ticket.category, "channel": ticket.channel,
-            "queue": ticket.queue,
+            "priority": ticket.priority, "category": ticket.category, "type": ticket.type,
+            "channel": ticket.channel, "queue": ticket.queue,
         }
 
     async def emit(self, event: TicketEvent) -> None:

@@ -5,8 +5,8 @@ transaction as the change, and nothing else. Given a `Tx` they can; given an ORM
 they would dig a session out of it and could do anything.
 
 Why a row buffer: rows that nothing later in the transaction reads back (attachments,
-audit events, message references, outbox rows, a ticket's ``updated_at``, the spool
-row's outcome) can be inserted with one statement per table at the end instead of one
+audit events, message references, outbox rows, ticket links, a ticket's ``updated_at``,
+the spool row's outcome) can be inserted with one statement per table at the end instead of one
 statement each. The gateway's group commit opens a buffer for its batch (`open_buffer`)
 and writes it before it commits (`write_buffer`); without an open buffer, `Tx.add` inserts
 at once. Two reads could miss buffered rows and flush them first: threading by a
@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Executable
 
 from helpdesk.direct import connection, run
-from helpdesk.models import Attachment, AuditEvent, MessageRef, OutboxRow, Ticket
+from helpdesk.models import Attachment, AuditEvent, MessageRef, OutboxRow, Ticket, TicketLink
 
 _INSERTS: dict[Any, Executable] = {
-    table: insert(table) for table in (Attachment, AuditEvent, MessageRef, OutboxRow)}
+    table: insert(table)
+    for table in (Attachment, AuditEvent, MessageRef, OutboxRow, TicketLink)}
 TOUCH = update(Ticket).where(Ticket.id == bindparam("ticket")).values(
     updated_at=bindparam("at"))
 """A ticket's ``updated_at`` set to ``at``: buffered, it costs one statement per batch."""

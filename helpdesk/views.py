@@ -13,14 +13,17 @@ from helpdesk.config import Settings
 from helpdesk.errors import NotFoundError
 from helpdesk.models import (
     Agent,
+    AuditEvent,
     Contact,
     CsatRating,
     Message,
     Ticket,
+    TicketLink,
     TicketTag,
     Watcher,
 )
 from helpdesk.refs import format_ticket_ref
+from helpdesk.relations import LABELS, inverse
 
 
 def person(p: Contact | Agent | None) -> dict[str, str] | None:
@@ -39,6 +42,9 @@ def ticket_summary(ticket: Ticket, settings: Settings) -> dict[str, Any]:
         "status": ticket.status,
         "priority": ticket.priority,
         "category": ticket.category,
+        "type": ticket.type,
+        "type_color": next((x.color for x in t.types if x.name == ticket.type), ""),
+        "status_color": next((x.color for x in t.statuses if x.name == ticket.status), ""),
         "channel": ticket.channel,
         "queue": ticket.queue,
         "requester": person(ticket.requester),
@@ -104,8 +110,64 @@ async def ticket_detail(session: AsyncSession, settings: Settings, ticket: Ticke
         .order_by(Message.created_at, Message.id)
     )).unique().scalars()
     view["messages"] = [message_view(m) for m in messages]
+    view["links"] = await ticket_links(
+        session, settings, ticket.id,
+        requester_id=ticket.requester_id if public_only else None)
+    if not public_only:
+        view["history"] = await ticket_history(session, ticket.id)
     if ticket.merged_into_id:
         target = await session.get(Ticket, ticket.merged_into_id)
         view["merged_into"] = format_ticket_ref(
             target.number, settings.tickets.prefix, settings.tickets.digits) if target else None
     return view
+
+
+async def ticket_links(session: AsyncSession, settings: Settings, ticket_id: int, *,
+                       requester_id: int | None = None) -> list[dict[str, Any]]:
+    """Every link of a ticket, read from its end (`helpdesk.relations`): the kind, and the
+    other ticket (reference, subject, status) or the URL and title.
+
+    ``requester_id``: what a requester sees, only links to other tickets of theirs (a
+    linked ticket of someone else's, or the desk's own tracker, is not theirs to see).
+    """
+    t = settings.tickets
+    other = Ticket.__table__.alias("other")
+    out: list[dict[str, Any]] = []
+    for mine, theirs, flip in ((TicketLink.ticket_id, TicketLink.other_ticket_id, False),
+                               (TicketLink.other_ticket_id, TicketLink.ticket_id, True)):
+        rows = await session.execute(
+            select(TicketLink.kind, TicketLink.url, TicketLink.title, other.c.number,
+                   other.c.subject, other.c.status, other.c.requester_id)
+            .outerjoin(other, other.c.id == theirs).where(mine == ticket_id)
+            .order_by(TicketLink.id))
+        for row in rows:
+            if requester_id is not None and (row.url or row.requester_id != requester_id):
+                continue
+            kind = inverse(row.kind) if flip else row.kind
+            out.append({
+                "kind": kind, "label": LABELS.get(kind, kind),
+                "ticket": None if row.url else format_ticket_ref(row.number, t.prefix,
+                                                                  t.digits),
+                "subject": None if row.url else row.subject,
+                "status": None if row.url else row.status,
+                "url": row.url, "title": row.title or None})
+    return out
+
+
+async def ticket_history(session: AsyncSession, ticket_id: int) -> list[dict[str, Any]]:
+    """The audit log of a ticket, oldest first, as it was written: a status renamed
+    since shows here under the name it had then."""
+    rows = await session.execute(
+        select(AuditEvent).where(AuditEvent.ticket_id == ticket_id)
+        .order_by(AuditEvent.created_at, AuditEvent.id))
+    return [{"at": iso(e.created_at), "actor": e.actor, "action": e.action,
+             "before": e.before, "after": e.after, "reason": e.reason or None}
+            for e in rows.scalars()]
+
+
+def link_line(link: dict[str, Any]) -> str:
+    """One link as a line of text: ``parent TKT-000010 (Open): subject`` or ``task URL``."""
+    if link.get("url"):
+        return f"{link['label']} {link['url']}" + (f" ({link['title']})" if link.get("title")
+                                                   else "")
+    return f"{link['label']} {link['ticket']} ({link['status']}): {link['subject']}"

@@ -47,7 +47,10 @@ from helpdesk.models import (
     Watcher,
 )
 from helpdesk.notify import agent_reply_address as agent_reply_address
+from helpdesk.permissions import PUBLIC_REPLY, command_needs, missing, require
+from helpdesk.relations import URL_KINDS
 from helpdesk.runtime import Runtime
+from helpdesk.tasks import request_task
 from helpdesk.tickets import NewAttachment, TicketService
 from mailgate import _spool
 from mailgate._agent_notices import REFUSALS_PER_HOUR as REFUSALS_PER_HOUR
@@ -143,12 +146,19 @@ class AgentMail:
         for cmd in parsed.commands:
             if cmd.name == "canned":
                 try:
+                    self._allow(cmd)
                     texts.append((await self._canned(cmd.args[0])).strip())
                     out.applied.append(cmd.line)
                 except DomainError as exc:
                     out.failed.append((cmd.line, str(exc)))
         text = "\n\n".join(t for t in texts if t)
         is_note = parsed.is_note or internal
+        lacking = missing(s.permissions, self.agent.role, PUBLIC_REPLY)
+        if not is_note and (text or attachments) and lacking:
+            is_note = True  # kept, where the requester cannot see it
+            out.failed.append(("(your reply)", f"your role ({self.agent.role}) may not reply "
+                               f"publicly: it lacks {', '.join(lacking)}. The text is kept "
+                               "as an internal note."))
         # Who watches changes before the reply is added, so the reply reaches whom the
         # same mail added (and not whom it removed): the Notifier relays at add_message.
         early = {id(cmd): await self._try(cmd) for cmd in parsed.commands
@@ -175,6 +185,7 @@ class AgentMail:
                 out.failed.append((cmd.line, refusal))
         if merge is not None:
             try:
+                self._allow(merge)
                 out.merged_into = await self._merge(int(merge.args[0]))
                 out.applied.append(merge.line)
             except DomainError as exc:
@@ -187,9 +198,15 @@ class AgentMail:
                          "applied": out.applied, "prefix": s.commands.prefix})
         return out
 
+    def _allow(self, cmd: Command) -> None:
+        """Raise `Forbidden` when the agent's role may not run ``cmd``."""
+        require(self.settings.permissions, self.agent.role, command_needs(cmd.name),
+                doing=f"use {self.settings.commands.prefix}{cmd.name}")
+
     async def _try(self, cmd: Command) -> str | None:
         """Run one command line; returns why it was refused (for the agent), or None."""
         try:
+            self._allow(cmd)
             await self._run(cmd)
         except DomainError as exc:
             return str(exc)
@@ -208,6 +225,12 @@ class AgentMail:
             await svc.set_priority(t, args[0], actor)
         elif cmd.name == "category":
             await svc.set_category(t, args[0], actor)
+        elif cmd.name == "type":
+            await svc.set_type(t, args[0], actor)
+        elif cmd.name in ("link", "unlink"):
+            await self._link(cmd.name, args)
+        elif cmd.name == "task":
+            await request_task(self.rt, svc, t, args[0] if args else "", actor)
         elif cmd.name == "assign" and args[0] == "auto":
             rule = await assign_by_rules(self.rt, self.session, t.number)
             if rule is None:
@@ -299,6 +322,22 @@ class AgentMail:
             contacts.append(contact)
         for contact in contacts:
             await self.service.remove_watcher(self.ticket, contact, self.actor)
+
+    async def _link(self, verb: str, args: Sequence[str]) -> None:
+        kind, svc = args[0], self.service
+        if kind in URL_KINDS:
+            url, title = args[1], args[2] if len(args) > 2 else ""
+            if verb == "unlink":
+                await svc.unlink(self.ticket, kind, self.actor, url=url)
+            elif not await svc.link(self.ticket, kind, self.actor, url=url, title=title):
+                raise Refused(f"{svc.reference(self.ticket)} already has that {kind} link")
+            return
+        other = await svc.get(int(args[1]))  # NotFoundError is a DomainError: reported
+        if verb == "unlink":
+            await svc.unlink(self.ticket, kind, self.actor, other=other)
+        elif not await svc.link(self.ticket, kind, self.actor, other=other):
+            raise Refused(f"{svc.reference(self.ticket)} is already linked to "
+                          f"{svc.reference(other)}")
 
     async def _time(self, minutes: int, note: str) -> None:
         await self.service.log_time(self.ticket, self.agent, minutes, note, self.actor)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from string import ascii_letters
 
 from helpdesk.refs import parse_ticket_ref
+from helpdesk.relations import parse_link
 from mailgate._when import (
     DUE_DEFAULT_TIME,
     RelativeDue,
@@ -225,6 +226,23 @@ def _merge(rest: str, ticket_prefix: str) -> tuple[str, ...]:
     return (str(number),)
 
 
+def _link(rest: str, ticket_prefix: str) -> tuple[str, ...]:
+    """The kind, then the ticket number, or the URL and its title (`parse_link`)."""
+    try:
+        target = parse_link(rest.split(), ticket_prefix)
+    except ValueError as exc:
+        raise _ArgumentError(str(exc)) from None
+    if target.number is not None:
+        return (target.kind, str(target.number))
+    return (target.kind, target.url, target.title) if target.title else (target.kind,
+                                                                          target.url)
+
+
+def _optional_text(rest: str, _ticket_prefix: str) -> tuple[str, ...]:
+    value = _collapse(rest)
+    return (value,) if value else ()
+
+
 def _canned(rest: str, _ticket_prefix: str) -> tuple[str, ...]:
     return (_one_word(rest, "shortcut"),)
 
@@ -253,12 +271,19 @@ _SPECS: dict[str, _Spec] = {
     "unassign": _Spec("unassign", "take the ticket off its agent", _no_args),
     "priority": _Spec("priority <name>", "set the priority", _text),
     "category": _Spec("category <name>", "set the category", _text),
+    "type": _Spec("type <name>", "set the ticket type, e.g. Bug or Question", _text),
     "tag": _Spec("tag +a -b c", "add or remove tags (bare = add)", _tags),
     "due": _Spec("due <YYYY-MM-DD[THH:MM] | +2d | +4h | +30m>", "set the due time", _due),
     "note": _Spec("note", "file this whole mail as an internal note", _no_args),
     "watch": _Spec("watch <email>", "add a watcher", _emails),
     "unwatch": _Spec("unwatch <email>", "remove a watcher", _emails),
     "merge": _Spec("merge <ticket>", "merge this ticket into another", _merge),
+    "link": _Spec("link [related|parent|child] <ticket>, or task|issue|incident <URL> "
+                  "[title]", "link a ticket, or where its work happens", _link),
+    "unlink": _Spec("unlink [related|parent|child] <ticket>, or task|issue|incident <URL>",
+                    "remove a link", _link),
+    "task": _Spec("task [title]", "turn the ticket into a task in the task tracker",
+                  _optional_text),
     "canned": _Spec("canned <shortcut>", "reply with a canned response", _canned),
     "time": _Spec("time <duration> [text]", "log time spent, e.g. 1h30m", _time),
     "close": _Spec("close", "close the ticket", _no_args),
@@ -382,6 +407,8 @@ def format_command(cmd: Command, *, prefix: str = "#", ticket_prefix: str = "TKT
     args = cmd.args
     if cmd.name == "merge" and len(args) == 1 and args[0].isdigit():
         args = (f"{ticket_prefix}{int(args[0]):06d}",)
+    elif cmd.name in ("link", "unlink") and len(args) == 2 and args[1].isdigit():
+        args = (args[0], f"{ticket_prefix}{int(args[1]):06d}")
     elif cmd.name == "time" and args:
         args = (f"{args[0]}m", *args[1:])  # the unit keeps a text like "30 calls" apart
     line = " ".join((f"{prefix}{cmd.name}", *args))

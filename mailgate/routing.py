@@ -16,6 +16,7 @@ class Route:
     queue: str = ""
     category: str | None = None
     priority: str | None = None
+    type: str | None = None
     tags: tuple[str, ...] = ()
     assignee: str = ""
     autoresponder_template: str = "acknowledgement"
@@ -65,7 +66,8 @@ def resolve_queue(settings: Settings, recipients: Sequence[str], msg: Inbound) -
                         body=msg.text):
             return Route(
                 queue=route.queue, category=rule.category or route.category,
-                priority=rule.priority or None, tags=rule.tags, assignee=rule.assignee,
+                priority=rule.priority or None, type=rule.type or None, tags=rule.tags,
+                assignee=rule.assignee,
                 autoresponder_template=route.autoresponder_template, rule=rule.name)
     return route
 

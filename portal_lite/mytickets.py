@@ -149,7 +149,7 @@ async def my_tickets(request: Request) -> Response:
             visible_to(contact) & withdrawn))).scalar_one()
     rows_out = [{
         "id": t.id, "reference": portal.reference(t), "subject": t.subject,
-        "status": t.status, "priority": t.priority,
+        "status": t.status, "priority": t.priority, "type": t.type,
         "updated_at": t.updated_at, "url": "/t/" + portal.sign(Purpose.VIEW, t, contact),
         "requester": t.requester.email,
         "manageable": manager and t.organization_id == contact.organization_id,

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from helpdesk.config import Settings
 from helpdesk.links import (
     MAX_TOKEN_LENGTH,
     BadLink,
@@ -68,7 +69,6 @@ class Portal:
     def __init__(self, rt: Runtime, *, signer: LinkSigner, csrf: CsrfGuard,
                  limiter: RateLimiter, template_dir: Path = TEMPLATE_DIR) -> None:
         self.rt = rt
-        self.settings = rt.settings
         self.signer = signer
         self.csrf = csrf
         self.limiter = limiter
@@ -78,6 +78,11 @@ class Portal:
             trim_blocks=True, lstrip_blocks=True, auto_reload=False,
         )
         self.env.filters["when"] = _when
+
+    @property
+    def settings(self) -> Settings:
+        """The runtime's settings as they are now (a reload may have replaced them)."""
+        return self.rt.settings
 
     def reference(self, ticket: Ticket) -> str:
         t = self.settings.tickets

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import anyio
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from helpdesk.audit import Actor
 from helpdesk.filenames import clean_filename
 from helpdesk.links import Purpose
 from helpdesk.models import Contact, Ticket
+from helpdesk.refs import parse_ticket_ref
 from helpdesk.tickets import NewAttachment, TicketService
 from helpdesk.views import ticket_detail
 from portal_lite.forms import form_text
@@ -49,6 +51,12 @@ async def ticket_page(request: Request) -> Response:
 async def _page_context(portal: Portal, session: AsyncSession, ticket: Ticket,
                         contact: Contact) -> dict[str, Any]:
     view = await ticket_detail(session, portal.settings, ticket, public_only=True)
+    for link in view["links"]:  # the requester's own tickets only (ticket_detail)
+        other = await session.execute(select(Ticket).where(
+            Ticket.number == parse_ticket_ref(link["ticket"], portal.settings.tickets.prefix)))
+        linked = other.unique().scalar_one_or_none()
+        if linked is not None:
+            link["href"] = "/t/" + portal.sign(Purpose.VIEW, linked, contact)
     for message in view["messages"]:
         for attachment in message["attachments"]:
             attachment["url"] = "/d/" + portal.sign(Purpose.DOWNLOAD, ticket, contact,

@@ -42,9 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import outbox, outbox_ops
 from helpdesk.configcheck import admin_notice_note
 from helpdesk.models import Agent, Contact, Message, OutboxRow, Ticket
-from helpdesk.outbox import WEBHOOK
+from helpdesk.outbox import HTTP_KINDS, TASK
 from helpdesk.refs import format_ticket_ref
 from helpdesk.runtime import Runtime
+from helpdesk.tasks import record_task, task_url
+from helpdesk.views import link_line, ticket_links
 from responders import broker as broker_mod
 from responders import webhook
 from responders.broker import QUEUE, RuntimeBridge, WorkerOptions
@@ -92,8 +94,10 @@ async def deliver_row(rt: Runtime, row_id: int, options: WorkerOptions,
         outgoing = OutgoingRow.from_row(row)
         read = await load_read_model(rt, session, row)
     try:
-        if outgoing.kind == WEBHOOK:
-            await webhook.post(rt.settings, outgoing)
+        if outgoing.kind in HTTP_KINDS:
+            response = await webhook.post(rt.settings, outgoing)
+            if outgoing.kind == TASK:
+                await _task_created(rt, row_id, outgoing, response)
         else:
             message = composer.compose(outgoing, read, now=rt.clock())
             await deliver(message, rt.settings.outbound, recipients=outgoing.recipients)
@@ -111,7 +115,7 @@ async def deliver_row(rt: Runtime, row_id: int, options: WorkerOptions,
             smarthost.answered()
         return await _finish(rt, row_id, error=exc.reply, permanent=exc.is_permanent,
                              options=options, quiet=unreachable and smarthost is not None)
-    if smarthost is not None and outgoing.kind != WEBHOOK:
+    if smarthost is not None and outgoing.kind not in HTTP_KINDS:
         smarthost.answered()
     async with rt.sessions() as session, session.begin():
         row = await session.get(OutboxRow, row_id)
@@ -120,6 +124,29 @@ async def deliver_row(rt: Runtime, row_id: int, options: WorkerOptions,
         row.last_error = admin_notice_note(rt.settings, outgoing.recipients)  # outbox list
     log.info("outbox.sent", row=row_id, kind=outgoing.kind, message_id=outgoing.message_id)
     return "sent"
+
+
+async def _task_created(rt: Runtime, row_id: int, outgoing: OutgoingRow,
+                        response: Any) -> None:
+    """Record the task the endpoint made as its ticket's ``task`` link.
+
+    Raises:
+        WebhookError: the answer names no task URL (permanent: asking again would make a
+            second task).
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    url = task_url(body, response.headers)
+    if url is None:
+        raise webhook.WebhookError(
+            f"HTTP {response.status_code} without a task URL (JSON url or Location)",
+            permanent=True)
+    row_ticket = outgoing.ticket_id
+    if row_ticket is not None:
+        await record_task(rt, row_ticket, url, str(outgoing.context.get("title", "")))
+    log.info("task.created", row=row_id, url=url)
 
 
 async def _finish(rt: Runtime, row_id: int, *, error: str, permanent: bool,
@@ -176,7 +203,11 @@ async def load_read_model(rt: Runtime, session: AsyncSession, row: OutboxRow) ->
     if row.ticket_id is not None:
         ticket = await session.get(Ticket, row.ticket_id)
         if ticket is not None:
-            ticket_view = _ticket_view(rt, ticket)
+            links: tuple[str, ...] = ()
+            if row.kind not in outbox.REQUESTER_KINDS:  # staff mail shows the ticket's links
+                links = tuple(link_line(x) for x in await ticket_links(
+                    session, rt.settings, ticket.id))
+            ticket_view = _ticket_view(rt, ticket, links)
             requester_id = ticket.requester_id
     message_view = None
     if row.about_message_id is not None:
@@ -193,9 +224,9 @@ async def load_read_model(rt: Runtime, session: AsyncSession, row: OutboxRow) ->
                      agents=agents)
 
 
-def _ticket_view(rt: Runtime, ticket: Ticket) -> TicketView:
+def _ticket_view(rt: Runtime, ticket: Ticket, links: tuple[str, ...] = ()) -> TicketView:
     t = rt.settings.tickets
-    return TicketView(
+    return TicketView(type=ticket.type, category=ticket.category, links=links,
         id=ticket.id, number=ticket.number, reference=format_ticket_ref(ticket.number, t.prefix,
                                                                     t.digits),
         subject=ticket.subject, status=ticket.status, priority=ticket.priority,

@@ -91,13 +91,14 @@ class OutgoingRow:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     context: Mapping[str, Any] = field(default_factory=dict)
+    ticket_id: int | None = None
 
     @classmethod
     def from_row(cls, row: OutboxRow) -> OutgoingRow:
         return cls(id=row.id, kind=row.kind, template=row.template,
                    recipients=tuple(row.recipients), message_id=row.message_id,
                    in_reply_to=row.in_reply_to, references=tuple(row.references or ()),
-                   context=dict(row.context or {}))
+                   context=dict(row.context or {}), ticket_id=row.ticket_id)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ class TicketView:
     requester_email: str
     requester_name: str
     link_secret: str
+    type: str = ""
+    category: str = ""
+    links: tuple[str, ...] = ()  # "parent TKT-000010 (Open): subject", staff mail only
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Webhook rows: an automation's JSON POST, sent by the workers like a mail.
+"""Webhook and task rows: an automation's (or ``#task``'s) JSON POST, sent by the workers
+like a mail.
 
 The row carries the URL, the automation's name and the payload; the HMAC-SHA256 key is
 looked up in the config by the automation's name at send time, so no secret is stored
@@ -18,6 +19,7 @@ import json
 import httpx
 
 from helpdesk.config import Settings
+from helpdesk.outbox import TASK
 from responders.compose import OutgoingRow
 
 SIGNATURE = "X-Helpdesk-Signature"
@@ -47,15 +49,20 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-async def post(settings: Settings, row: OutgoingRow) -> None:
-    """POST the row's payload; raises `WebhookError` unless the answer is 2xx."""
+async def post(settings: Settings, row: OutgoingRow) -> httpx.Response:
+    """POST the row's payload; raises `WebhookError` unless the answer is 2xx.
+
+    A ``task`` row (`helpdesk.tasks`) is signed with ``[tasks] secret``; a webhook row
+    with its automation's.
+    """
     url = str(row.context.get("url", ""))
     body = json.dumps(row.context.get("payload", {}), sort_keys=True,
                       separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "helpdesk-webhook",
                "X-Helpdesk-Delivery": row.message_id,
                "X-Helpdesk-Event": str(row.context.get("payload", {}).get("event", ""))}
-    secret = secret_for(settings, str(row.context.get("automation", "")), url)
+    secret = (settings.tasks.secret if row.kind == TASK
+              else secret_for(settings, str(row.context.get("automation", "")), url))
     if secret:
         headers[SIGNATURE] = signature(secret, body)
     try:
@@ -64,6 +71,6 @@ async def post(settings: Settings, row: OutgoingRow) -> None:
     except httpx.HTTPError as exc:
         raise WebhookError(f"{type(exc).__name__}: {exc}", permanent=False) from exc
     if 200 <= response.status_code < 300:
-        return
+        return response
     temporary = response.status_code in (408, 429) or response.status_code >= 500
     raise WebhookError(f"HTTP {response.status_code}", permanent=not temporary)

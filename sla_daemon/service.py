@@ -28,6 +28,8 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
     interval = max(0.01, rt.settings.sla.tick_seconds)
     log.info("sla.started", tick_seconds=interval, policies=[p.name for p in engine.policies])
     while not stop.is_set():
+        if engine.settings is not rt.settings:  # a reload: new rules or statuses
+            engine = Engine(rt.settings)
         try:
             await tick(rt, engine=engine)
         except Exception as exc:  # one bad tick must not end the role

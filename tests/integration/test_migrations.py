@@ -7,6 +7,8 @@ new mail goes into the row.
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import text
 
 from helpdesk import db, schema
@@ -54,5 +56,74 @@ async def test_a_0001_database_upgrades_and_keeps_its_raw_mail_readable(
         assert in_row
         retried = await make_gateway(rt).retry(old_id)  # an old quarantined mail replays
         assert retried.disposition == "ticket"
+    finally:
+        await rt.close()
+
+
+async def _database_at_0004_with_tickets(settings: Settings) -> None:
+    """A database as release 0004 left it: two tickets, the second a follow-up."""
+    engine = db.create_engine(settings.database)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(schema._upgrade, "0004")
+            await conn.execute(text(
+                "INSERT INTO contacts (email, name, role, is_undeliverable,"
+                " undeliverable_reason, created_at) VALUES"
+                " ('alice@example.org', 'Alice', 'member', false, '', '2026-11-01 10:00:00')"))
+            await conn.execute(text(
+                "INSERT INTO agents (email, name, is_active, notify_new_ticket,"
+                " notify_assignment, notify_reply, notify_status, created_at) VALUES"
+                " ('bob@example.com', 'Bob', true, true, true, true, false,"
+                " '2026-11-01 10:00:00')"))
+            for number, status, followup in ((1, "Closed", None), (2, "Pending", 1)):
+                await conn.execute(text(
+                    "INSERT INTO tickets (number, subject, status, priority, category, channel,"
+                    " queue, requester_id, link_secret, sla_policy, followup_of_id,"
+                    " created_at, updated_at) VALUES (:n, 'old', :s, 'normal', 'general',"
+                    " 'email', '', 1, 'x', '', :f, '2026-11-01 10:00:00',"
+                    " '2026-11-01 10:00:00')"), {"n": number, "s": status, "f": followup})
+    finally:
+        await engine.dispose()
+
+
+async def test_a_0004_database_upgrades_tickets_keep_status_and_get_the_default_type(
+        settings: Settings) -> None:
+    from helpdesk.config import StatusSettings
+
+    await _database_at_0004_with_tickets(settings)
+    custom = dataclasses.replace(settings, tickets=dataclasses.replace(
+        settings.tickets, default_type="Support", statuses=(
+            StatusSettings("New", "active"), StatusSettings("Pending", "paused"),
+            StatusSettings("Done", "resolved"), StatusSettings("Closed", "closed"))))
+    rt = await Runtime.open(custom)  # upgrades to head with this configuration
+    try:
+        async with rt.sessions() as session:
+            rows = (await session.execute(text(
+                "SELECT number, status, type FROM tickets ORDER BY number"))).all()
+            statuses = (await session.execute(text(
+                "SELECT name, status_class FROM statuses ORDER BY position"))).all()
+            links = (await session.execute(text(
+                "SELECT ticket_id, kind, other_ticket_id FROM ticket_links"))).all()
+            roles = (await session.execute(text("SELECT role FROM agents"))).scalars().all()
+        assert [tuple(r) for r in rows] == [(1, "Closed", "Support"), (2, "Pending", "Support")]
+        assert [tuple(s) for s in statuses] == [("New", "active"), ("Pending", "paused"),
+                                                ("Done", "resolved"), ("Closed", "closed")]
+        assert [s.name for s in rt.settings.tickets.statuses] == ["New", "Pending", "Done",
+                                                                   "Closed"]
+        assert [tuple(x) for x in links] == [(2, "followup", 1)]
+        assert roles == ["agent"]
+    finally:
+        await rt.close()
+
+
+async def test_without_a_configured_default_old_tickets_become_other(
+        settings: Settings) -> None:
+    await _database_at_0004_with_tickets(settings)
+    rt = await Runtime.open(settings)
+    try:
+        async with rt.sessions() as session:
+            types = (await session.execute(text("SELECT type FROM tickets"))).scalars().all()
+        assert types == ["Other", "Other"]
+        assert rt.settings.tickets.statuses[0].name == "Open"
     finally:
         await rt.close()

@@ -21,6 +21,9 @@ STORED = {
     Change.TIME_LOGGED: "ticket.time", Change.LINKS_REVOKED: "ticket.links_revoked",
     Change.CSAT_RATED: "csat.rated", Change.SLA_WARNING: "sla.warning",
     Change.SLA_BREACH: "sla.breach", Change.AUTOMATION_FIRED: "automation.fired",
+    Change.TYPE: "ticket.type", Change.LINKED: "ticket.linked",
+    Change.UNLINKED: "ticket.unlinked", Change.STATUS_RENAMED: "status.renamed",
+    Change.ORGANIZATION: "ticket.organization",
 }
 
 
