@@ -3,6 +3,7 @@ of the tickets, and the changes an admin (or an agent, ``--as``) makes from the 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,6 +17,7 @@ from helpdesk.cli_common import (
     with_runtime,
 )
 from helpdesk.cli_portal import revoke_links
+from helpdesk.ticketquery import PRESETS
 from helpdesk.views import link_line
 
 if TYPE_CHECKING:
@@ -33,70 +35,76 @@ def tickets(config_path: str | None) -> None:
     """List and inspect tickets."""
 
 
-def canonical_status(rt: Runtime, status: str) -> str:
-    """The desk's status named ``status`` in any case; a usage error naming the others."""
-    from helpdesk.statuses import find
-
-    found = find(rt.settings.tickets.statuses, status)
-    if found is None:
-        raise click.BadParameter(
-            f"unknown status {status!r}; the statuses are: "
-            + ", ".join(s.name for s in rt.settings.tickets.statuses), param_hint="--status")
-    return found.name
-
-
-def canonical_type(ctx: click.Context, type_: str) -> str:
-    """The configured type named ``type_`` in any case; a usage error naming the others."""
-    t = settings_of(ctx).tickets
-    found = t.canonical_type(type_)
-    if found is None:
-        raise click.BadParameter(f"unknown type {type_!r}; the types are: "
-                                 + ", ".join(x.name for x in t.types), param_hint="--type")
-    return found
-
-
 @tickets.command("list")
 @config_option
-@click.option("--status", help="Only tickets in this status (any case).")
-@click.option("--type", "type_", help="Only tickets of this type (any case).")
+@click.option("--preset", type=click.Choice(PRESETS),
+              help="A saved view: my-open (with --agent), urgent-unassigned, sla-breaching "
+                   "(warning or breached, as the SLA daemon last recorded), overdue.")
+@click.option("--agent", default="", help="Whose my-open view.")
+@click.option("--status", "statuses", multiple=True, help="In this status (any case; again "
+              "for several).")
+@click.option("--assignee", default="", help="Assigned to this agent.")
+@click.option("--unassigned", is_flag=True, help="Assigned to nobody.")
+@click.option("--priority", "priorities", multiple=True, help="Of this priority.")
+@click.option("--category", default="", help="Of this category.")
+@click.option("--type", "type_", default="", help="Of this type (any case).")
+@click.option("--organization", default="", help="Of this organization (name or domain).")
+@click.option("--tag", "tags", multiple=True, help="With this tag (again: all of them).")
 @click.option("--sla", "sla_filter", type=click.Choice(SLA_STATES),
-              help="Only tickets whose worst SLA clock is in this state.")
+              help="Only tickets whose worst SLA clock is in this state now.")
+@click.option("--since", default=None, help="Created at or after (ISO 8601, UTC).")
+@click.option("--until", default=None, help="Created before (ISO 8601, UTC).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @run_async
-async def tickets_list(ctx: click.Context, config_path: str | None, status: str | None,
-                       type_: str | None, sla_filter: str | None, as_json: bool) -> None:
-    """List tickets, newest first, with their SLA state."""
-    from sqlalchemy import select
-
-    from helpdesk.cli_sla import sla_state, sla_summaries
-    from helpdesk.models import Ticket
+async def tickets_list(ctx: click.Context, config_path: str | None, preset: str | None,
+                       agent: str, statuses: tuple[str, ...], assignee: str,
+                       unassigned: bool, priorities: tuple[str, ...], category: str,
+                       type_: str, organization: str, tags: tuple[str, ...],
+                       sla_filter: str | None, since: str | None, until: str | None,
+                       limit: int | None, offset: int, as_json: bool) -> None:
+    """List tickets, newest first, with their SLA state: a saved view and/or filters."""
+    from helpdesk.cli_sla import parse_instant, sla_state, sla_summaries
+    from helpdesk.ticketquery import QueryError, TicketQuery, merge, statement
+    from helpdesk.ticketquery import canonical as canonical_names
+    from helpdesk.ticketquery import preset as preset_query
     from helpdesk.views import ticket_summary
 
-    wanted_type = canonical_type(ctx, type_) if type_ else None
-
     async def work(rt: Runtime) -> None:
-        wanted = canonical_status(rt, status) if status else None
+        now = rt.clock()
+        try:
+            names = canonical_names(rt.settings, statuses=statuses, priorities=priorities,
+                                    category=category, type=type_)
+            filters = TicketQuery(
+                assignee=assignee.strip().lower(), unassigned=unassigned,
+                organization=organization, tags=tags, since=parse_instant(since),
+                until=parse_instant(until), **names)  # type: ignore[arg-type]
+            query = merge(preset_query(preset, rt.settings, now, agent=agent), filters) \
+                if preset else filters
+        except QueryError as exc:
+            raise click.UsageError(str(exc)) from None
+        if sla_filter is None:
+            query = dataclasses.replace(query, limit=limit, offset=offset)
         async with rt.read_sessions() as session:
-            stmt = select(Ticket).order_by(Ticket.number.desc())
-            if wanted:
-                stmt = stmt.where(Ticket.status == wanted)
-            if wanted_type:
-                stmt = stmt.where(Ticket.type == wanted_type)
-            found = list((await session.execute(stmt)).unique().scalars())
-            slas = await sla_summaries(session, rt.settings, found, rt.clock())
+            found = list((await session.execute(statement(query, rt.settings)))
+                         .unique().scalars())
+            slas = await sla_summaries(session, rt.settings, found, now)
             rows = []
             for t in found:
                 row = ticket_summary(t, rt.settings)
                 row["sla"] = sla_state(slas[t.id])
                 if sla_filter is None or row["sla"] == sla_filter:
                     rows.append(row)
+        if sla_filter is not None:  # the exact state is known only after evaluating
+            rows = rows[offset:][:limit] if limit is not None else rows[offset:]
         if as_json:
             echo_json(rows)
             return
         if not rows:
-            click.echo("no matching tickets" if wanted or wanted_type or sla_filter
-                       else "no tickets", err=True)
+            filtered = query != TicketQuery() or sla_filter
+            click.echo("no matching tickets" if filtered else "no tickets", err=True)
         for r in rows:
             click.echo(f"{r['number']}  {r['status']:<11} {r['priority']:<8} "
                        f"{r['type']:<15} {r['sla']:<9} "
@@ -127,6 +135,29 @@ async def tickets_show(ctx: click.Context, config_path: str | None, ref: str, hi
         else:
             click.echo(render_ticket(view, history=history))
     await with_runtime(ctx, work, read_only=True)
+
+
+@tickets.command("history")
+@config_option
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@run_async
+async def tickets_history(ctx: click.Context, config_path: str | None, ref: str,
+                          as_json: bool) -> None:
+    """A ticket's timeline: who changed what, from what to what, when."""
+    from helpdesk.views import load_ticket, ticket_history
+
+    async def work(rt: Runtime) -> list[dict[str, Any]]:
+        async with rt.read_sessions() as session:
+            ticket = await load_ticket(session, parse_ticket_ref(rt.settings, ref))
+            return await ticket_history(session, ticket.id)
+    entries = await with_runtime(ctx, work, read_only=True)
+    if as_json:
+        echo_json(entries)
+        return
+    for entry in entries:
+        click.echo(change_line(entry))
 
 
 async def acting(session: AsyncSession, rt: Runtime, as_agent: str | None,
@@ -261,13 +292,15 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _change_line(entry: dict[str, Any]) -> str:
+def change_line(entry: dict[str, Any]) -> str:
+    """One history entry as a line: when, who, what, from what to what, and why."""
     def values(d: dict[str, Any] | None) -> str:
         return ", ".join(f"{k}={v}" for k, v in (d or {}).items())
     before, after = values(entry.get("before")), values(entry.get("after"))
     change = f"{before} -> {after}" if before else after
     reason = f" ({entry['reason']})" if entry.get("reason") else ""
-    return f"{entry['at']}  {entry['actor']}  {entry['action']}  {change}{reason}"
+    when = str(entry["at"])[:19].replace("T", " ")
+    return f"{when}  {entry['actor']:<32} {entry['action']:<22} {change}{reason}"
 
 
 def render_ticket(view: dict[str, Any], *, history: bool = False) -> str:
@@ -299,7 +332,7 @@ def render_ticket(view: dict[str, Any], *, history: bool = False) -> str:
     lines += [f"{name + ':':<14}{value}" for name, value in fields]
     if history:
         lines += ["", "--- history"]
-        lines += [_change_line(e) for e in view.get("history") or []]
+        lines += [change_line(e) for e in view.get("history") or []]
     for m in view.get("messages") or []:
         author = m.get("author") or {}
         lines += ["", f"--- {m['kind']} by {_who(author)} at {m['created_at']}", m["text"]]

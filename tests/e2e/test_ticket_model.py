@@ -107,7 +107,7 @@ async def test_routing_sets_the_type_and_the_list_filters_and_show_prints_it(
         shown = await run_cli(d.rt, "tickets", "show", "TKT-000002")
         assert "type:         Bug" in shown.output
         bad = await run_cli(d.rt, "tickets", "list", "--type", "Nope")
-        assert bad.exit_code == 2 and "the types are: Bug, Question" in bad.output
+        assert bad.exit_code == 2 and "unknown type 'Nope' (known: Bug, Question" in bad.output
         new = await d.rows(OutboxRow, OutboxRow.template == "agent_new_ticket")
         assert new, "agents are told of new tickets"
         assert "type: Bug" in await composed(d, new[-1])
