@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from helpdesk.audit import Actor
     from helpdesk.runtime import Runtime
+    from helpdesk.ticketquery import TicketQuery
 
 SLA_STATES = ("on_track", "warning", "breached", "paused", "met")
 
@@ -35,56 +36,72 @@ def tickets(config_path: str | None) -> None:
     """List and inspect tickets."""
 
 
+def filter_options(f: Any) -> Any:
+    """The saved views and filters, as ``tickets list``, ``search`` and ``bulk`` take them."""
+    options = [
+        click.option("--preset", type=click.Choice(PRESETS),
+                     help="A saved view: my-open (with --agent), urgent-unassigned, "
+                          "sla-breaching (warning or breached, as the SLA daemon last "
+                          "recorded), overdue."),
+        click.option("--agent", default="", help="Whose my-open view."),
+        click.option("--status", "statuses", multiple=True,
+                     help="In this status (any case; again for several)."),
+        click.option("--assignee", default="", help="Assigned to this agent."),
+        click.option("--unassigned", is_flag=True, help="Assigned to nobody."),
+        click.option("--priority", "priorities", multiple=True, help="Of this priority."),
+        click.option("--category", default="", help="Of this category."),
+        click.option("--type", "type_", default="", help="Of this type (any case)."),
+        click.option("--organization", default="",
+                     help="Of this organization (name or domain)."),
+        click.option("--tag", "tags", multiple=True, help="With this tag (again: all)."),
+        click.option("--since", default=None, help="Created at or after (ISO 8601, UTC)."),
+        click.option("--until", default=None, help="Created before (ISO 8601, UTC)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def query_of(rt: Runtime, options: dict[str, Any]) -> TicketQuery:
+    """The `TicketQuery` the filter options ask for; a usage error for an unknown name."""
+    from helpdesk.cli_sla import parse_instant
+    from helpdesk.ticketquery import QueryError, TicketQuery, canonical, merge, preset
+
+    o = options
+    try:
+        names = canonical(rt.settings, statuses=o["statuses"], priorities=o["priorities"],
+                          category=o["category"], type=o["type_"])
+        filters = TicketQuery(
+            assignee=o["assignee"].strip().lower(), unassigned=o["unassigned"],
+            organization=o["organization"], tags=o["tags"], since=parse_instant(o["since"]),
+            until=parse_instant(o["until"]), **names)  # type: ignore[arg-type]
+        if not o["preset"]:
+            return filters
+        return merge(preset(o["preset"], rt.settings, rt.clock(), agent=o["agent"]), filters)
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @tickets.command("list")
 @config_option
-@click.option("--preset", type=click.Choice(PRESETS),
-              help="A saved view: my-open (with --agent), urgent-unassigned, sla-breaching "
-                   "(warning or breached, as the SLA daemon last recorded), overdue.")
-@click.option("--agent", default="", help="Whose my-open view.")
-@click.option("--status", "statuses", multiple=True, help="In this status (any case; again "
-              "for several).")
-@click.option("--assignee", default="", help="Assigned to this agent.")
-@click.option("--unassigned", is_flag=True, help="Assigned to nobody.")
-@click.option("--priority", "priorities", multiple=True, help="Of this priority.")
-@click.option("--category", default="", help="Of this category.")
-@click.option("--type", "type_", default="", help="Of this type (any case).")
-@click.option("--organization", default="", help="Of this organization (name or domain).")
-@click.option("--tag", "tags", multiple=True, help="With this tag (again: all of them).")
+@filter_options
 @click.option("--sla", "sla_filter", type=click.Choice(SLA_STATES),
               help="Only tickets whose worst SLA clock is in this state now.")
-@click.option("--since", default=None, help="Created at or after (ISO 8601, UTC).")
-@click.option("--until", default=None, help="Created before (ISO 8601, UTC).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @run_async
-async def tickets_list(ctx: click.Context, config_path: str | None, preset: str | None,
-                       agent: str, statuses: tuple[str, ...], assignee: str,
-                       unassigned: bool, priorities: tuple[str, ...], category: str,
-                       type_: str, organization: str, tags: tuple[str, ...],
-                       sla_filter: str | None, since: str | None, until: str | None,
-                       limit: int | None, offset: int, as_json: bool) -> None:
+async def tickets_list(ctx: click.Context, config_path: str | None, sla_filter: str | None,
+                       limit: int | None, offset: int, as_json: bool, **options: Any) -> None:
     """List tickets, newest first, with their SLA state: a saved view and/or filters."""
-    from helpdesk.cli_sla import parse_instant, sla_state, sla_summaries
-    from helpdesk.ticketquery import QueryError, TicketQuery, merge, statement
-    from helpdesk.ticketquery import canonical as canonical_names
-    from helpdesk.ticketquery import preset as preset_query
+    from helpdesk.cli_sla import sla_state, sla_summaries
+    from helpdesk.ticketquery import TicketQuery, statement
     from helpdesk.views import ticket_summary
 
     async def work(rt: Runtime) -> None:
         now = rt.clock()
-        try:
-            names = canonical_names(rt.settings, statuses=statuses, priorities=priorities,
-                                    category=category, type=type_)
-            filters = TicketQuery(
-                assignee=assignee.strip().lower(), unassigned=unassigned,
-                organization=organization, tags=tags, since=parse_instant(since),
-                until=parse_instant(until), **names)  # type: ignore[arg-type]
-            query = merge(preset_query(preset, rt.settings, now, agent=agent), filters) \
-                if preset else filters
-        except QueryError as exc:
-            raise click.UsageError(str(exc)) from None
+        query = query_of(rt, options)
         if sla_filter is None:
             query = dataclasses.replace(query, limit=limit, offset=offset)
         async with rt.read_sessions() as session:
@@ -110,6 +127,44 @@ async def tickets_list(ctx: click.Context, config_path: str | None, preset: str 
                        f"{r['type']:<15} {r['sla']:<9} "
                        f"{(r['requester'] or {}).get('email', ''):<30} {r['subject']}")
     await with_runtime(ctx, work, read_only=True)
+
+
+@tickets.command("search")
+@config_option
+@click.argument("words")
+@filter_options
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True,
+              help="At most this many tickets.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@run_async
+async def tickets_search(ctx: click.Context, config_path: str | None, words: str,
+                         limit: int, as_json: bool, **options: Any) -> None:
+    """Find tickets by words in subjects, messages (notes too) and requesters, best first."""
+    from helpdesk.models import Ticket
+    from helpdesk.search import search
+    from helpdesk.views import ticket_summary
+
+    async def work(rt: Runtime) -> list[dict[str, Any]]:
+        query = query_of(rt, options)
+        async with rt.read_sessions() as session:
+            hits = await search(session, rt.settings, words, filters=query, limit=limit)
+            rows = []
+            for hit in hits:
+                ticket = await session.get(Ticket, hit.ticket_id)
+                assert ticket is not None
+                rows.append({**ticket_summary(ticket, rt.settings), "rank": hit.rank,
+                             "found_in": hit.where, "snippet": hit.snippet})
+            return rows
+    rows = await with_runtime(ctx, work, read_only=True)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("nothing found", err=True)
+    for r in rows:
+        click.echo(f"{r['number']}  {r['status']:<11} {r['subject']}\n"
+                   f"    {r['found_in']}: {r['snippet']}")
 
 
 @tickets.command("show")

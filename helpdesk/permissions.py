@@ -18,7 +18,7 @@ VIEW, CREATE, UPDATE, DELETE = "ticket.view", "ticket.create", "ticket.update", 
 COMMAND_NEEDS: dict[str, tuple[str, ...]] = {
     # reading, and work that changes nothing the requester sees
     "note": (VIEW,), "watch": (VIEW,), "unwatch": (VIEW,), "time": (VIEW,),
-    "help": (VIEW,), "away": (VIEW,),
+    "help": (VIEW,), "away": (VIEW,), "list": (VIEW,), "search": (VIEW,),
     # changing the ticket
     "status": (UPDATE,), "close": (UPDATE,), "reopen": (UPDATE,), "priority": (UPDATE,),
     "category": (UPDATE,), "type": (UPDATE,), "assign": (UPDATE,), "unassign": (UPDATE,),

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.assignment import assign_by_rules
 from helpdesk.audit import Actor
+from helpdesk.desk import QUERY_COMMANDS, answer
 from helpdesk.directory import find_agent, find_agent_by_name, get_or_create_contact
 from helpdesk.errors import DomainError
 from helpdesk.models import (
@@ -58,7 +59,13 @@ from mailgate._agent_notices import mail_agent
 from mailgate._agent_notices import refuse_agent_mail as refuse_agent_mail
 from mailgate._agent_notices import refuse_unauthenticated as refuse_unauthenticated
 from mailgate.agent_auth import AuthResult, authenticate_agent
-from mailgate.commands import Command, describe_commands, parse_commands, parse_due
+from mailgate.commands import (
+    Command,
+    ParsedBody,
+    describe_commands,
+    parse_commands,
+    parse_due,
+)
 from mailgate.parse import Inbound
 
 WATCH_COMMANDS = frozenset({"watch", "unwatch"})
@@ -93,6 +100,37 @@ async def authenticate(session: AsyncSession, rt: Runtime, msg: Inbound, agent: 
         authenticate_agent, raw, agent_id=agent.id, from_address=msg.sender.email,
         recipients=[*recipients, *header_rcpts], secrets=rt.secrets,
         settings=rt.settings.commands, via_trusted_relay=via_trusted_relay)
+
+
+# -- questions without a ticket ----------------------------------------------------------------
+
+
+def queries_of(rt: Runtime, msg: Inbound) -> ParsedBody | None:
+    """The command block of an agent's mail when it asks only questions (``#list``,
+    ``#search``, ``#help``): such mail to the support address is answered and opens no
+    ticket."""
+    s = rt.settings
+    parsed = parse_commands(msg.visible_text, prefix=s.commands.prefix,
+                            ticket_prefix=s.tickets.prefix)
+    names = {c.name for c in parsed.commands}
+    if not names & QUERY_COMMANDS or names - QUERY_COMMANDS - {"help"} or parsed.errors:
+        return None
+    return parsed
+
+
+async def answer_queries(rt: Runtime, session: AsyncSession, agent: Agent, msg: Inbound,
+                         parsed: ParsedBody) -> list[str]:
+    """Answer each question of ``parsed`` (permissions checked); returns what was asked."""
+    asked = []
+    for cmd in parsed.commands:
+        if cmd.name not in QUERY_COMMANDS:
+            continue
+        require(rt.settings.permissions, agent.role, command_needs(cmd.name),
+                doing=f"use {rt.settings.commands.prefix}{cmd.name}")
+        await answer(rt, session, agent, cmd.name, cmd.args[0],
+                     in_reply_to=msg.message_id, asked=cmd.line)
+        asked.append(cmd.line)
+    return asked
 
 
 # -- applying ---------------------------------------------------------------------------------
@@ -231,6 +269,10 @@ class AgentMail:
             await self._link(cmd.name, args)
         elif cmd.name == "task":
             await request_task(self.rt, svc, t, args[0] if args else "", actor)
+        elif cmd.name in QUERY_COMMANDS:
+            await svc.tx.flush()  # the answer reads tickets this mail may have changed
+            await answer(self.rt, self.session, self.agent, cmd.name, args[0],
+                         in_reply_to=self.msg.message_id, asked=cmd.line)
         elif cmd.name == "assign" and args[0] == "auto":
             rule = await assign_by_rules(self.rt, self.session, t.number)
             if rule is None:

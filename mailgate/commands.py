@@ -29,6 +29,7 @@ from string import ascii_letters
 
 from helpdesk.refs import parse_ticket_ref
 from helpdesk.relations import parse_link
+from helpdesk.ticketquery import PRESETS
 from mailgate._when import (
     DUE_DEFAULT_TIME,
     RelativeDue,
@@ -238,6 +239,13 @@ def _link(rest: str, ticket_prefix: str) -> tuple[str, ...]:
                                                                           target.url)
 
 
+def _view(rest: str, _ticket_prefix: str) -> tuple[str, ...]:
+    name = _one_word(rest, "view").lower()
+    if name not in PRESETS:
+        raise _ArgumentError(f'no view "{_shorten(name)}" (the views: {", ".join(PRESETS)})')
+    return (name,)
+
+
 def _optional_text(rest: str, _ticket_prefix: str) -> tuple[str, ...]:
     value = _collapse(rest)
     return (value,) if value else ()
@@ -290,6 +298,9 @@ _SPECS: dict[str, _Spec] = {
     "reopen": _Spec("reopen", "reopen the ticket", _no_args),
     "away": _Spec("away until <YYYY-MM-DD | +3d> | away off",
                   "no auto-assigned tickets for you until then", _away),
+    "list": _Spec("list my-open|urgent-unassigned|sla-breaching|overdue",
+                  "mail me that list of tickets", _view),
+    "search": _Spec("search <words>", "mail me the tickets these words find", _text),
     "help": _Spec("help", "mail back this list", _no_args),
 }
 _ALIASES = {"comment": "note", "owner": "assign", "tags": "tag"}

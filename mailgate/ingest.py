@@ -59,7 +59,7 @@ from helpdesk.config import Settings
 from helpdesk.db import CoreRow, is_transient
 from helpdesk.direct import run
 from helpdesk.directory import ensure_contact, find_agent, get_or_create_contact
-from helpdesk.errors import NotFoundError, NotMailError, TransientError
+from helpdesk.errors import DomainError, NotFoundError, NotMailError, TransientError
 from helpdesk.events import Listener, TicketFacts
 from helpdesk.groupcommit import GroupCommit
 from helpdesk.models import Agent, Contact, InboundSpool
@@ -72,7 +72,7 @@ from mailgate import _spool
 from mailgate._blobsync import BlobSyncer
 from mailgate._dedupe import dedupe_key as dedupe_key  # re-exported: receivers use it
 from mailgate.agent_auth import AuthResult
-from mailgate.agent_mail import AgentMail, refuse_unauthenticated
+from mailgate.agent_mail import AgentMail, answer_queries, queries_of, refuse_unauthenticated
 from mailgate.agent_mail import authenticate as authenticate_agent_mail
 from mailgate.attachments import store_attachments
 from mailgate.classify import Classification, classify, might_be_bounce
@@ -449,6 +449,16 @@ class _Mail:
             "contact", sender.email, sender.id)
         unverified = not auth.ok
         if ticket is None:
+            questions = queries_of(self.rt, msg) if agent is not None else None
+            if agent is not None and questions is not None:
+                try:
+                    asked = await answer_queries(self.rt, self.session, agent, msg, questions)
+                except DomainError as exc:
+                    asked, why = [], str(exc)
+                else:
+                    why = "answered " + "; ".join(asked)
+                return IngestResult("ignored", self.spool_id, None,
+                                    f"agent {agent.email}'s question: {why}"), None
             if agent is not None and (lacking := missing(s.permissions, agent.role,
                                                          NEW_TICKET)):
                 # kept, not lost: `helpdesk spool retry` once the role allows it

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_agent_commands import Desk, desk, mail
+from helpdesk.models import Message, OutboxRow, Ticket
+from tests.e2e.test_agent_commands import BOB, RELAY, Desk, _ar, _open_desk, desk, mail
 from tests.e2e.test_ticket_model import run_cli
+from tests.fixtures.smtp_sink import ReceivedMessage, SmtpSink, smtp_sink
+from tests.integration.test_responders import wait_for, worker
+from tests.integration.test_webhook import WORKER
 
-__all__ = ["desk"]
+__all__ = ["desk", "smtp_sink"]
 
 
 async def numbers(d: Desk, *args: str) -> list[str]:
@@ -108,3 +113,100 @@ async def test_history_is_the_readable_timeline(shaped: Desk) -> None:
         {"assignee": None}, {"assignee": "carol@support.example.com"})
     missing = await run_cli(shaped.rt, "tickets", "history", "TKT-000099")
     assert missing.exit_code != 0
+
+
+# -- search (item 2) ----------------------------------------------------------------------
+
+
+async def found(d: Desk, words: str, *args: str) -> list[dict[str, Any]]:
+    result = await run_cli(d.rt, "tickets", "search", words, *args, "--json")
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.output)
+    return rows
+
+
+async def test_search_ranks_snippets_notes_and_requesters(desk: Desk) -> None:
+    await desk.send(mail("Fuser grinding", "The fuser grinds. The fuser is hot. Fuser!",
+                         sender="Dan <dan@example.org>"))
+    await desk.send(mail("Toner question", "Is the fuser covered by the warranty?",
+                         sender="Eve Smith <eve@other.example>"))
+    await desk.from_bob("#note\nCustomer mentioned the quarantined firmware blob.\n")
+    hits = await found(desk, "fuser")
+    assert [h["number"][-1] for h in hits] == ["2", "3"]  # the subject and most mentions first
+    assert hits[0]["found_in"] == "subject" and "[Fuser]" in hits[0]["snippet"]
+    assert "[fuser]" in hits[1]["snippet"] and hits[1]["found_in"] == "public"
+    note = await found(desk, "QUARANTINED firmware")
+    assert [(h["number"], h["found_in"]) for h in note] == [("TKT-000001", "internal")]
+    assert "[quarantined] [firmware]" in note[0]["snippet"]
+    assert [h["number"] for h in await found(desk, "eve smith")] == ["TKT-000003"]
+    assert [h["number"] for h in await found(desk, "other.example")] == ["TKT-000003"]
+    assert await found(desk, "fuser nowhere") == []
+    assert await found(desk, '"); DROP TABLE tickets; --') == []
+    assert [h["number"] for h in await found(desk, "fuser", "--organization",
+                                             "other.example")] == ["TKT-000003"]
+    text = (await run_cli(desk.rt, "tickets", "search", "warranty")).output
+    assert "TKT-000003" in text and "[warranty]" in text
+
+
+async def test_a_message_is_found_as_soon_as_it_is_committed(desk: Desk) -> None:
+    await desk.send(mail("Re: [TKT-000001] Printer on fire", "Now the xylophone plays too."))
+    assert [h["number"] for h in await found(desk, "xylophone")] == ["TKT-000001"]
+
+
+# -- asking by mail (item 5) --------------------------------------------------------------
+
+
+def _text(received: ReceivedMessage) -> str:
+    part = received.message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+async def test_list_and_search_by_mail_arrive_with_reply_addresses(
+        tmp_path: Path, db_url: str, smtp_sink: SmtpSink) -> None:
+    outbound = {"host": smtp_sink.host, "port": smtp_sink.port}
+    async for d in _open_desk(tmp_path, db_url, sections={"outbound": outbound},
+                              trusted_authserv_ids=[RELAY], trusted_relay_hosts=["127.0.0.1"]):
+        await d.send(mail("Fuser grinding", "The fuser grinds.", sender="Dan <dan@example.org>"))
+        await d.from_bob("#assign me\n")
+        await d.from_bob("#priority urgent\n", number=2)
+        # to the support address, authenticated by the trusted relay: answered, no ticket
+        await d.send(mail("my queue", "#list my-open\n#list urgent-unassigned\n"
+                          "#search grinding\n", sender=f"Bob <{BOB}>",
+                          Authentication_Results=_ar(RELAY,
+                                                     "dkim=pass header.d=support.example.com")))
+        assert len(await d.rows(Ticket)) == 2
+        # on a ticket's own reply address, among other commands
+        await d.from_bob("#tag vip\n#list overdue\n")
+        async with worker(d.rt, WORKER):
+            got = await wait_for(smtp_sink, lambda m: (BOB in m.rcpt_tos
+                                 and "#list" in m.subject) or "#search" in m.subject, count=4)
+        by_subject = {m.subject: _text(m) for m in got}
+        mine = by_subject["#list my-open: 1 ticket(s)"]
+        assert "TKT-000001  Printer on fire" in mine and "alice@example.org" in mine
+        assert f"answer it: {d.signed(1)}" in mine
+        urgent = by_subject["#list urgent-unassigned: 1 ticket(s)"]
+        assert "TKT-000002  Fuser grinding" in urgent and "urgent" in urgent
+        assert f"answer it: {d.signed(2)}" in urgent
+        found = by_subject["#search grinding: 1 ticket(s)"]
+        assert "TKT-000002" in found and "[grinds]" not in found and "[grinding]" in found
+        assert "#list overdue: 0 ticket(s)" in by_subject
+        assert await d.tags(1) == ["vip"]
+
+        # answering a line of the list is answering that ticket
+        reply = mail("Re: #list my-open", "We are on it.", sender=f"Bob <{BOB}>",
+                     to=d.signed(1))
+        await d.send(reply, [d.signed(1)])
+        [public] = await d.rows(Message, Message.author_agent_id == d.bob.id,
+                                Message.kind == "public")
+        assert public.ticket_id == (await d.ticket(1)).id
+
+
+async def test_a_light_agent_may_still_ask_for_lists(desk: Desk) -> None:
+    await run_cli(desk.rt, "agents", "role", desk.bob.email, "light")
+    await desk.send(mail("q", "#list my-open\n", sender=f"Bob <{BOB}>",
+                         Authentication_Results=_ar(RELAY,
+                                                    "dkim=pass header.d=support.example.com")))
+    [row] = await desk.rows(OutboxRow, OutboxRow.template == "agent_list")
+    assert row.to_addr == BOB and row.ticket_id is None
+    assert len(await desk.rows(Ticket)) == 1
