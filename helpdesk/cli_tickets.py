@@ -4,6 +4,7 @@ of the tickets, and the changes an admin (or an agent, ``--as``) makes from the 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -327,6 +328,153 @@ async def tickets_task(ctx: click.Context, config_path: str | None, as_agent: st
     reference = await with_runtime(ctx, work)
     click.echo(f"{reference}: the task is requested; the workers POST it to "
                f"{settings.tasks.endpoint} and link what it answers")
+
+
+BULK_FIELDS = ("status", "priority", "category", "type", "assignee")
+BULK_CHUNK = 100
+"""Tickets changed per transaction: a long bulk change never holds the write lock long."""
+
+
+def _pairs(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        field, sep, wanted = value.partition("=")
+        field = field.strip().lower()
+        if not sep or field not in BULK_FIELDS or not wanted.strip():
+            raise click.BadParameter(f"{value!r}: give FIELD=VALUE, FIELD one of "
+                                     f"{', '.join(BULK_FIELDS)}", param_hint="--set")
+        out[field] = wanted.strip()
+    return out
+
+
+@tickets.command("bulk")
+@config_option
+@_AS
+@click.argument("refs", nargs=-1)
+@filter_options
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
+              help="status=S priority=P category=C type=T assignee=EMAIL|none (more pairs "
+                   "may follow, space-separated).")
+@click.option("--add-tag", "add_tags", multiple=True, help="Add this tag.")
+@click.option("--remove-tag", "remove_tags", multiple=True, help="Remove this tag.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.pass_context
+@run_async
+async def tickets_bulk(ctx: click.Context, config_path: str | None, as_agent: str | None,
+                       refs: tuple[str, ...], sets: tuple[str, ...], add_tags: tuple[str, ...],
+                       remove_tags: tuple[str, ...], dry_run: bool, **options: Any) -> None:
+    """Change many tickets at once: REFS, or a saved view and filters."""
+    from helpdesk.directory import find_agent
+    from helpdesk.models import Ticket
+    from helpdesk.permissions import UPDATE
+    from helpdesk.ticketquery import TicketQuery, canonical, statement
+    from helpdesk.tickets import TicketService
+
+    settings = settings_of(ctx)
+    # `--set status=S priority=P`: the pairs after the first arrive as arguments
+    wanted = _pairs([*sets, *(r for r in refs if "=" in r)])
+    numbers = [parse_ticket_ref(settings, r) for r in refs if "=" not in r]
+    if not wanted and not add_tags and not remove_tags:
+        raise click.UsageError("nothing to change: give --set, --add-tag or --remove-tag")
+
+    async def work(rt: Runtime) -> None:
+        from helpdesk.ticketquery import QueryError
+
+        query = query_of(rt, options)
+        if not numbers and query == TicketQuery():
+            raise click.UsageError("which tickets? give REFS, --preset or a filter")
+        try:
+            names = canonical(rt.settings, statuses=[wanted["status"]] if "status" in wanted
+                              else [], priorities=[wanted["priority"]]
+                              if "priority" in wanted else [],
+                              category=wanted.get("category", ""), type=wanted.get("type", ""))
+        except QueryError as exc:
+            raise click.UsageError(str(exc)) from None
+        target = {**wanted, **{k: v for k, v in {
+            "status": (names.get("statuses") or [None])[0],  # type: ignore[index]
+            "priority": (names.get("priorities") or [None])[0],  # type: ignore[index]
+            "category": names.get("category"), "type": names.get("type")}.items() if v}}
+        async with rt.read_sessions() as session:
+            stmt = statement(query, rt.settings).with_only_columns(Ticket.number)
+            if numbers:
+                stmt = stmt.where(Ticket.number.in_(numbers))
+            chosen = list((await session.execute(stmt)).scalars())
+            if "assignee" in target and target["assignee"].lower() != "none":
+                agent = await find_agent(session, target["assignee"])
+                if agent is None or not agent.is_active:
+                    raise click.UsageError(f"{target['assignee']} is not an active agent")
+        missing = sorted(set(numbers) - set(chosen))
+        if missing:
+            t = rt.settings.tickets
+            raise click.UsageError("no such ticket (or not matching the filters): " + ", ".join(
+                f"{t.prefix}{n:0{t.digits}d}" for n in missing))
+        click.echo(f"{len(chosen)} ticket(s): " + ", ".join(
+            [f"{k}={v}" for k, v in target.items()] + [f"+{x}" for x in add_tags]
+            + [f"-{x}" for x in remove_tags]) + (" (dry run: nothing changed)"
+                                                 if dry_run else ""))
+        changed = 0
+        with click.progressbar(length=len(chosen), label="changing", file=sys.stderr,
+                               hidden=dry_run) as bar:
+            for first in range(0, len(chosen), BULK_CHUNK):
+                chunk = chosen[first:first + BULK_CHUNK]
+                async with rt.sessions() as session, session.begin():
+                    actor = await acting(session, rt, as_agent, (UPDATE,),
+                                         doing="change tickets")
+                    service = TicketService.for_runtime(session, rt)
+                    agent = None
+                    if target.get("assignee", "none").lower() != "none":
+                        agent = await find_agent(session, target["assignee"])
+                    for number in chunk:
+                        ticket = await service.get(number, for_update=True)
+                        plan = _plan(service, ticket, target, add_tags, remove_tags,
+                                     await service.tags(ticket))
+                        if dry_run:
+                            click.echo(f"  {service.reference(ticket)}: "
+                                       + ("; ".join(plan) or "no change"))
+                            continue
+                        if plan:
+                            await _apply(service, ticket, target, agent, add_tags,
+                                         remove_tags, actor)
+                            changed += 1
+                    await service.tx.flush()
+                bar.update(len(chunk))
+        if not dry_run:
+            click.echo(f"changed {changed} of {len(chosen)} ticket(s)")
+    await with_runtime(ctx, work)
+
+
+def _plan(service: Any, ticket: Any, target: dict[str, str], add_tags: tuple[str, ...],
+          remove_tags: tuple[str, ...], tags: list[str]) -> list[str]:
+    """What a bulk change would do to ``ticket``, one phrase per field (pure)."""
+    plan = []
+    for field in ("status", "priority", "category", "type"):
+        if field in target and getattr(ticket, field) != target[field]:
+            plan.append(f"{field} {getattr(ticket, field)} -> {target[field]}")
+    if "assignee" in target:
+        now = ticket.assignee.email if ticket.assignee else "none"
+        if now.lower() != target["assignee"].lower():
+            plan.append(f"assignee {now} -> {target['assignee']}")
+    plan += [f"+{x.lower()}" for x in add_tags if x.lower() not in tags]
+    plan += [f"-{x.lower()}" for x in remove_tags if x.lower() in tags]
+    return plan
+
+
+async def _apply(service: Any, ticket: Any, target: dict[str, str], agent: Any,
+                 add_tags: tuple[str, ...], remove_tags: tuple[str, ...], actor: Any) -> None:
+    if "status" in target:
+        await service.set_status(ticket, target["status"], actor, reason="bulk change")
+    if "priority" in target:
+        await service.set_priority(ticket, target["priority"], actor)
+    if "category" in target:
+        await service.set_category(ticket, target["category"], actor)
+    if "type" in target:
+        await service.set_type(ticket, target["type"], actor)
+    if "assignee" in target:
+        await service.assign(ticket, agent, actor)
+    if add_tags:
+        await service.add_tags(ticket, add_tags, actor)
+    if remove_tags:
+        await service.remove_tags(ticket, remove_tags, actor)
 
 
 tickets.add_command(revoke_links)

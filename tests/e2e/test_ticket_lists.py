@@ -16,7 +16,7 @@ import pytest
 
 from helpdesk.models import Message, OutboxRow, Ticket
 from tests.e2e.test_agent_commands import BOB, RELAY, Desk, _ar, _open_desk, desk, mail
-from tests.e2e.test_ticket_model import run_cli
+from tests.e2e.test_ticket_model import history, run_cli
 from tests.fixtures.smtp_sink import ReceivedMessage, SmtpSink, smtp_sink
 from tests.integration.test_responders import wait_for, worker
 from tests.integration.test_webhook import WORKER
@@ -210,3 +210,50 @@ async def test_a_light_agent_may_still_ask_for_lists(desk: Desk) -> None:
     [row] = await desk.rows(OutboxRow, OutboxRow.template == "agent_list")
     assert row.to_addr == BOB and row.ticket_id is None
     assert len(await desk.rows(Ticket)) == 1
+
+
+# -- bulk changes (item 3) ----------------------------------------------------------------
+
+
+async def test_bulk_dry_run_changes_nothing_then_applies_with_audit(shaped: Desk) -> None:
+    d = shaped
+    dry = await run_cli(d.rt, "tickets", "bulk", "--unassigned", "--status", "open",
+                        "--status", "in progress", "--set", "priority=high", "type=billing",
+                        f"assignee={d.carol.email}", "--add-tag", "triage", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "2 ticket(s): priority=high, type=Billing" in dry.output
+    assert "TKT-000002: priority urgent -> high; type Other -> Billing; assignee none -> " \
+        f"{d.carol.email}; +triage" in dry.output
+    assert (await d.ticket(2)).priority == "urgent"
+    done = await run_cli(d.rt, "tickets", "bulk", "--unassigned", "--status", "open",
+                         "--status", "in progress", "--set", "priority=high", "type=billing",
+                         f"assignee={d.carol.email}", "--add-tag", "triage")
+    assert done.exit_code == 0, done.output
+    assert "changed 2 of 2 ticket(s)" in done.output
+    for n in (2, 5):
+        t = await d.ticket(n)
+        assert (t.priority, t.type, t.assignee_id) == ("high", "Billing", d.carol.id)
+        assert "triage" in await d.tags(n)
+    *_, change = await history(d, 2, "ticket.priority")  # Bob's #priority, then the bulk
+    assert change.actor.startswith("cli:") and change.after == {"priority": "high"}
+    by_ref = await run_cli(d.rt, "tickets", "bulk", "TKT-000001", "TKT-000004",
+                           "--remove-tag", "vip", "--set", "status=pending")
+    assert "changed 2 of 2 ticket(s)" in by_ref.output
+    assert (await d.ticket(4)).status == "Pending" and await d.tags(1) == []
+
+
+async def test_bulk_refuses_what_it_cannot_do(shaped: Desk) -> None:
+    d = shaped
+    for args, why in (
+            (("TKT-000001", "--set", "colour=red"), "FIELD one of status"),
+            (("TKT-000001",), "nothing to change"),
+            (("--set", "status=open"), "which tickets?"),
+            (("TKT-000001", "--set", "status=Gone"), "unknown status 'Gone'"),
+            (("TKT-000001", "--set", "assignee=nobody@example.org"), "not an active agent"),
+            (("TKT-000042", "--set", "status=open"), "no such ticket")):
+        result = await run_cli(d.rt, "tickets", "bulk", *args)
+        assert result.exit_code == 2 and why in result.output, (args, result.output)
+    await run_cli(d.rt, "agents", "role", d.bob.email, "light")
+    light = await run_cli(d.rt, "tickets", "bulk", "TKT-000001", "--as", d.bob.email,
+                          "--set", "status=open")
+    assert "your role (light) may not change tickets" in str(light.exception)
