@@ -340,7 +340,8 @@ async def _open_tickets(tx: Tx, settings: Settings,
     rows = await tx.session.execute(
         select(Ticket.assignee_id, func.count()).where(
             Ticket.assignee_id.in_(list(agent_ids)), Ticket.status.in_(active),
-            Ticket.merged_into_id.is_(None)).group_by(Ticket.assignee_id))
+            Ticket.merged_into_id.is_(None), Ticket.deleted_at.is_(None))
+        .group_by(Ticket.assignee_id))
     return {int(agent): int(n) for agent, n in rows.all() if agent is not None}
 
 

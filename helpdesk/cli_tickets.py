@@ -88,13 +88,15 @@ def query_of(rt: Runtime, options: dict[str, Any]) -> TicketQuery:
 @filter_options
 @click.option("--sla", "sla_filter", type=click.Choice(SLA_STATES),
               help="Only tickets whose worst SLA clock is in this state now.")
+@click.option("--deleted", is_flag=True, help="The trash: deleted tickets, not yet purged.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @run_async
 async def tickets_list(ctx: click.Context, config_path: str | None, sla_filter: str | None,
-                       limit: int | None, offset: int, as_json: bool, **options: Any) -> None:
+                       deleted: bool, limit: int | None, offset: int, as_json: bool,
+                       **options: Any) -> None:
     """List tickets, newest first, with their SLA state: a saved view and/or filters."""
     from helpdesk.cli_sla import sla_state, sla_summaries
     from helpdesk.ticketquery import TicketQuery, statement
@@ -102,7 +104,7 @@ async def tickets_list(ctx: click.Context, config_path: str | None, sla_filter: 
 
     async def work(rt: Runtime) -> None:
         now = rt.clock()
-        query = query_of(rt, options)
+        query = dataclasses.replace(query_of(rt, options), deleted=deleted)
         if sla_filter is None:
             query = dataclasses.replace(query, limit=limit, offset=offset)
         async with rt.read_sessions() as session:
@@ -475,6 +477,104 @@ async def _apply(service: Any, ticket: Any, target: dict[str, str], agent: Any,
         await service.add_tags(ticket, add_tags, actor)
     if remove_tags:
         await service.remove_tags(ticket, remove_tags, actor)
+
+
+@tickets.command("delete")
+@config_option
+@_AS
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+@run_async
+async def tickets_delete(ctx: click.Context, config_path: str | None, as_agent: str | None,
+                         refs: tuple[str, ...]) -> None:
+    """Move tickets to the trash (tickets list --deleted; restore; purge)."""
+    await _trash(ctx, as_agent, refs, "delete")
+
+
+@tickets.command("restore")
+@config_option
+@_AS
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+@run_async
+async def tickets_restore(ctx: click.Context, config_path: str | None, as_agent: str | None,
+                          refs: tuple[str, ...]) -> None:
+    """Take tickets out of the trash."""
+    await _trash(ctx, as_agent, refs, "restore")
+
+
+async def _trash(ctx: click.Context, as_agent: str | None, refs: tuple[str, ...],
+                 verb: str) -> None:
+    from helpdesk.permissions import DELETE
+    from helpdesk.tickets import TicketService
+
+    settings = settings_of(ctx)
+    numbers = [parse_ticket_ref(settings, r) for r in refs]
+
+    async def work(rt: Runtime) -> int:
+        async with rt.sessions() as session, session.begin():
+            actor = await acting(session, rt, as_agent, (DELETE,), doing=f"{verb} tickets")
+            service = TicketService.for_runtime(session, rt)
+            done = 0
+            for number in numbers:
+                ticket = await service.get(number, for_update=True)
+                done += await (service.delete if verb == "delete" else service.restore)(
+                    ticket, actor)
+            await service.tx.flush()
+            return done
+    done = await with_runtime(ctx, work)
+    click.echo(f"{'deleted' if verb == 'delete' else 'restored'} {done} of "
+               f"{len(numbers)} ticket(s)")
+
+
+@tickets.command("purge")
+@config_option
+@click.option("--older-than", "older_than", required=True, metavar="DAYS",
+              help="Purge tickets deleted this long ago: 30d (or 30), 12h.")
+@click.option("--dry-run", is_flag=True, help="Show what would be purged.")
+@click.pass_context
+@run_async
+async def tickets_purge(ctx: click.Context, config_path: str | None, older_than: str,
+                        dry_run: bool) -> None:
+    """Remove for good the tickets in the trash longer than --older-than."""
+    import getpass
+    import re
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from helpdesk.audit import Actor
+    from helpdesk.models import Ticket
+    from helpdesk.tickets import TicketService
+
+    match = re.fullmatch(r"\s*(\d+)\s*([dh]?)\s*", older_than)
+    if match is None:
+        raise click.BadParameter(f"{older_than!r}: give days like 30d (or hours: 12h)",
+                                 param_hint="--older-than")
+    age = (timedelta(hours=int(match.group(1))) if match.group(2) == "h"
+           else timedelta(days=int(match.group(1))))
+
+    async def work(rt: Runtime) -> list[str]:
+        before = rt.clock() - age
+        async with rt.read_sessions() as session:
+            numbers = list((await session.execute(select(Ticket.number).where(
+                Ticket.deleted_at.is_not(None), Ticket.deleted_at <= before)
+                .order_by(Ticket.number))).scalars())
+        purged = []
+        for number in numbers:  # one transaction a ticket: a long purge holds no lock long
+            async with rt.sessions() as session, session.begin():
+                service = TicketService.for_runtime(session, rt)
+                ticket = await service.get(number, for_update=True)
+                purged.append(service.reference(ticket))
+                if not dry_run and ticket.deleted_at is not None:
+                    await service.purge(ticket, Actor("cli", getpass.getuser()))
+                    await service.tx.flush()
+        return purged
+    purged = await with_runtime(ctx, work)
+    for reference in purged:
+        click.echo(f"  {reference}")
+    click.echo(f"{'would purge' if dry_run else 'purged'} {len(purged)} ticket(s) deleted "
+               f"more than {older_than.strip()} ago")
 
 
 tickets.add_command(revoke_links)

@@ -206,6 +206,18 @@ class Unlinked(Linked):
 
 
 @dataclass(frozen=True, slots=True)
+class Deleted(TicketEvent):
+    """Moved to the trash: out of every list, search and thread until purged."""
+
+    kind: ClassVar[str] = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Restored(TicketEvent):
+    kind: ClassVar[str] = "restored"
+
+
+@dataclass(frozen=True, slots=True)
 class TimeLogged(TicketEvent):
     kind: ClassVar[str] = "time_logged"
     minutes: int = 0
@@ -312,6 +324,10 @@ def audit_values(event: TicketEvent) -> list[dict[str, Any]]:
                         after={"merged_into": event.into_ref, "messages": event.moved_messages}),
                     row(Change.MERGED_IN, ticket_id=into.id,
                         after={"merged": event.source_ref, "messages": event.moved_messages})]
+        case Deleted():
+            return [row(Change.DELETED, before={"deleted": False}, after={"deleted": True})]
+        case Restored():
+            return [row(Change.RESTORED, before={"deleted": True}, after={"deleted": False})]
         case Unlinked():
             return [row(Change.UNLINKED, before=_link_values(event))]
         case Linked():

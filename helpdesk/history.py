@@ -31,6 +31,9 @@ class Change(StrEnum):
     MESSAGE_INTERNAL = "message.internal"
     MESSAGE_SYSTEM = "message.system"
     STATUS_RENAMED = "status.renamed"  # the desk's, not one ticket's: ticket_id is NULL
+    DELETED = "ticket.deleted"
+    RESTORED = "ticket.restored"
+    PURGED = "ticket.purged"  # ticket_id is NULL: the ticket is gone
     LINKED = "ticket.linked"
     UNLINKED = "ticket.unlinked"
     MERGED = "ticket.merged"

@@ -153,6 +153,7 @@ class Ticket(Base):
     sla_next_at: Mapped[datetime | None] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(index=True)  # in the trash since
 
     requester: Mapped[Contact] = relationship(lazy="joined", foreign_keys=[requester_id])
     assignee: Mapped[Agent | None] = relationship(lazy="joined")

@@ -50,11 +50,9 @@ async def search(session: AsyncSession, settings: Settings, query: str, *,
     words = words_of(query)
     if not words:
         return []
-    allowed = None
-    if filters is not None and filters != TicketQuery():
-        base = statement(TicketQuery(**{**filters.__dict__, "limit": None, "offset": 0}),
-                         settings)
-        allowed = base.with_only_columns(Ticket.id).order_by(None).subquery()
+    base = statement(TicketQuery(**{**(filters or TicketQuery()).__dict__, "limit": None,
+                                    "offset": 0}), settings)
+    allowed = base.with_only_columns(Ticket.id).order_by(None).subquery()
     if session.get_bind().dialect.name == "postgresql":
         found = await _postgres(session, words, allowed, limit)
     else:
@@ -75,8 +73,7 @@ async def _requester_hits(session: AsyncSession, words: list[str], allowed: Any,
     stmt = (select(Ticket.id, Contact.name, Contact.email)
             .join(Contact, Contact.id == Ticket.requester_id).where(*conditions)
             .order_by(Ticket.id.desc()).limit(limit))
-    if allowed is not None:
-        stmt = stmt.where(Ticket.id.in_(select(allowed.c.id)))
+    stmt = stmt.where(Ticket.id.in_(select(allowed.c.id)))
     rows = await session.execute(stmt)
     return [(r.id, f"{r.name} <{r.email}>" if r.name else r.email) for r in rows]
 
@@ -164,7 +161,7 @@ async def _finish(session: AsyncSession, words: list[str], hits: dict[int, Hit],
                   allowed: Any, limit: int) -> list[Hit]:
     for ticket_id, who in await _requester_hits(session, words, allowed, limit):
         _keep(hits, Hit(ticket_id, 0.0 if ticket_id in hits else 1e-6, who, "requester"))
-    if allowed is not None and hits:
+    if hits:  # the filters, and never a ticket in the trash
         keep = set((await session.execute(
             select(allowed.c.id).where(allowed.c.id.in_(bindparam("ids", expanding=True))),
             {"ids": list(hits)})).scalars())

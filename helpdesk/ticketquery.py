@@ -55,6 +55,7 @@ class TicketQuery:
     overdue_at: datetime | None = None  # due before this instant
     since: datetime | None = None  # created at or after
     until: datetime | None = None  # created before
+    deleted: bool = False  # the trash instead of the desk
     limit: int | None = None
     offset: int = 0
 
@@ -132,7 +133,8 @@ def canonical(settings: Settings, *, statuses: Sequence[str] = (),
 def statement(q: TicketQuery, settings: Settings) -> Select[Any]:
     """The tickets ``q`` selects, newest first."""
     stmt = select(Ticket).order_by(Ticket.number.desc())
-    where: list[ColumnElement[bool]] = []
+    where: list[ColumnElement[bool]] = [
+        Ticket.deleted_at.is_not(None) if q.deleted else Ticket.deleted_at.is_(None)]
     if q.statuses:
         where.append(Ticket.status.in_(q.statuses))
     if q.open_only:

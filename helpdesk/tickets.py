@@ -36,6 +36,7 @@ from helpdesk.events import (
     CategoryChanged,
     Closed,
     CsatRated,
+    Deleted,
     FieldChanged,
     Linked,
     LinksRevoked,
@@ -46,6 +47,7 @@ from helpdesk.events import (
     PriorityChanged,
     Reopened,
     Resolved,
+    Restored,
     StatusChanged,
     TagsChanged,
     TicketCreated,
@@ -89,7 +91,8 @@ _NEW_TICKET = insert(Ticket).returning(Ticket.id)
 _NEW_MESSAGE = insert(Message).returning(Message.id)
 _TICKET_FACTS = select(Ticket.id, Ticket.number, Ticket.queue, Ticket.status, Ticket.priority,
                        Ticket.category, Ticket.requester_id, Ticket.assignee_id,
-                       Ticket.subject, Ticket.channel, Ticket.type, Ticket.merged_into_id)
+                       Ticket.subject, Ticket.channel, Ticket.type, Ticket.merged_into_id,
+                       Ticket.deleted_at)
 TICKET_BY_NUMBER = _TICKET_FACTS.where(Ticket.number == bindparam("number"))
 TICKET_BY_ID = _TICKET_FACTS.where(Ticket.id == bindparam("ticket"))
 _ASSIGN = update(Ticket).where(Ticket.id == bindparam("ticket")).values(
@@ -582,6 +585,67 @@ class TicketService:
             ticket_id=None, actor=actor, action=Change.STATUS_RENAMED, at=now,
             before={"status": old}, after={"status": new, "tickets": count}))
         return count
+
+    # -- the trash ------------------------------------------------------------------
+
+    async def delete(self, ticket: Ticket, actor: Actor) -> bool:
+        """Move ``ticket`` to the trash; its SLA clocks stop being looked at."""
+        if ticket.deleted_at is not None:
+            return False
+        now = self.clock()
+        ticket.deleted_at, ticket.sla_next_at, ticket.updated_at = now, None, now
+        await self._emit(Deleted(TicketFacts.of(ticket), actor, now))
+        return True
+
+    async def restore(self, ticket: Ticket, actor: Actor) -> bool:
+        """Take ``ticket`` out of the trash, as it was."""
+        if ticket.deleted_at is None:
+            return False
+        now = self.clock()
+        ticket.deleted_at, ticket.sla_next_at, ticket.updated_at = None, now, now
+        await self._emit(Restored(TicketFacts.of(ticket), actor, now))
+        return True
+
+    async def purge(self, ticket: Ticket, actor: Actor) -> None:
+        """Remove a ticket in the trash and everything that is only its.
+
+        Its raw mail stays in the spool (unlinked): the spool's dedupe keys must still
+        know the mail, or a resent copy would make the ticket again. Attachment bytes stay
+        in the blob store, which is shared by content. One audit row, with no ticket,
+        records the purge.
+        """
+        from helpdesk import audit
+        from helpdesk.models import (
+            InboundSpool,
+            OutboxRow,
+            SlaClock,
+        )
+
+        if ticket.deleted_at is None:
+            raise DomainError(f"{self.reference(ticket)} is not in the trash")
+        await self.tx.flush()
+        session, tid = self.session, ticket.id
+        messages = select(Message.id).where(Message.ticket_id == tid).scalar_subquery()
+        await session.execute(delete(Attachment).where(Attachment.message_id.in_(messages)))
+        await session.execute(update(OutboxRow).where(OutboxRow.about_message_id.in_(
+            messages)).values(about_message_id=None))
+        await session.execute(update(InboundSpool).where(InboundSpool.ticket_id == tid)
+                              .values(ticket_id=None))
+        await session.execute(update(Ticket).where(Ticket.merged_into_id == tid)
+                              .values(merged_into_id=None))
+        await session.execute(update(Ticket).where(Ticket.followup_of_id == tid)
+                              .values(followup_of_id=None))
+        await session.execute(delete(TicketLink).where(
+            (TicketLink.ticket_id == tid) | (TicketLink.other_ticket_id == tid)))
+        for table in (Message, MessageRef, AuditEvent, OutboxRow, Watcher, TicketTag,
+                      SlaClock, CsatRating, TimeEntry):
+            await session.execute(delete(table).where(table.ticket_id == tid))
+        reference = self.reference(ticket)
+        session.expunge(ticket)
+        await session.execute(delete(Ticket).where(Ticket.id == tid))
+        await self.tx.add(AuditEvent, audit.values(
+            ticket_id=None, actor=actor, action=Change.PURGED, at=self.clock(),
+            before={"ticket": reference, "subject": ticket.subject}, after=None))
 
     # -- links between tickets, and to tasks ------------------------------------------
 

@@ -139,6 +139,7 @@ async def ticket_links(session: AsyncSession, settings: Settings, ticket_id: int
             select(TicketLink.kind, TicketLink.url, TicketLink.title, other.c.number,
                    other.c.subject, other.c.status, other.c.requester_id)
             .outerjoin(other, other.c.id == theirs).where(mine == ticket_id)
+            .where(other.c.deleted_at.is_(None))  # a URL link has no other: NULL too
             .order_by(TicketLink.id))
         for row in rows:
             if requester_id is not None and (row.url or row.requester_id != requester_id):

@@ -511,7 +511,9 @@ class _Mail:
             if target is None:
                 break
             row = target
-        return None if row is None else TicketFacts.of(row)
+        if row is None or row.deleted_at is not None:  # a ticket in the trash takes no mail
+            return None
+        return TicketFacts.of(row)
 
     async def _reply(self, ticket: TicketFacts, sender: CoreRow, actor: Actor, kind: str,
                      text: str) -> None:

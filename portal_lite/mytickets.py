@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -59,7 +59,7 @@ def visible_to(contact: Contact) -> ColumnElement[bool]:
     condition = or_(Ticket.requester_id == contact.id, Ticket.id.in_(watched))
     if is_manager(contact):
         condition = or_(condition, Ticket.organization_id == contact.organization_id)
-    return condition
+    return and_(condition, Ticket.deleted_at.is_(None))
 
 
 async def request_link(request: Request) -> Response:

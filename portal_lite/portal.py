@@ -137,6 +137,10 @@ class Portal:
         claims = self.signer.verify(token, purpose, ticket_secret_for=secrets.get,
                                     expected_ticket=ticket_id)
         assert ticket is not None  # verify refuses tokens whose ticket is missing
+        if ticket.deleted_at is not None:
+            raise PortalError(410, "Ticket deleted",
+                              "This ticket has been deleted. Please write to us by email "
+                              "if you still need help.")
         contact = await session.get(Contact, claims.contact)
         if contact is None:
             raise BadLink(f"contact {claims.contact} does not exist")

@@ -49,7 +49,7 @@ async def run_idle(rt: Runtime, calendar_of: Callable[[Ticket], Calendar], at: d
             select(Ticket, last_public.c.last)
             .join(last_public, last_public.c.ticket_id == Ticket.id)
             .where(Ticket.status.in_(open_statuses), Ticket.merged_into_id.is_(None),
-                   last_public.c.last <= at - shortest)
+                   Ticket.deleted_at.is_(None), last_public.c.last <= at - shortest)
             .order_by(Ticket.id))).unique().all()
         service = TicketService.for_runtime(session, rt)
         for ticket, last in rows:

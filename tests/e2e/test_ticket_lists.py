@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from helpdesk.models import Message, OutboxRow, Ticket
+from helpdesk.links import LinkSigner, Purpose
+from helpdesk.models import AuditEvent, InboundSpool, Message, OutboxRow, Ticket
+from portal_lite.app import create_app
 from tests.e2e.test_agent_commands import BOB, RELAY, Desk, _ar, _open_desk, desk, mail
 from tests.e2e.test_ticket_model import history, run_cli
 from tests.fixtures.smtp_sink import ReceivedMessage, SmtpSink, smtp_sink
@@ -257,3 +259,62 @@ async def test_bulk_refuses_what_it_cannot_do(shaped: Desk) -> None:
     light = await run_cli(d.rt, "tickets", "bulk", "TKT-000001", "--as", d.bob.email,
                           "--set", "status=open")
     assert "your role (light) may not change tickets" in str(light.exception)
+
+
+# -- the trash (item 3) -------------------------------------------------------------------
+
+
+async def test_delete_hides_restore_brings_back_purge_removes(shaped: Desk) -> None:
+    from tests.integration.test_portal import GENEROUS, _client, _token
+
+    d = shaped
+    await d.from_bob("#link TKT-000002\n", number=4)
+    ticket = await d.ticket(2)
+    # signed on the desk's clock, which the portal reads too
+    signer = LinkSigner(d.rt.secrets, view_max_age=timedelta(days=30), clock=d.rt.clock)
+    token = await _token(d.rt, Purpose.VIEW, ticket.id, ticket.requester_id, signer=signer)
+    async with _client(create_app(d.rt, limits=GENEROUS)) as portal:
+        before = await portal.get(f"/t/{token}")
+        assert before.status_code == 200, before.text
+    deleted = await run_cli(d.rt, "tickets", "delete", "TKT-000002", "TKT-000003")
+    assert deleted.exit_code == 0 and "deleted 2 of 2 ticket(s)" in deleted.output
+    assert "2" not in await numbers(d) and "3" not in await numbers(d)
+    assert await numbers(d, "--deleted") == ["3", "2"]
+    assert await found(d, "Problem 2") == []
+    links = json.loads((await run_cli(d.rt, "tickets", "show", "TKT-000004",
+                                      "--json")).output)["links"]
+    assert links == []
+    async with _client(create_app(d.rt, limits=GENEROUS)) as portal:
+        assert (await portal.get(f"/t/{token}")).status_code == 410
+    [audit] = await history(d, 2, "ticket.deleted")
+    assert audit.actor.startswith("cli:")
+    # mail on a deleted ticket's thread makes a new ticket, it does not revive the old
+    await d.send(mail("Re: [TKT-000002] Problem 2", "Still broken.",
+                      sender="Dan <dan@example.org>"))
+    assert (await numbers(d))[0] == "7"
+
+    restored = await run_cli(d.rt, "tickets", "restore", "TKT-000003")
+    assert "restored 1 of 1" in restored.output and "3" in await numbers(d)
+
+    too_young = await run_cli(d.rt, "tickets", "purge", "--older-than", "30d")
+    assert "purged 0 ticket(s)" in too_young.output
+    dry = await run_cli(d.rt, "tickets", "purge", "--older-than", "0d", "--dry-run")
+    assert "TKT-000002" in dry.output and "would purge 1 ticket(s)" in dry.output
+    spooled = len(await d.rows(InboundSpool))
+    purged = await run_cli(d.rt, "tickets", "purge", "--older-than", "0d")
+    assert purged.exit_code == 0 and "purged 1 ticket(s)" in purged.output
+    assert await d.rows(Ticket, Ticket.number == 2) == []
+    assert await d.rows(Message, Message.ticket_id == ticket.id) == []
+    [gone] = await d.rows(AuditEvent, AuditEvent.action == "ticket.purged")
+    assert gone.ticket_id is None and gone.before == {"ticket": "TKT-000002",
+                                                      "subject": "Problem 2"}
+    # the raw mail stays known (a resent copy is a duplicate, not the ticket again)
+    assert len(await d.rows(InboundSpool)) == spooled
+    assert all(r.ticket_id != ticket.id for r in await d.rows(InboundSpool))
+
+
+async def test_a_light_agent_may_not_delete(shaped: Desk) -> None:
+    await run_cli(shaped.rt, "agents", "role", shaped.bob.email, "light")
+    refused = await run_cli(shaped.rt, "tickets", "delete", "--as", shaped.bob.email,
+                            "TKT-000001")
+    assert "lacks ticket.delete" in str(refused.exception)

@@ -23,7 +23,8 @@ STORED = {
     Change.SLA_BREACH: "sla.breach", Change.AUTOMATION_FIRED: "automation.fired",
     Change.TYPE: "ticket.type", Change.LINKED: "ticket.linked",
     Change.UNLINKED: "ticket.unlinked", Change.STATUS_RENAMED: "status.renamed",
-    Change.ORGANIZATION: "ticket.organization",
+    Change.ORGANIZATION: "ticket.organization", Change.DELETED: "ticket.deleted",
+    Change.RESTORED: "ticket.restored", Change.PURGED: "ticket.purged",
 }
 
 
