@@ -545,6 +545,9 @@ class CommandSettings:
     trusted_relay_hosts: tuple[str, ...] = ()
     accept_spf_pass: bool = True
     verify_dkim: bool = False
+    # An agent's reply to a message another agent has answered since: "hold" keeps it as
+    # a draft and asks (#send / #discard), "warn" sends it and tells the agent, "off".
+    collision: Literal["hold", "warn", "off"] = "hold"
 
     def __post_init__(self) -> None:
         for host in self.trusted_relay_hosts:

@@ -30,6 +30,7 @@ class Change(StrEnum):
     MESSAGE_PUBLIC = "message.public"
     MESSAGE_INTERNAL = "message.internal"
     MESSAGE_SYSTEM = "message.system"
+    MESSAGE_DRAFT = "message.draft"  # a reply the collision guard held
     STATUS_RENAMED = "status.renamed"  # the desk's, not one ticket's: ticket_id is NULL
     DELETED = "ticket.deleted"
     RESTORED = "ticket.restored"

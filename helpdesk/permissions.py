@@ -23,7 +23,7 @@ COMMAND_NEEDS: dict[str, tuple[str, ...]] = {
     "status": (UPDATE,), "close": (UPDATE,), "reopen": (UPDATE,), "priority": (UPDATE,),
     "category": (UPDATE,), "type": (UPDATE,), "assign": (UPDATE,), "unassign": (UPDATE,),
     "tag": (UPDATE,), "due": (UPDATE,), "link": (UPDATE,), "unlink": (UPDATE,),
-    "task": (UPDATE,), "canned": (UPDATE,),
+    "task": (UPDATE,), "canned": (UPDATE,), "send": (UPDATE,), "discard": (VIEW,),
     # a merge retires the source ticket
     "merge": (UPDATE, DELETE),
 }

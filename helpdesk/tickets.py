@@ -86,6 +86,9 @@ if TYPE_CHECKING:
     from helpdesk.runtime import Runtime
 
 Clock = Callable[[], datetime]
+DRAFT = "draft"
+"""The kind of an agent's reply held back by the collision guard: on the ticket, seen by
+agents, never by the requester, until sent (`send_draft`) or discarded."""
 
 _NEW_TICKET = insert(Ticket).returning(Ticket.id)
 _NEW_MESSAGE = insert(Message).returning(Message.id)
@@ -352,7 +355,7 @@ class TicketService:
         the first active status (Open); the first public agent message is the first
         response. ``ticket`` may be the ORM object or `TicketFacts` (the gateway's).
         """
-        if kind not in ("public", "internal", "system"):
+        if kind not in ("public", "internal", "system", DRAFT):
             raise UnknownValueError(f"unknown message kind '{kind}'")
         now = self.clock()
         facts = ticket if isinstance(ticket, TicketFacts) else TicketFacts.of(ticket)
@@ -361,6 +364,15 @@ class TicketService:
             author_agent_id=author_agent_id, via=via, subject=subject, text=text,
             full_text=full_text, html=html, message_id=message_id, spool_id=spool_id,
             attachments=attachments, at=now)
+        await self._announce(ticket, facts, message, actor, now)
+        return message
+
+    async def _announce(self, ticket: Ticket | TicketFacts, facts: TicketFacts,
+                        message: MessageFacts, actor: Actor, now: datetime) -> None:
+        """What a message just added (or a draft just sent) does to its ticket: the first
+        public agent message is the first response; a requester-side public message on
+        a paused or resolved ticket moves it back to the first status (Open)."""
+        kind, author_agent_id = message.kind, message.author_agent_id
         first_response = kind == "public" and author_agent_id is not None
         if isinstance(ticket, Ticket):
             ticket.updated_at = now
@@ -381,7 +393,32 @@ class TicketService:
             orm_ticket = ticket if isinstance(ticket, Ticket) else await self._orm(facts)
             await self.set_status(orm_ticket, self.settings.tickets.statuses[0].name, actor,
                                   reason="requester replied")
-        return message
+
+    async def send_draft(self, ticket: Ticket, draft: Message, actor: Actor) -> None:
+        """Send a held reply (`DRAFT`): it becomes the public reply it was written as, and
+        is relayed and counted as if it had just arrived."""
+        if draft.kind != DRAFT or draft.ticket_id != ticket.id:
+            raise DomainError("that message is not a held reply of this ticket")
+        draft.kind = "public"
+        await self.session.flush()
+        message = MessageFacts(draft.id, "public", draft.author_contact_id,
+                               draft.author_agent_id, draft.message_id,
+                               len(draft.attachments))
+        await self._announce(ticket, TicketFacts.of(ticket), message, actor, self.clock())
+
+    async def discard_draft(self, ticket: Ticket, draft: Message, actor: Actor) -> None:
+        """Drop a held reply: it is kept as an internal note (nothing typed is lost) and
+        never sent."""
+        if draft.kind != DRAFT or draft.ticket_id != ticket.id:
+            raise DomainError("that message is not a held reply of this ticket")
+        draft.kind = "internal"
+        now = self.clock()
+        ticket.updated_at = now
+        await self.session.flush()
+        message = MessageFacts(draft.id, "internal", draft.author_contact_id,
+                               draft.author_agent_id, draft.message_id,
+                               len(draft.attachments))
+        await self._emit(MessageAdded(TicketFacts.of(ticket), actor, now, message=message))
 
     async def _insert_message(self, ticket: TicketFacts, *, kind: str,
                               author_contact_id: int | None, author_agent_id: int | None,

@@ -104,7 +104,8 @@ async def ticket_detail(session: AsyncSession, settings: Settings, ticket: Ticke
     view["csat"] = None if rating is None else {
         "score": rating.score, "comment": rating.comment, "rated_at": iso(rating.updated_at)}
     view["sla"] = None
-    kinds: Sequence[str] = ("public",) if public_only else ("public", "internal", "system")
+    kinds: Sequence[str] = (("public",) if public_only
+                            else ("public", "internal", "system", "draft"))
     messages = (await session.execute(
         select(Message).where(Message.ticket_id == ticket.id, Message.kind.in_(kinds))
         .order_by(Message.created_at, Message.id)

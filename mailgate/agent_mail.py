@@ -44,6 +44,7 @@ from helpdesk.models import (
     CannedResponse,
     Contact,
     Message,
+    OutboxRow,
     Ticket,
     Watcher,
 )
@@ -52,7 +53,7 @@ from helpdesk.permissions import PUBLIC_REPLY, command_needs, missing, require
 from helpdesk.relations import URL_KINDS
 from helpdesk.runtime import Runtime
 from helpdesk.tasks import request_task
-from helpdesk.tickets import NewAttachment, TicketService
+from helpdesk.tickets import DRAFT, NewAttachment, TicketService
 from mailgate import _spool
 from mailgate._agent_notices import REFUSALS_PER_HOUR as REFUSALS_PER_HOUR
 from mailgate._agent_notices import mail_agent
@@ -201,12 +202,18 @@ class AgentMail:
         # same mail added (and not whom it removed): the Notifier relays at add_message.
         early = {id(cmd): await self._try(cmd) for cmd in parsed.commands
                  if cmd.name in WATCH_COMMANDS}
+        answered = None  # another agent's reply since the mail this one answers
+        if not is_note and (text or attachments) and s.commands.collision != "off":
+            answered = await self._answered_since()
+        held = answered is not None and s.commands.collision == "hold"
         if is_note or text or attachments:
             out.message = await self.service.add_message(
-                self.ticket, kind="internal" if is_note else "public",
+                self.ticket, kind="internal" if is_note else DRAFT if held else "public",
                 text=text or "(no text)", actor=self.actor, author_agent=self.agent, via=via,
                 subject=self.msg.subject, full_text=self.msg.text, html=self.msg.html,
                 message_id=self.msg.message_id, spool_id=spool_id, attachments=attachments)
+        if answered is not None:
+            await self._tell_collision(answered, held=held)
         merge: Command | None = None
         for cmd in parsed.commands:
             if cmd.name in ("canned", "note"):
@@ -235,6 +242,49 @@ class AgentMail:
                 context={"errors": [{"line": line, "reason": why} for line, why in out.failed],
                          "applied": out.applied, "prefix": s.commands.prefix})
         return out
+
+    # -- two agents answering at once ------------------------------------------------------
+
+    async def _answered_since(self) -> Message | None:
+        """Another agent's public reply made after the mail this one answers was sent.
+
+        The mail an agent answers is one of ours (a notice, a relayed reply, a list): its
+        outbox row knows when it went out. A reply to anything else is not guarded.
+        """
+        refs = [*self.msg.in_reply_to, *self.msg.references[-1:]]
+        if not refs:
+            return None
+        sent = (await self.session.execute(select(OutboxRow.created_at).where(
+            OutboxRow.message_id.in_(refs), OutboxRow.ticket_id == self.ticket.id)
+            .order_by(OutboxRow.created_at.desc()).limit(1))).scalar()
+        if sent is None:
+            return None
+        return (await self.session.execute(select(Message).where(
+            Message.ticket_id == self.ticket.id, Message.kind == "public",
+            Message.author_agent_id.is_not(None), Message.author_agent_id != self.agent.id,
+            Message.created_at > sent).order_by(Message.id.desc()).limit(1))
+        ).unique().scalar_one_or_none()
+
+    async def _tell_collision(self, other: Message, *, held: bool) -> None:
+        author = other.author_agent
+        await mail_agent(
+            self.rt, self.session, self.ticket, self.agent, self.msg, kind="agent_notice",
+            template="agent_collision",
+            context={"held": held, "prefix": self.settings.commands.prefix,
+                     "other": {"name": author.name if author else "",
+                               "email": author.email if author else "",
+                               "at": other.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+                               "text": other.text}})
+
+    async def _draft(self) -> Message:
+        """This agent's latest held reply on the ticket."""
+        draft = (await self.session.execute(select(Message).where(
+            Message.ticket_id == self.ticket.id, Message.kind == DRAFT,
+            Message.author_agent_id == self.agent.id).order_by(Message.id.desc()).limit(1))
+        ).unique().scalar_one_or_none()
+        if draft is None:
+            raise Refused(f"you have no held reply on {self.service.reference(self.ticket)}")
+        return draft
 
     def _allow(self, cmd: Command) -> None:
         """Raise `Forbidden` when the agent's role may not run ``cmd``."""
@@ -269,6 +319,10 @@ class AgentMail:
             await self._link(cmd.name, args)
         elif cmd.name == "task":
             await request_task(self.rt, svc, t, args[0] if args else "", actor)
+        elif cmd.name == "send":
+            await svc.send_draft(t, await self._draft(), actor)
+        elif cmd.name == "discard":
+            await svc.discard_draft(t, await self._draft(), actor)
         elif cmd.name in QUERY_COMMANDS:
             await svc.tx.flush()  # the answer reads tickets this mail may have changed
             await answer(self.rt, self.session, self.agent, cmd.name, args[0],

@@ -294,6 +294,8 @@ _SPECS: dict[str, _Spec] = {
                   _optional_text),
     "canned": _Spec("canned <shortcut>", "reply with a canned response", _canned),
     "time": _Spec("time <duration> [text]", "log time spent, e.g. 1h30m", _time),
+    "send": _Spec("send", "send the reply the collision guard held", _no_args),
+    "discard": _Spec("discard", "drop the held reply (kept as an internal note)", _no_args),
     "close": _Spec("close", "close the ticket", _no_args),
     "reopen": _Spec("reopen", "reopen the ticket", _no_args),
     "away": _Spec("away until <YYYY-MM-DD | +3d> | away off",

@@ -114,16 +114,19 @@ async def desk(tmp_path: Path, db_url: str) -> AsyncIterator[Desk]:
 async def _open_desk(tmp_path: Path, db_url: str, *,
                      sections: dict[str, Any] | None = None,
                      adjust: Callable[[Settings], Settings] | None = None,
+                     clock: Callable[[], datetime] | None = None,
                      **commands: Any) -> AsyncIterator[Desk]:
     """A gateway on SMTP with agents Bob and Carol and ticket 1 from Alice.
 
-    ``sections`` adds config sections; ``adjust`` changes the settings built from them.
+    ``sections`` adds config sections; ``adjust`` changes the settings built from them;
+    ``clock`` replaces the fixed one.
     """
     settings = make_settings(tmp_path, db_url, commands=commands,
                              **{"instance": {"timezone": "Europe/Berlin"}, **(sections or {})})
     if adjust is not None:
         settings = adjust(settings)
-    rt = await Runtime.open(settings, clock=lambda: datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
+    rt = await Runtime.open(settings, clock=clock or (
+        lambda: datetime(2026, 11, 23, 10, 0, tzinfo=UTC)))
     async with rt.sessions() as session, session.begin():
         bob = await add_agent(session, BOB, "Bob Builder")
         carol = await add_agent(session, "carol@support.example.com", "Carol")

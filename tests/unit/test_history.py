@@ -25,6 +25,7 @@ STORED = {
     Change.UNLINKED: "ticket.unlinked", Change.STATUS_RENAMED: "status.renamed",
     Change.ORGANIZATION: "ticket.organization", Change.DELETED: "ticket.deleted",
     Change.RESTORED: "ticket.restored", Change.PURGED: "ticket.purged",
+    Change.MESSAGE_DRAFT: "message.draft",
 }
 
 
