@@ -337,7 +337,7 @@ async def agents_role(ctx: click.Context, config_path: str | None, email: str,
 # -- agent notification preferences -----------------------------------------------------------
 
 _PREFS = {"new_ticket": "notify_new_ticket", "assignment": "notify_assignment",
-          "reply": "notify_reply", "status": "notify_status"}
+          "reply": "notify_reply", "status": "notify_status", "board": "notify_board"}
 
 
 @click.command("prefs")
@@ -347,15 +347,16 @@ _PREFS = {"new_ticket": "notify_new_ticket", "assignment": "notify_assignment",
 @click.option("--assignment/--no-assignment", default=None, help="Mail me assignments.")
 @click.option("--reply/--no-reply", default=None, help="Mail me requester replies.")
 @click.option("--status/--no-status", default=None, help="Mail me status changes.")
+@click.option("--board/--no-board", default=None, help="Mail me my daily board.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @run_async
 async def agents_prefs(ctx: click.Context, config_path: str | None, email: str,
                        new_ticket: bool | None, assignment: bool | None, reply: bool | None,
-                       status: bool | None, as_json: bool) -> None:
+                       status: bool | None, board: bool | None, as_json: bool) -> None:
     """Show or change which notifications agent EMAIL receives."""
     wanted = {"new_ticket": new_ticket, "assignment": assignment, "reply": reply,
-              "status": status}
+              "status": status, "board": board}
 
     async def work(rt: Runtime) -> None:
         async with rt.sessions() as session, session.begin():

@@ -567,6 +567,23 @@ class CommandSettings:
                    for h in self.trusted_relay_hosts)
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+@dataclass(frozen=True)
+class BoardSettings:
+    """``[board]``: each agent's daily board, mailed at ``hour`` (instance time zone) on
+    the working ``days``; agents opt out with ``helpdesk agents prefs --no-board``."""
+
+    enabled: bool = True
+    hour: int = 8
+    days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hour <= 23:
+            raise ConfigError(f"'board.hour' must be 0 to 23, not {self.hour}")
+
+
 @dataclass(frozen=True)
 class TaskSettings:
     """``[tasks]``: where ``#task`` turns a ticket into a task (an issue tracker's hook).
@@ -647,6 +664,7 @@ class Settings:
     sla: SlaSettings = field(default_factory=SlaSettings)
     commands: CommandSettings = field(default_factory=CommandSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
+    board: BoardSettings = field(default_factory=BoardSettings)
     permissions: PermissionSettings = field(default_factory=PermissionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<embedded defaults>"

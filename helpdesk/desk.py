@@ -60,18 +60,7 @@ async def answer(rt: Runtime, session: AsyncSession, agent: Agent, name: str, ar
         title = f"#search {arg}"
     more = len(tickets) > LIST_LIMIT
     tickets = tickets[:LIST_LIMIT]
-    clocks: dict[int, list[SlaClock]] = {}
-    if tickets:
-        for clock in (await session.execute(select(SlaClock).where(
-                SlaClock.ticket_id.in_([t.id for t in tickets])))).scalars():
-            clocks.setdefault(clock.ticket_id, []).append(clock)
-    t = rt.settings.tickets
-    rows: list[dict[str, Any]] = [{
-        "reference": format_ticket_ref(x.number, t.prefix, t.digits), "subject": x.subject,
-        "requester": x.requester.email, "priority": x.priority, "status": x.status,
-        "sla": sla_label(clocks.get(x.id, [])), "due": _when(x.due_at),
-        "reply_to": agent_reply_address(rt, x, agent), "found": snippets.get(x.id, ""),
-    } for x in tickets]
+    rows = await ticket_rows(rt, session, agent, tickets, snippets)
     refs = [in_reply_to] if in_reply_to else []
     await outbox.enqueue(
         session, kind="agent_notice", template="agent_list", to=[agent.email],
@@ -80,6 +69,25 @@ async def answer(rt: Runtime, session: AsyncSession, agent: Agent, name: str, ar
         context={"subject": f"{title}: {len(rows)}{'+' if more else ''} ticket(s)",
                  "title": title, "rows": rows, "more": more, "asked": asked})
     return len(rows)
+
+
+async def ticket_rows(rt: Runtime, session: AsyncSession, agent: Agent,
+                      tickets: list[Ticket], snippets: dict[int, str] | None = None
+                      ) -> list[dict[str, Any]]:
+    """One line's facts per ticket, with ``agent``'s signed reply address for it."""
+    clocks: dict[int, list[SlaClock]] = {}
+    if tickets:
+        for clock in (await session.execute(select(SlaClock).where(
+                SlaClock.ticket_id.in_([t.id for t in tickets])))).scalars():
+            clocks.setdefault(clock.ticket_id, []).append(clock)
+    t = rt.settings.tickets
+    return [{
+        "reference": format_ticket_ref(x.number, t.prefix, t.digits), "subject": x.subject,
+        "requester": x.requester.email, "priority": x.priority, "status": x.status,
+        "sla": sla_label(clocks.get(x.id, [])), "due": _when(x.due_at),
+        "reply_to": agent_reply_address(rt, x, agent),
+        "found": (snippets or {}).get(x.id, ""),
+    } for x in tickets]
 
 
 def _when(value: datetime | None) -> str:

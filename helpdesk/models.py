@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -110,6 +111,8 @@ class Agent(Base):
     notify_assignment: Mapped[bool] = mapped_column(Boolean, default=True)
     notify_reply: Mapped[bool] = mapped_column(Boolean, default=True)
     notify_status: Mapped[bool] = mapped_column(Boolean, default=False)
+    notify_board: Mapped[bool] = mapped_column(Boolean, default=True)  # the daily board
+    board_sent_on: Mapped[date | None] = mapped_column(Date)  # local day it last went out
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     away_until: Mapped[datetime | None]  # skipped by auto-assignment until then
     last_assigned_at: Mapped[datetime | None]

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.audit import Actor
+from helpdesk.board import send_boards
 from helpdesk.config import Settings
 from helpdesk.events import SlaBreached, SlaWarning, TicketFacts
 from helpdesk.history import Change
@@ -343,6 +344,7 @@ async def tick(rt: Runtime, at: datetime | None = None, *,
             break
     # the time-based automation trigger rides on the same tick
     await run_idle(rt, lambda t: engine.policy_for(t).calendar, at, SLA_ACTOR)
+    await send_boards(rt, at)  # and the agents' daily boards
     if total.tickets:  # at info only when an alert fired: a quiet tick is not news
         emit = log.info if total.warnings or total.breaches else log.debug
         emit("sla.tick", at=at.isoformat(), tickets=total.tickets,

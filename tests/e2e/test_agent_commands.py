@@ -551,7 +551,8 @@ def test_agent_notification_preferences(cfg: Path) -> None:
 
     asyncio.run(seed())
     shown = _invoke(cfg, "agents", "prefs", BOB)
-    assert shown.output.strip() == f"{BOB}: new-ticket on, assignment on, reply on, status off"
+    assert shown.output.strip() == (f"{BOB}: new-ticket on, assignment on, reply on, "
+                                    "status off, board on")
     changed = _invoke(cfg, "agents", "prefs", BOB, "--no-new-ticket", "--status", "--json")
     assert '"new_ticket": false' in changed.output and '"status": true' in changed.output
     assert "reply on" in _invoke(cfg, "agents", "prefs", BOB).output
