@@ -32,7 +32,7 @@ async def boards(rt: Runtime) -> list[OutboxRow]:
 
 
 async def test_the_board_arrives_once_a_working_day_at_the_hour(
-        tmp_path: Path, db_url: str, smtp_sink: SmtpSink) -> None:  # noqa: F811
+        tmp_path: Path, db_url: str, smtp_sink: SmtpSink) -> None:
     outbound = {"host": smtp_sink.host, "port": smtp_sink.port}
     # the ticks run weeks after the tickets: the shipped Pending reminder and auto-resolve
     # would fire first, so they are off here
