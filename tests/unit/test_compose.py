@@ -246,6 +246,17 @@ CONTEXTS: dict[str, dict[str, object]] = {
     "escalation": {"automation": "escalate breaches"},
     "admin_delivery_failed": {"row_id": 5, "row_kind": "ack", "recipients": ["a@b"],
                               "message_id": "<m@x>", "error": "550 no"},
+    "agent_list": {"title": "#list my-open", "more": False, "subject": "#list my-open: 1",
+                   "rows": [{"reference": "TKT-000042", "subject": "Printer", "found": "",
+                             "requester": "a@b", "priority": "high", "status": "Open",
+                             "sla": "on track", "due": "-", "reply_to": "r@x"}]},
+    "agent_board": {"day": "2026-12-07", "mine": 1, "agent": "bob@x", "subject": "Board",
+                    "columns": [{"name": "Open", "cards": [
+                        {"reference": "TKT-000042", "subject": "Printer", "requester": "a@b",
+                         "priority": "high", "status": "Open", "sla": "warning",
+                         "reply_to": "r@x"}]}], "urgent": [], "breaching": []},
+    "agent_collision": {"held": True, "prefix": "#", "other": {
+        "name": "Carol", "email": "carol@x", "at": "2026-12-07 10:00 UTC", "text": "Hi."}},
 }
 KINDS = {"acknowledgement": "ack", "agent_reply": "reply", "resolved": "resolved",
          "admin_delivery_failed": "admin_notice", "magic_link": "magic_link",
@@ -257,7 +268,7 @@ def test_built_in_templates_cover_every_template_the_project_enqueues() -> None:
                 "agent_reply_notice", "agent_assigned", "agent_status_changed",
                 "admin_delivery_failed", "sla_warning", "sla_breach", "agent_auth_refused",
                 "agent_command_errors", "agent_help", "magic_link", "reminder",
-                "escalation"}
+                "escalation", "agent_list", "agent_board", "agent_collision"}
     assert expected <= set(BUILT_IN)
 
 
