@@ -91,6 +91,16 @@ def _orgs() -> click.Command:
     return orgs
 
 
+def _report() -> click.Command:
+    from helpdesk.cli_report import report
+    return report
+
+
+def _dashboard() -> click.Command:
+    from helpdesk.cli_report import dashboard
+    return dashboard
+
+
 def _canned() -> click.Command:
     from helpdesk.cli_agents import canned
     return canned
@@ -141,13 +151,17 @@ COMMANDS: dict[str, Entry] = {
                    _teams),
     "rules": Entry("Agents", "Auto-assignment rules: list them with their hits, check them.",
                    _rules),
+    "report": Entry("Reports", "Report KPIs: overview, agents, csat, channels, or all of "
+                    "them.", _report),
+    "dashboard": Entry("Reports", "Print the KPI cards: open tickets, SLA breaches today, "
+                       "overdue tickets, and more.", _dashboard),
     "sla": Entry("SLA", "Run the SLA daemon role (no subcommand), or inspect and tick SLA "
                  "clocks.", _sla),
 }
 """Every top-level command, in help order; ``summary`` is the first line of its docstring
 (a test holds them equal)."""
 
-SECTIONS = ("Set up", "Run", "Mail", "Tickets", "Agents", "SLA")
+SECTIONS = ("Set up", "Run", "Mail", "Tickets", "Agents", "Reports", "SLA")
 
 
 class HelpdeskGroup(click.Group):

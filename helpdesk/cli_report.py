@@ -1,0 +1,184 @@
+"""`helpdesk report SECTION`, `helpdesk dashboard`: the support lead's figures.
+
+The JSON form is the stable one (README "Reports"); ``table`` prints it for reading and
+``csv`` flattens it (one row per figure for ``overview``, one per row for the lists).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from helpdesk.cli_common import config_option, run_async, with_runtime
+
+if TYPE_CHECKING:
+    from helpdesk.runtime import Runtime
+
+CHOICES = ("overview", "agents", "csat", "channels", "all")
+
+
+def _day(text: str | None, default: datetime) -> datetime:
+    if text is None:
+        return default
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"not a date or ISO 8601 instant: {text!r}") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"a": {"b": 1}}`` as ``[("a.b", 1)]``; lists of rows stay whole (pure)."""
+    if isinstance(data, dict):
+        out: list[tuple[str, Any]] = []
+        for key, value in data.items():
+            out += flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return [(prefix, data)]
+
+
+def _rows(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
+    """The one list of rows a section holds (agents, channels), if it is one."""
+    lists = [(k, v) for k, v in data.items()
+             if isinstance(v, list) and v and isinstance(v[0], dict)]
+    return lists[0] if len(lists) == 1 and len(data) == 1 else None
+
+
+def as_table(data: dict[str, Any]) -> str:
+    rows = _rows(data)
+    if rows is not None:
+        _, items = rows
+        keys = list(items[0])
+        widths = {k: max(len(k), *(len(_cell(r[k])) for r in items)) for k in keys}
+        lines = ["  ".join(k.ljust(widths[k]) for k in keys)]
+        lines += ["  ".join(_cell(r[k]).ljust(widths[k]) for k in keys) for r in items]
+        return "\n".join(lines)
+    pairs = [(k, v) for k, v in flatten(data) if not isinstance(v, list)]
+    width = max((len(k) for k, _ in pairs), default=0)
+    lines = [f"{k.ljust(width)}  {_cell(v)}" for k, v in pairs]
+    for key, value in flatten(data):
+        if isinstance(value, list) and value:
+            lines += ["", f"{key}:"] + [f"  {json.dumps(v, ensure_ascii=False)}"
+                                         for v in value]
+    return "\n".join(lines)
+
+
+def as_csv(data: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    rows = _rows(data)
+    if rows is not None:
+        _, items = rows
+        writer.writerow(list(items[0]))
+        writer.writerows([[r[k] for k in items[0]] for r in items])
+    else:
+        writer.writerow(["figure", "value"])
+        writer.writerows([(k, "" if v is None else v) for k, v in flatten(data)
+                          if not isinstance(v, list)])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    return "no data" if value is None else str(value)
+
+
+@click.command("report")
+@config_option
+@click.argument("section", type=click.Choice(CHOICES))
+@click.option("--since", default=None, help="From (a date or ISO 8601; default 30 days ago).")
+@click.option("--until", default=None, help="Until, exclusive (default now).")
+@click.option("--queue", default="", help="Only this queue (its address).")
+@click.option("--agent", default="", help="Only tickets assigned to this agent.")
+@click.option("--organization", default="", help="Only this organization (name or domain).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+              help="Write to this file (default stdout).")
+@click.pass_context
+@run_async
+async def report(ctx: click.Context, config_path: str | None, section: str, since: str | None,
+                 until: str | None, queue: str, agent: str, organization: str, fmt: str,
+                 output: Any) -> None:
+    """Report KPIs: overview, agents, csat, channels, or all of them."""
+    from helpdesk.reports import Scope
+    from helpdesk.reports import report as build
+
+    async def work(rt: Runtime) -> dict[str, Any]:
+        end = _day(until, rt.clock())
+        scope = Scope(_day(since, end - timedelta(days=30)), end, queue, agent, organization)
+        if scope.since >= scope.until:
+            raise click.BadParameter("--since must be before --until")
+        async with rt.read_sessions() as session:
+            return await build(session, rt.settings, section, scope)
+    data = await with_runtime(ctx, work, read_only=True)
+    if fmt == "json":
+        output.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        sections = data.items() if section == "all" else [(section, data)]
+        output.write("".join(as_csv(part) for _, part in sections))
+    else:
+        sections = data.items() if section == "all" else [(section, data)]
+        output.write("\n\n".join(f"== {name}\n{as_table(part)}" for name, part in sections)
+                     + "\n")
+
+
+CARDS = (("open", "Open tickets"), ("sla_breaches_today", "SLA breaches today"),
+         ("overdue", "Overdue tickets"), ("created_today", "Created today"),
+         ("resolved_today", "Resolved today"), ("unassigned_open", "Unassigned, open"),
+         ("first_response_median_today", "First response today (median min)"))
+
+
+def render_cards(data: dict[str, Any], when: datetime) -> str:
+    """The dashboard as boxes of text, three widgets first (pure)."""
+    cells = [(label, _cell(data[key])) for key, label in CARDS]
+    width = max(len(label) for label, _ in cells) + 4
+    lines = [f"helpdesk dashboard  {when:%Y-%m-%d %H:%M} {when.tzname() or ''}".rstrip(), ""]
+    for row in (cells[:3], cells[3:6], cells[6:]):
+        lines.append("  ".join("+" + "-" * width + "+" for _ in row))
+        lines.append("  ".join("| " + value.rjust(width - 2) + " |" for _, value in row))
+        lines.append("  ".join("| " + label.ljust(width - 2) + " |" for label, _ in row))
+        lines.append("  ".join("+" + "-" * width + "+" for _ in row))
+    return "\n".join(lines)
+
+
+@click.command("dashboard")
+@config_option
+@click.option("--watch", type=click.FloatRange(1), default=None, metavar="SECONDS",
+              help="Refresh every SECONDS until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON once.")
+@click.pass_context
+@run_async
+async def dashboard(ctx: click.Context, config_path: str | None, watch: float | None,
+                    as_json: bool) -> None:
+    """Print the KPI cards: open tickets, SLA breaches today, overdue tickets, and more."""
+    import asyncio
+    from zoneinfo import ZoneInfo
+
+    from helpdesk.reports import dashboard as figures
+
+    async def work(rt: Runtime) -> None:
+        try:
+            tz = ZoneInfo(rt.settings.instance.timezone)
+        except (KeyError, ValueError):
+            tz = ZoneInfo("UTC")
+        while True:
+            now = rt.clock()
+            local = now.astimezone(tz)
+            day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            async with rt.read_sessions() as session:
+                data = await figures(session, rt.settings, now, day_start.astimezone(UTC))
+            if as_json:
+                click.echo(json.dumps(data, indent=2))
+                return
+            if watch:
+                click.clear()
+            click.echo(render_cards(data, local))
+            if not watch:
+                return
+            await asyncio.sleep(watch)
+    await with_runtime(ctx, work, read_only=True)

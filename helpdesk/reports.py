@@ -1,0 +1,320 @@
+"""Reports: what a support lead asks first, computed by the database.
+
+Every figure is an aggregate query over the tickets, the SLA clocks the SLA daemon keeps
+and the ratings; Python only shapes the answer. The rules of the arithmetic:
+
+* A ticket counts once: a ticket merged into another and a ticket in the trash count
+  nowhere; the ticket they were merged into carries their history.
+* ``created``: tickets opened in ``[since, until)``; ``resolved``: tickets whose latest
+  resolution falls in it (a reopened ticket's resolution time is its last);
+  ``open``: tickets opened before ``until`` and not resolved by then; ``backlog_start``
+  the same at ``since``.
+* Times are minutes. Wall-clock: from creation to the first agent reply, or to the last
+  resolution. Business: the SLA clock of the ticket's own policy and calendar, which
+  stops while the ticket is paused, so paused time never counts.
+* An empty range gives zeros and ``None`` for the statistics ("no data"), never a
+  division error.
+
+The JSON form is the stable one (README "Reports"); the table and CSV forms are made
+from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, case, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.config import Settings
+from helpdesk.models import (
+    Agent,
+    CsatRating,
+    Message,
+    Organization,
+    SlaClock,
+    Ticket,
+)
+
+SECTIONS = ("overview", "agents", "csat", "channels")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a report covers: a range and optional narrowing."""
+
+    since: datetime
+    until: datetime
+    queue: str = ""
+    agent: str = ""  # the assignee's address
+    organization: str = ""  # name or domain
+
+
+def minutes_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[Any]:
+    """``later - earlier`` in minutes, as the database computes it."""
+    if dialect == "postgresql":
+        return func.extract("epoch", later - earlier) / 60.0
+    return (func.julianday(later) - func.julianday(earlier)) * 1440.0
+
+
+def _counted(scope: Scope) -> list[ColumnElement[bool]]:
+    """Tickets that count: not merged away, not in the trash, within the narrowing."""
+    where: list[ColumnElement[bool]] = [Ticket.merged_into_id.is_(None),
+                                        Ticket.deleted_at.is_(None)]
+    if scope.queue:
+        where.append(Ticket.queue == scope.queue.lower())
+    if scope.agent:
+        where.append(Ticket.assignee_id.in_(
+            select(Agent.id).where(Agent.email == scope.agent.lower())))
+    if scope.organization:
+        wanted = scope.organization.lower()
+        where.append(Ticket.organization_id.in_(select(Organization.id).where(
+            (func.lower(Organization.name) == wanted) | (Organization.domain == wanted))))
+    return where
+
+
+async def stats(session: AsyncSession, value: ColumnElement[Any],
+                where: list[ColumnElement[bool]], *, joins: Any = None) -> dict[str, Any]:
+    """count, mean, median and 90th percentile of ``value`` over the rows ``where`` holds.
+
+    PostgreSQL computes the percentiles (``percentile_cont``); SQLite has none, so it is
+    asked for the one or two ordered values each percentile interpolates between.
+    """
+    base = select(value.label("v"))
+    if joins is not None:
+        base = base.select_from(joins)
+    base = base.where(*where, value.is_not(None))
+    sub = base.subquery()
+    count, mean = (await session.execute(
+        select(func.count(), func.avg(sub.c.v)))).one()
+    if not count:
+        return {"count": 0, "mean": None, "median": None, "p90": None}
+    if session.get_bind().dialect.name == "postgresql":
+        median, p90 = (await session.execute(select(
+            func.percentile_cont(0.5).within_group(sub.c.v),
+            func.percentile_cont(0.9).within_group(sub.c.v)))).one()
+    else:
+        median = await _percentile(session, sub, int(count), 0.5)
+        p90 = await _percentile(session, sub, int(count), 0.9)
+    return {"count": int(count), "mean": _round(mean), "median": _round(median),
+            "p90": _round(p90)}
+
+
+async def _percentile(session: AsyncSession, sub: Any, count: int, q: float) -> float:
+    """Linear interpolation between the ordered values around rank ``q * (count - 1)``,
+    as ``percentile_cont`` does."""
+    rank = q * (count - 1)
+    low = int(rank)
+    rows = list((await session.execute(select(sub.c.v).order_by(sub.c.v).offset(low)
+                                       .limit(2))).scalars())
+    if len(rows) == 1 or rank == low:
+        return float(rows[0])
+    return float(rows[0]) + (float(rows[1]) - float(rows[0])) * (rank - low)
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 1)
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return None if not whole else round(100.0 * part / whole, 1)
+
+
+async def overview(session: AsyncSession, settings: Settings, scope: Scope) -> dict[str, Any]:
+    """The headline figures of ``scope``."""
+    dialect = session.get_bind().dialect.name
+    counted = _counted(scope)
+    in_range = [*counted, Ticket.created_at >= scope.since, Ticket.created_at < scope.until]
+    resolved_in = [*counted, Ticket.resolved_at >= scope.since,
+                   Ticket.resolved_at < scope.until]
+
+    def open_at(at: datetime) -> list[ColumnElement[bool]]:
+        return [*counted, Ticket.created_at < at,
+                (Ticket.resolved_at.is_(None)) | (Ticket.resolved_at >= at)]
+
+    async def count(where: list[ColumnElement[bool]]) -> int:
+        return int((await session.execute(
+            select(func.count()).select_from(Ticket).where(*where))).scalar_one())
+
+    created, resolved = await count(in_range), await count(resolved_in)
+    first = minutes_between(Ticket.first_response_at, Ticket.created_at, dialect)
+    resolution = minutes_between(Ticket.resolved_at, Ticket.created_at, dialect)
+    clocks = Ticket.__table__.join(SlaClock.__table__, SlaClock.ticket_id == Ticket.id)
+    business_first = await stats(session, cast(SlaClock.elapsed_minutes, Float), [
+        *in_range, SlaClock.kind == "first_response", SlaClock.met_at.is_not(None)],
+        joins=clocks)
+    business_resolution = await stats(session, cast(SlaClock.elapsed_minutes, Float), [
+        *resolved_in, SlaClock.kind == "resolution", SlaClock.met_at.is_not(None)],
+        joins=clocks)
+    compliance = {}
+    for kind in ("first_response", "resolution"):
+        met, breached = (await session.execute(
+            select(func.count(), func.coalesce(func.sum(case((SlaClock.breached, 1),
+                                                             else_=0)), 0))
+            .select_from(clocks).where(*in_range, SlaClock.kind == kind,
+                                       (SlaClock.met_at.is_not(None)) | SlaClock.breached)
+        )).one()
+        done = int(met)
+        compliance[kind] = {"clocks": done, "breached": int(breached),
+                            "percent": _pct(done - int(breached), done)}
+    ratings = await csat_totals(session, scope)
+    return {
+        "range": {"since": scope.since.isoformat(), "until": scope.until.isoformat()},
+        "created": created, "resolved": resolved,
+        "open": await count(open_at(scope.until)),
+        "backlog_start": await count(open_at(scope.since)),
+        "first_response": {**await stats(session, first, [
+            *in_range, Ticket.first_response_at.is_not(None)]),
+            "business": business_first},
+        "resolution": {**await stats(session, resolution, resolved_in),
+                       "business": business_resolution},
+        "sla": compliance,
+        "csat": {"average": ratings["average"], "ratings": ratings["count"],
+                 "response_rate": _pct(ratings["count"], resolved)},
+    }
+
+
+async def csat_totals(session: AsyncSession, scope: Scope) -> dict[str, Any]:
+    where = [*_counted(scope), CsatRating.updated_at >= scope.since,
+             CsatRating.updated_at < scope.until]
+    n, avg = (await session.execute(
+        select(func.count(), func.avg(CsatRating.score)).select_from(CsatRating)
+        .join(Ticket, Ticket.id == CsatRating.ticket_id).where(*where))).one()
+    return {"count": int(n), "average": None if not n else round(float(avg), 2)}
+
+
+async def csat(session: AsyncSession, settings: Settings, scope: Scope) -> dict[str, Any]:
+    """Ratings given in ``scope``: average, the 1-5 distribution, by agent, by
+    organization, and the comments."""
+    where = [*_counted(scope), CsatRating.updated_at >= scope.since,
+             CsatRating.updated_at < scope.until]
+    joined = CsatRating.__table__.join(Ticket.__table__, Ticket.id == CsatRating.ticket_id)
+    totals = await csat_totals(session, scope)
+    dist = dict((await session.execute(select(CsatRating.score, func.count())
+                                       .select_from(joined).where(*where)
+                                       .group_by(CsatRating.score))).all())
+
+    async def grouped(label: Any, outer: Any) -> list[dict[str, Any]]:
+        rows = await session.execute(
+            select(label, func.count(), func.avg(CsatRating.score)).select_from(outer)
+            .where(*where).group_by(label).order_by(label))
+        return [{"name": name or "(none)", "ratings": int(n), "average": round(float(a), 2)}
+                for name, n, a in rows.all()]
+
+    by_agent = await grouped(Agent.email, joined.outerjoin(
+        Agent.__table__, Agent.id == Ticket.assignee_id))
+    by_org = await grouped(Organization.name, joined.outerjoin(
+        Organization.__table__, Organization.id == Ticket.organization_id))
+    comments = await session.execute(
+        select(Ticket.number, CsatRating.score, CsatRating.comment).select_from(joined)
+        .where(*where, CsatRating.comment != "").order_by(CsatRating.updated_at))
+    t = settings.tickets
+    return {**totals, "distribution": {str(s): int(dist.get(s, 0)) for s in range(1, 6)},
+            "by_agent": by_agent, "by_organization": by_org,
+            "comments": [{"ticket": f"{t.prefix}{n:0{t.digits}d}", "score": s, "comment": c}
+                         for n, s, c in comments.all()]}
+
+
+async def agents(session: AsyncSession, settings: Settings, scope: Scope) -> dict[str, Any]:
+    """Per agent: tickets handled (assigned, opened in range), public replies in range,
+    median first response and resolution (wall-clock), CSAT average, open load now."""
+    dialect = session.get_bind().dialect.name
+    counted = _counted(scope)
+    done = [s.name for s in settings.tickets.statuses
+            if s.status_class in ("resolved", "closed")]
+    out = []
+    for agent in (await session.execute(select(Agent).order_by(Agent.email))).scalars():
+        if scope.agent and agent.email != scope.agent.lower():
+            continue
+        mine = [*counted, Ticket.assignee_id == agent.id]
+        in_range = [*mine, Ticket.created_at >= scope.since, Ticket.created_at < scope.until]
+        handled = int((await session.execute(
+            select(func.count()).select_from(Ticket).where(*in_range))).scalar_one())
+        replies = int((await session.execute(
+            select(func.count()).select_from(Message).where(
+                Message.author_agent_id == agent.id, Message.kind == "public",
+                Message.created_at >= scope.since, Message.created_at < scope.until)
+        )).scalar_one())
+        first = await stats(session, minutes_between(
+            Ticket.first_response_at, Ticket.created_at, dialect),
+            [*in_range, Ticket.first_response_at.is_not(None)])
+        resolution = await stats(session, minutes_between(
+            Ticket.resolved_at, Ticket.created_at, dialect),
+            [*mine, Ticket.resolved_at >= scope.since, Ticket.resolved_at < scope.until])
+        load = int((await session.execute(select(func.count()).select_from(Ticket).where(
+            *mine, Ticket.status.not_in(done)))).scalar_one())
+        rated = await csat_totals(session, Scope(scope.since, scope.until, scope.queue,
+                                                 agent.email, scope.organization))
+        out.append({"agent": agent.email, "name": agent.name, "handled": handled,
+                    "replies": replies, "first_response_median": first["median"],
+                    "resolution_median": resolution["median"],
+                    "csat_average": rated["average"], "open_load": load})
+    return {"agents": out}
+
+
+async def channels(session: AsyncSession, settings: Settings, scope: Scope) -> dict[str, Any]:
+    """Volume (tickets opened in range) and median resolution by channel."""
+    dialect = session.get_bind().dialect.name
+    counted = _counted(scope)
+    out = []
+    for channel in settings.tickets.channels:
+        in_range = [*counted, Ticket.channel == channel, Ticket.created_at >= scope.since,
+                    Ticket.created_at < scope.until]
+        volume = int((await session.execute(
+            select(func.count()).select_from(Ticket).where(*in_range))).scalar_one())
+        resolution = await stats(session, minutes_between(
+            Ticket.resolved_at, Ticket.created_at, dialect),
+            [*counted, Ticket.channel == channel, Ticket.resolved_at >= scope.since,
+             Ticket.resolved_at < scope.until])
+        out.append({"channel": channel, "tickets": volume,
+                    "resolution_median": resolution["median"]})
+    return {"channels": out}
+
+
+BUILDERS = {"overview": overview, "agents": agents, "csat": csat, "channels": channels}
+
+
+async def report(session: AsyncSession, settings: Settings, section: str,
+                 scope: Scope) -> dict[str, Any]:
+    """One section, or ``all`` of them keyed by name."""
+    if section == "all":
+        return {name: await build(session, settings, scope)
+                for name, build in BUILDERS.items()}
+    return await BUILDERS[section](session, settings, scope)
+
+
+async def dashboard(session: AsyncSession, settings: Settings, now: datetime,
+                    day_start: datetime) -> dict[str, Any]:
+    """The three widget figures (open tickets, SLA breaches today, overdue tickets) and
+    today's cards: created, resolved, unassigned open, first response median."""
+    dialect = session.get_bind().dialect.name
+    counted = _counted(Scope(day_start, now))
+    done = [s.name for s in settings.tickets.statuses
+            if s.status_class in ("resolved", "closed")]
+    is_open = [*counted, Ticket.status.not_in(done)]
+
+    async def count(where: list[ColumnElement[bool]], table: Any = Ticket) -> int:
+        return int((await session.execute(
+            select(func.count()).select_from(table).where(*where))).scalar_one())
+
+    from helpdesk.history import Change
+    from helpdesk.models import AuditEvent
+
+    breaches = int((await session.execute(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == Change.SLA_BREACH, AuditEvent.created_at >= day_start,
+        AuditEvent.created_at < now))).scalar_one())
+    first = await stats(session, minutes_between(Ticket.first_response_at, Ticket.created_at,
+                                                 dialect),
+                        [*counted, Ticket.created_at >= day_start,
+                         Ticket.first_response_at.is_not(None)])
+    return {
+        "open": await count(is_open),
+        "sla_breaches_today": breaches,
+        "overdue": await count([*is_open, Ticket.due_at.is_not(None), Ticket.due_at < now]),
+        "created_today": await count([*counted, Ticket.created_at >= day_start]),
+        "resolved_today": await count([*counted, Ticket.resolved_at >= day_start]),
+        "unassigned_open": await count([*is_open, Ticket.assignee_id.is_(None)]),
+        "first_response_median_today": first["median"],
+    }

@@ -1,0 +1,193 @@
+"""Reports against a history built at controlled instants, every figure worked out by
+hand below, on SQLite and PostgreSQL (issue "Reports", item 6's arithmetic).
+
+The desk's calendar is the default policy's: Monday to Friday, 09:00-17:00 UTC. All the
+work happens on Monday 2026-11-23 between 10:00 and 12:30, so business minutes equal
+wall-clock minutes except where a ticket waits in Pending.
+
+    T1 Alice   10:00 opened; 10:30 Bob answers; 12:00 resolved; 12:30 rated 5 "Great"
+    T2 Dan     10:00 opened (other.example); 10:10 Pending; 11:10 Dan writes (Open again);
+               11:20 Bob answers; 11:40 resolved; 12:00 rated 2 "Slow"
+    T3 Eve     10:00 opened; never answered
+    T4 Eve     10:00 opened; 10:05 merged into T3 (counts nowhere)
+    T5 Fay     10:00 opened; 10:20 Bob answers; 10:30 resolved; 10:40 Fay writes
+               (reopened); 11:30 resolved again
+    T6 Gil     Sunday 2026-11-22 10:00 opened; still open (the backlog)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from helpdesk.audit import Actor
+from helpdesk.cli import cli
+from helpdesk.config import Settings
+from helpdesk.directory import add_agent, get_or_create_contact
+from helpdesk.reports import Scope, report
+from helpdesk.runtime import Runtime
+from helpdesk.tickets import TicketService
+from sla_daemon.engine import tick
+
+MONDAY = datetime(2026, 11, 23, tzinfo=UTC)
+SCOPE = Scope(MONDAY, MONDAY + timedelta(days=1))
+
+
+def at(hh: int, mm: int = 0, day: datetime = MONDAY) -> datetime:
+    return day + timedelta(hours=hh, minutes=mm)
+
+
+@pytest.fixture
+async def history(settings: Settings) -> AsyncIterator[Runtime]:
+    now = [at(10)]
+    rt = await Runtime.open(settings, clock=lambda: now[0])
+    try:
+        async with rt.sessions() as session, session.begin():
+            bob = await add_agent(session, "bob@support.example.com", "Bob")
+            bob_acts = Actor("agent", bob.email, bob.id)
+            svc = TicketService.for_runtime(session, rt)
+            people = {n: await get_or_create_contact(session, f"{n}@{d}", n.title())
+                      for n, d in (("alice", "example.org"), ("dan", "other.example"),
+                                   ("eve", "example.org"), ("fay", "example.org"),
+                                   ("gil", "example.org"))}
+
+            async def opened(who: str, subject: str) -> Any:
+                ticket, _ = await svc.open_ticket(
+                    requester=people[who], subject=subject, text="help",
+                    actor=Actor("contact", people[who].email))
+                return ticket
+
+            async def answer(ticket: Any) -> None:
+                await svc.add_message(ticket, kind="public", text="on it", actor=bob_acts,
+                                      author_agent=bob)
+
+            async def writes(ticket: Any, who: str) -> None:
+                await svc.add_message(ticket, kind="public", text="more",
+                                      actor=Actor("contact", people[who].email),
+                                      author_contact=people[who])
+
+            now[0] = MONDAY - timedelta(hours=14)  # Sunday 10:00
+            await opened("gil", "T6")
+            now[0] = at(10)
+            t1, t2, t3, t4, t5 = [await opened(w, f"T{n}") for n, w in (
+                (1, "alice"), (2, "dan"), (3, "eve"), (4, "eve"), (5, "fay"))]
+            for instant, step in (
+                    (at(10, 5), lambda: svc.merge(t4, t3, bob_acts)),
+                    (at(10, 10), lambda: svc.set_status(t2, "Pending", bob_acts)),
+                    (at(10, 20), lambda: answer(t5)),
+                    (at(10, 30), lambda: answer(t1)),
+                    (at(10, 30), lambda: svc.set_status(t5, "Resolved", bob_acts)),
+                    (at(10, 40), lambda: writes(t5, "fay")),
+                    (at(11, 10), lambda: writes(t2, "dan")),
+                    (at(11, 20), lambda: answer(t2)),
+                    (at(11, 30), lambda: svc.set_status(t5, "Resolved", bob_acts)),
+                    (at(11, 40), lambda: svc.set_status(t2, "Resolved", bob_acts)),
+                    (at(12), lambda: svc.set_status(t1, "Resolved", bob_acts)),
+                    (at(12), lambda: svc.rate(t2, people["dan"], 2, "Slow")),
+                    (at(12, 30), lambda: svc.rate(t1, people["alice"], 5, "Great"))):
+                now[0] = instant
+                await step()
+            await svc.tx.flush()
+        now[0] = at(13)
+        await tick(rt, at(13))  # the SLA daemon brings the clocks up to date
+        yield rt
+    finally:
+        await rt.close()
+
+
+async def test_overview_by_hand(history: Runtime) -> None:
+    async with history.read_sessions() as session:
+        o = await report(session, history.settings, "overview", SCOPE)
+    assert (o["created"], o["resolved"], o["open"], o["backlog_start"]) == (4, 3, 2, 1)
+    # first responses: T1 30, T2 80, T5 20 -> sorted 20 30 80; p90 at rank 1.8
+    assert {k: o["first_response"][k] for k in ("count", "mean", "median", "p90")} == {
+        "count": 3, "mean": 43.3, "median": 30.0, "p90": 70.0}
+    # resolutions (the last one): T1 120, T2 100, T5 90
+    assert {k: o["resolution"][k] for k in ("count", "mean", "median", "p90")} == {
+        "count": 3, "mean": 103.3, "median": 100.0, "p90": 116.0}
+    # business: T2's hour in Pending does not count: T1 30, T2 20, T5 20
+    assert o["first_response"]["business"] == {"count": 3, "mean": 23.3, "median": 20.0,
+                                               "p90": 28.0}
+    # T1 120; T2 100 - 60 paused = 40; T5 runs 10:00-10:30 and 10:40-11:30 = 80
+    assert o["resolution"]["business"] == {"count": 3, "mean": 80.0, "median": 80.0,
+                                           "p90": 112.0}
+    assert o["sla"]["first_response"] == {"clocks": 3, "breached": 0, "percent": 100.0}
+    assert o["csat"] == {"average": 3.5, "ratings": 2, "response_rate": 66.7}
+
+
+async def test_csat_agents_and_channels_by_hand(history: Runtime) -> None:
+    async with history.read_sessions() as session:
+        c = await report(session, history.settings, "csat", SCOPE)
+        a = await report(session, history.settings, "agents", SCOPE)
+        ch = await report(session, history.settings, "channels", SCOPE)
+    assert c["distribution"] == {"1": 0, "2": 1, "3": 0, "4": 0, "5": 1}
+    assert c["by_organization"] == [
+        {"name": "example.org", "ratings": 1, "average": 5.0},
+        {"name": "other.example", "ratings": 1, "average": 2.0}]
+    assert [x["comment"] for x in c["comments"]] == ["Slow", "Great"]
+    # nobody was assigned: Bob answered, but handled counts his assigned tickets
+    assert a["agents"] == [{"agent": "bob@support.example.com", "name": "Bob", "handled": 0,
+                            "replies": 3, "first_response_median": None,
+                            "resolution_median": None, "csat_average": None,
+                            "open_load": 0}]
+    email = next(x for x in ch["channels"] if x["channel"] == "email")
+    assert email == {"channel": "email", "tickets": 4, "resolution_median": 100.0}
+
+
+async def test_an_empty_range_gives_zeros_and_no_data(history: Runtime) -> None:
+    empty = Scope(MONDAY + timedelta(days=7), MONDAY + timedelta(days=8))
+    async with history.read_sessions() as session:
+        o = await report(session, history.settings, "all", empty)
+    assert (o["overview"]["created"], o["overview"]["resolved"]) == (0, 0)
+    assert o["overview"]["first_response"]["median"] is None
+    assert o["overview"]["csat"] == {"average": None, "ratings": 0, "response_rate": None}
+    assert o["overview"]["open"] == 2  # still open a week later
+
+
+def test_the_command_line_forms(history: Runtime, tmp_path: Path) -> None:
+    args = ["--config", history.settings.source, "report"]
+    rng = ["--since", "2026-11-23", "--until", "2026-11-24"]
+    as_json = CliRunner().invoke(cli, [*args, "overview", *rng, "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.output)["created"] == 4
+    table = CliRunner().invoke(cli, [*args, "overview", *rng])
+    assert "created" in table.output and "first_response.median" in table.output
+    out = tmp_path / "channels.csv"
+    CliRunner().invoke(cli, [*args, "channels", *rng, "--format", "csv", "-o", str(out)])
+    assert out.read_text().splitlines()[0] == "channel,tickets,resolution_median"
+    narrowed = CliRunner().invoke(cli, [*args, "overview", *rng, "--organization",
+                                        "other.example", "--format", "json"])
+    assert json.loads(narrowed.output)["created"] == 1
+
+
+def test_the_ticket_export_and_the_dashboard(history: Runtime, tmp_path: Path) -> None:
+    import csv
+
+    cfg = ["--config", history.settings.source]
+    out = tmp_path / "tickets.csv"
+    done = CliRunner().invoke(cli, [*cfg, "tickets", "export", "--status", "resolved",
+                                    "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert list(rows[0]) == ["number", "subject", "requester", "organization", "status",
+                             "priority", "category", "type", "assignee", "created",
+                             "first_response", "resolved", "sla", "csat"]
+    by_number = {r["number"]: r for r in rows}
+    assert sorted(by_number) == ["TKT-000002", "TKT-000003", "TKT-000006"]
+    t1 = by_number["TKT-000002"]  # Alice's, numbered after Gil's Sunday ticket
+    assert (t1["subject"], t1["requester"], t1["organization"], t1["csat"]) == (
+        "T1", "alice@example.org", "example.org", "5")
+    assert t1["first_response"].startswith("2026-11-23T10:30")
+    assert t1["resolved"].startswith("2026-11-23T12:00")
+
+    shown = CliRunner().invoke(cli, [*cfg, "dashboard", "--json"])
+    figures = json.loads(shown.output)
+    assert (figures["open"], figures["overdue"], figures["created_today"]) == (2, 0, 0)
+    cards = CliRunner().invoke(cli, [*cfg, "dashboard"])
+    assert "Open tickets" in cards.output and "SLA breaches today" in cards.output
