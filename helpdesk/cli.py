@@ -151,8 +151,8 @@ COMMANDS: dict[str, Entry] = {
                    _teams),
     "rules": Entry("Agents", "Auto-assignment rules: list them with their hits, check them.",
                    _rules),
-    "report": Entry("Reports", "Report KPIs: overview, agents, csat, channels, or all of "
-                    "them.", _report),
+    "report": Entry("Reports", "Report KPIs: overview, trends, agents, sla, csat, channels, "
+                    "health, or all.", _report),
     "dashboard": Entry("Reports", "Print the KPI cards: open tickets, SLA breaches today, "
                        "overdue tickets, and more.", _dashboard),
     "sla": Entry("SLA", "Run the SLA daemon role (no subcommand), or inspect and tick SLA "

@@ -19,7 +19,7 @@ from helpdesk.cli_common import config_option, run_async, with_runtime
 if TYPE_CHECKING:
     from helpdesk.runtime import Runtime
 
-CHOICES = ("overview", "agents", "csat", "channels", "all")
+CHOICES = ("overview", "trends", "agents", "sla", "csat", "channels", "health", "all")
 
 
 def _day(text: str | None, default: datetime) -> datetime:
@@ -104,7 +104,7 @@ def _cell(value: Any) -> str:
 async def report(ctx: click.Context, config_path: str | None, section: str, since: str | None,
                  until: str | None, queue: str, agent: str, organization: str, fmt: str,
                  output: Any) -> None:
-    """Report KPIs: overview, agents, csat, channels, or all of them."""
+    """Report KPIs: overview, trends, agents, sla, csat, channels, health, or all."""
     from helpdesk.reports import Scope
     from helpdesk.reports import report as build
 

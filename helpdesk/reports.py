@@ -38,7 +38,7 @@ from helpdesk.models import (
     Ticket,
 )
 
-SECTIONS = ("overview", "agents", "csat", "channels")
+SECTIONS = ("overview", "trends", "agents", "sla", "csat", "channels", "health")
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,161 @@ async def channels(session: AsyncSession, settings: Settings, scope: Scope) -> d
     return {"channels": out}
 
 
-BUILDERS = {"overview": overview, "agents": agents, "csat": csat, "channels": channels}
+def day_of(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The UTC calendar day of a timestamp, as text ``YYYY-MM-DD``, on either database."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", column)
+
+
+def week_of(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The Monday of a timestamp's ISO week (UTC), as text ``YYYY-MM-DD``."""
+    if dialect == "postgresql":
+        return func.to_char(func.date_trunc("week", func.timezone("UTC", column)),
+                            "YYYY-MM-DD")
+    # SQLite: step back to Monday (strftime %w: Sunday 0)
+    return func.date(column, func.printf("-%d days", (func.strftime("%w", column) + 6) % 7))
+
+
+async def trends(session: AsyncSession, settings: Settings, scope: Scope) -> dict[str, Any]:
+    """Volume per day (per week over ranges longer than 62 days), and how the tickets
+    opened in the range divide by status, priority, category and type."""
+    dialect = session.get_bind().dialect.name
+    in_range = [*_counted(scope), Ticket.created_at >= scope.since,
+                Ticket.created_at < scope.until]
+    weekly = (scope.until - scope.since).days > 62
+    bucket = (week_of if weekly else day_of)(Ticket.created_at, dialect)
+    volume = (await session.execute(select(bucket, func.count()).where(*in_range)
+                                    .group_by(bucket).order_by(bucket))).all()
+
+    async def split(column: Any) -> dict[str, int]:
+        rows = await session.execute(select(column, func.count()).where(*in_range)
+                                     .group_by(column).order_by(func.count().desc(), column))
+        return {str(name): int(n) for name, n in rows.all()}
+
+    return {"per": "week" if weekly else "day",
+            "volume": [{"period": str(p), "tickets": int(n)} for p, n in volume],
+            "by_status": await split(Ticket.status),
+            "by_priority": await split(Ticket.priority),
+            "by_category": await split(Ticket.category),
+            "by_type": await split(Ticket.type)}
+
+
+async def sla(session: AsyncSession, settings: Settings, scope: Scope) -> dict[str, Any]:
+    """Compliance per clock by priority and by policy over the tickets opened in the
+    range (a clock counts once it is met or breached), breaches per day, and the tickets
+    breaching now."""
+    from helpdesk.history import Change
+    from helpdesk.models import AuditEvent
+
+    dialect = session.get_bind().dialect.name
+    in_range = [*_counted(scope), Ticket.created_at >= scope.since,
+                Ticket.created_at < scope.until]
+    clocks = Ticket.__table__.join(SlaClock.__table__, SlaClock.ticket_id == Ticket.id)
+    decided = (SlaClock.met_at.is_not(None)) | SlaClock.breached
+
+    async def compliance(by: Any) -> list[dict[str, Any]]:
+        rows = await session.execute(
+            select(by, SlaClock.kind, func.count(),
+                   func.sum(case((SlaClock.breached, 1), else_=0)))
+            .select_from(clocks).where(*in_range, decided)
+            .group_by(by, SlaClock.kind).order_by(by, SlaClock.kind))
+        return [{"name": name or "(none)", "clock": kind, "clocks": int(n),
+                 "breached": int(b or 0), "percent": _pct(int(n) - int(b or 0), int(n))}
+                for name, kind, n, b in rows.all()]
+
+    day = day_of(AuditEvent.created_at, dialect)
+    per_day = (await session.execute(
+        select(day, func.count()).select_from(AuditEvent)
+        .join(Ticket, Ticket.id == AuditEvent.ticket_id)
+        .where(*_counted(scope), AuditEvent.action == Change.SLA_BREACH,
+               AuditEvent.created_at >= scope.since, AuditEvent.created_at < scope.until)
+        .group_by(day).order_by(day))).all()
+    t = settings.tickets
+    now = (await session.execute(
+        select(Ticket.number, Ticket.subject, Ticket.priority, SlaClock.kind)
+        .select_from(clocks).where(*_counted(scope), SlaClock.met_at.is_(None),
+                                   SlaClock.breached).order_by(Ticket.number))).all()
+    return {"by_priority": await compliance(Ticket.priority),
+            "by_policy": await compliance(Ticket.sla_policy),
+            "breaches_per_day": [{"day": str(d), "breaches": int(n)} for d, n in per_day],
+            "breaching_now": [{"ticket": f"{t.prefix}{n:0{t.digits}d}", "subject": subj,
+                               "priority": prio, "clock": kind}
+                              for n, subj, prio, kind in now]}
+
+
+HEALTH_LOW_CSAT = 3.0
+"""An organization whose average rating is below this is at risk."""
+
+
+async def health(session: AsyncSession, settings: Settings, scope: Scope) -> dict[str, Any]:
+    """Organizations ranked by risk, with the reasons: a low average rating, SLA breaches,
+    tickets reopened, and volume rising (the range's second half over its first).
+
+    Each reason adds to the score: a low rating (below 3) 3 points and 1 more per point
+    below; each breach 1; a reopen rate of a fifth or more 2; volume up by half or more
+    2. Organizations with no reason are left out.
+    """
+    from helpdesk.history import Change
+    from helpdesk.models import AuditEvent
+
+    counted = _counted(scope)
+    in_range = [*counted, Ticket.created_at >= scope.since, Ticket.created_at < scope.until]
+    half = scope.since + (scope.until - scope.since) / 2
+    done = [s.name for s in settings.tickets.statuses
+            if s.status_class in ("resolved", "closed")]
+    org = Ticket.organization_id
+
+    async def per_org(stmt: Any) -> dict[int, Any]:
+        return {o: v for o, *v in (await session.execute(stmt)).all() if o is not None}
+
+    volume = await per_org(select(org, func.count(),
+                                  func.sum(case((Ticket.created_at >= half, 1), else_=0)))
+                           .where(*in_range).group_by(org))
+    ratings = await per_org(select(org, func.count(), func.avg(CsatRating.score))
+                            .select_from(CsatRating).join(Ticket, Ticket.id ==
+                                                          CsatRating.ticket_id)
+                            .where(*counted, CsatRating.updated_at >= scope.since,
+                                   CsatRating.updated_at < scope.until).group_by(org))
+    breaches = await per_org(select(org, func.count()).select_from(SlaClock)
+                             .join(Ticket, Ticket.id == SlaClock.ticket_id)
+                             .where(*in_range, SlaClock.breached).group_by(org))
+    was_done = AuditEvent.before["status"].as_string().in_(done)
+    now_open = AuditEvent.after["status"].as_string().not_in(done)
+    reopens = await per_org(select(org, func.count(func.distinct(Ticket.id)))
+                            .select_from(AuditEvent).join(Ticket, Ticket.id ==
+                                                          AuditEvent.ticket_id)
+                            .where(*in_range, AuditEvent.action == Change.STATUS,
+                                   was_done, now_open).group_by(org))
+    names = dict((await session.execute(select(Organization.id, Organization.name))).all())
+    ranked: list[dict[str, Any]] = []
+    for org_id in set(volume) | set(ratings) | set(breaches):
+        score, reasons = 0.0, []
+        total, late = (volume.get(org_id) or (0, 0))
+        n_rated, avg = ratings.get(org_id) or (0, None)
+        if avg is not None and float(avg) < HEALTH_LOW_CSAT:
+            score += 3 + (HEALTH_LOW_CSAT - float(avg))
+            reasons.append(f"average rating {float(avg):.1f} over {n_rated} rating(s)")
+        if org_id in breaches:
+            score += int(breaches[org_id][0])
+            reasons.append(f"{int(breaches[org_id][0])} SLA breach(es)")
+        reopened = int(reopens.get(org_id, (0,))[0])
+        if total and reopened / total >= 0.2:
+            score += 2
+            reasons.append(f"{reopened} of {total} ticket(s) reopened")
+        early = int(total) - int(late or 0)
+        if early and int(late or 0) >= 1.5 * early:
+            score += 2
+            reasons.append(f"volume up from {early} to {int(late)} (first to second half)")
+        if reasons:
+            ranked.append({"organization": names.get(org_id, "?"), "score": round(score, 1),
+                           "tickets": int(total), "reasons": reasons})
+    ranked.sort(key=lambda r: (-float(r["score"]), str(r["organization"])))
+    return {"organizations": ranked}
+
+
+BUILDERS = {"overview": overview, "trends": trends, "agents": agents, "sla": sla,
+            "csat": csat, "channels": channels, "health": health}
 
 
 async def report(session: AsyncSession, settings: Settings, section: str,

@@ -191,3 +191,51 @@ def test_the_ticket_export_and_the_dashboard(history: Runtime, tmp_path: Path) -
     assert (figures["open"], figures["overdue"], figures["created_today"]) == (2, 0, 0)
     cards = CliRunner().invoke(cli, [*cfg, "dashboard"])
     assert "Open tickets" in cards.output and "SLA breaches today" in cards.output
+
+
+async def test_trends_by_hand(history: Runtime) -> None:
+    async with history.read_sessions() as session:
+        t = await report(session, history.settings, "trends", SCOPE)
+    assert t["per"] == "day" and t["volume"] == [{"period": "2026-11-23", "tickets": 4}]
+    assert t["by_status"] == {"Resolved": 3, "Open": 1}
+    assert (t["by_priority"], t["by_category"], t["by_type"]) == (
+        {"normal": 4}, {"general": 4}, {"Other": 4})
+    long = Scope(MONDAY - timedelta(days=70), MONDAY + timedelta(days=1))
+    async with history.read_sessions() as session:
+        weekly = await report(session, history.settings, "trends", long)
+    # by week (Mondays): Gil's Sunday ticket falls in the week before
+    assert weekly["per"] == "week" and weekly["volume"] == [
+        {"period": "2026-11-16", "tickets": 1}, {"period": "2026-11-23", "tickets": 4}]
+
+
+WEEK = Scope(MONDAY, MONDAY + timedelta(days=3))  # Monday to Wednesday
+
+
+async def test_sla_and_health_by_hand(history: Runtime) -> None:
+    # Wednesday noon: T3 and T6 have waited 1080 and 1140 business minutes for a first
+    # answer, over the normal priority's 240
+    wednesday = at(12, 0, MONDAY + timedelta(days=2))
+    history.clock = lambda: wednesday
+    await tick(history, wednesday)
+    async with history.read_sessions() as session:
+        s = await report(session, history.settings, "sla", WEEK)
+        h = await report(session, history.settings, "health", WEEK)
+    assert s["by_priority"] == [
+        {"name": "normal", "clock": "first_response", "clocks": 4, "breached": 1,
+         "percent": 75.0},
+        {"name": "normal", "clock": "resolution", "clocks": 3, "breached": 0,
+         "percent": 100.0}]
+    assert [(p["name"], p["clock"]) for p in s["by_policy"]] == [
+        ("default", "first_response"), ("default", "resolution")]
+    # T6's four business hours ran out at Monday 13:00 (09:00 + 240), T3's on Wednesday
+    assert s["breaches_per_day"] == [{"day": "2026-11-23", "breaches": 1},
+                                     {"day": "2026-11-25", "breaches": 1}]
+    assert [(b["ticket"], b["clock"]) for b in s["breaching_now"]] == [
+        ("TKT-000001", "first_response"), ("TKT-000004", "first_response")]
+    # other.example: Dan rated 2 (3 + 1 points); example.org: T3's breach (1) and T5
+    # reopened, one of its three tickets (2)
+    assert h["organizations"] == [
+        {"organization": "other.example", "score": 4.0, "tickets": 1,
+         "reasons": ["average rating 2.0 over 1 rating(s)"]},
+        {"organization": "example.org", "score": 3.0, "tickets": 3,
+         "reasons": ["1 SLA breach(es)", "1 of 3 ticket(s) reopened"]}]
