@@ -10,6 +10,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -95,36 +96,63 @@ def _cell(value: Any) -> str:
 @click.option("--queue", default="", help="Only this queue (its address).")
 @click.option("--agent", default="", help="Only tickets assigned to this agent.")
 @click.option("--organization", default="", help="Only this organization (name or domain).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True)
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
-              help="Write to this file (default stdout).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html", "pdf"]),
+              default="table", show_default=True,
+              help="html: one file with inline SVG charts; pdf: the same, paged (both need "
+                   "helpdesk[reports]).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file (default stdout; pdf needs a file).")
 @click.pass_context
 @run_async
 async def report(ctx: click.Context, config_path: str | None, section: str, since: str | None,
                  until: str | None, queue: str, agent: str, organization: str, fmt: str,
-                 output: Any) -> None:
+                 output: str | None) -> None:
     """Report KPIs: overview, trends, agents, sla, csat, channels, health, or all."""
     from helpdesk.reports import Scope
     from helpdesk.reports import report as build
 
-    async def work(rt: Runtime) -> dict[str, Any]:
+    if fmt == "pdf" and output is None:
+        raise click.UsageError("--format pdf writes a file: give -o FILE")
+
+    async def work(rt: Runtime) -> tuple[dict[str, Any], dict[str, Any], str]:
+        from helpdesk.reports import dashboard as figures
+
         end = _day(until, rt.clock())
         scope = Scope(_day(since, end - timedelta(days=30)), end, queue, agent, organization)
         if scope.since >= scope.until:
             raise click.BadParameter("--since must be before --until")
         async with rt.read_sessions() as session:
-            return await build(session, rt.settings, section, scope)
-    data = await with_runtime(ctx, work, read_only=True)
-    if fmt == "json":
-        output.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            data = await build(session, rt.settings, section, scope)
+            now = rt.clock()
+            widgets = await figures(session, rt.settings, now,
+                                    now.replace(hour=0, minute=0, second=0, microsecond=0))
+        title = (f"{rt.settings.instance.name}: {section} report, "
+                 f"{scope.since:%Y-%m-%d} to {scope.until:%Y-%m-%d}")
+        return data, widgets, title
+    data, widgets, title = await with_runtime(ctx, work, read_only=True)
+    sections = dict(data) if section == "all" else {section: data}
+    if fmt in ("html", "pdf"):
+        from helpdesk.report_document import to_html, to_pdf
+
+        tables = {name: as_table(part) for name, part in sections.items()}
+        show = widgets if section in ("all", "overview") else None
+        if fmt == "pdf":
+            assert output is not None
+            Path(output).write_bytes(to_pdf(sections, title=title, tables=tables,
+                                            widgets=show))
+            return
+        text = to_html(sections, title=title, tables=tables, widgets=show)
+    elif fmt == "json":
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     elif fmt == "csv":
-        sections = data.items() if section == "all" else [(section, data)]
-        output.write("".join(as_csv(part) for _, part in sections))
+        text = "".join(as_csv(part) for part in sections.values())
     else:
-        sections = data.items() if section == "all" else [(section, data)]
-        output.write("\n\n".join(f"== {name}\n{as_table(part)}" for name, part in sections)
-                     + "\n")
+        text = "\n\n".join(f"== {name}\n{as_table(part)}"
+                            for name, part in sections.items()) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
 
 
 CARDS = (("open", "Open tickets"), ("sla_breaches_today", "SLA breaches today"),

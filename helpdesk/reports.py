@@ -210,8 +210,14 @@ async def csat(session: AsyncSession, settings: Settings, scope: Scope) -> dict[
     comments = await session.execute(
         select(Ticket.number, CsatRating.score, CsatRating.comment).select_from(joined)
         .where(*where, CsatRating.comment != "").order_by(CsatRating.updated_at))
+    week = week_of(CsatRating.updated_at, session.get_bind().dialect.name)
+    trend = (await session.execute(select(week, func.count(), func.avg(CsatRating.score))
+                                   .select_from(joined).where(*where).group_by(week)
+                                   .order_by(week))).all()
     t = settings.tickets
     return {**totals, "distribution": {str(s): int(dist.get(s, 0)) for s in range(1, 6)},
+            "trend": [{"week": str(w), "ratings": int(n), "average": round(float(a), 2)}
+                      for w, n, a in trend],
             "by_agent": by_agent, "by_organization": by_org,
             "comments": [{"ticket": f"{t.prefix}{n:0{t.digits}d}", "score": s, "comment": c}
                          for n, s, c in comments.all()]}
@@ -305,8 +311,23 @@ async def trends(session: AsyncSession, settings: Settings, scope: Scope) -> dic
                                      .group_by(column).order_by(func.count().desc(), column))
         return {str(name): int(n) for name, n in rows.all()}
 
+    resolved_bucket = (week_of if weekly else day_of)(Ticket.resolved_at, dialect)
+    resolution = (await session.execute(
+        select(resolved_bucket, func.avg(minutes_between(Ticket.resolved_at,
+                                                         Ticket.created_at, dialect)))
+        .where(*_counted(scope), Ticket.resolved_at >= scope.since,
+               Ticket.resolved_at < scope.until)
+        .group_by(resolved_bucket).order_by(resolved_bucket))).all()
+    orgs = (await session.execute(
+        select(Organization.name, func.count()).select_from(Ticket)
+        .join(Organization, Organization.id == Ticket.organization_id).where(*in_range)
+        .group_by(Organization.name).order_by(func.count().desc(), Organization.name)
+        .limit(15))).all()
     return {"per": "week" if weekly else "day",
             "volume": [{"period": str(p), "tickets": int(n)} for p, n in volume],
+            "resolution_mean": [{"period": str(p), "minutes": _round(m)}
+                                for p, m in resolution],
+            "by_organization": {str(name): int(n) for name, n in orgs},
             "by_status": await split(Ticket.status),
             "by_priority": await split(Ticket.priority),
             "by_category": await split(Ticket.category),

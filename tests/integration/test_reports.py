@@ -17,8 +17,10 @@ wall-clock minutes except where a ticket waits in Pending.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,15 @@ def at(hh: int, mm: int = 0, day: datetime = MONDAY) -> datetime:
 
 @pytest.fixture
 async def history(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = await make_history(settings)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+async def make_history(settings: Settings) -> Runtime:
+    """The runtime of a desk holding the history above, its clock at Monday 13:00."""
     now = [at(10)]
     rt = await Runtime.open(settings, clock=lambda: now[0])
     try:
@@ -96,9 +107,10 @@ async def history(settings: Settings) -> AsyncIterator[Runtime]:
             await svc.tx.flush()
         now[0] = at(13)
         await tick(rt, at(13))  # the SLA daemon brings the clocks up to date
-        yield rt
-    finally:
+    except BaseException:
         await rt.close()
+        raise
+    return rt
 
 
 async def test_overview_by_hand(history: Runtime) -> None:
@@ -239,3 +251,23 @@ async def test_sla_and_health_by_hand(history: Runtime) -> None:
          "reasons": ["average rating 2.0 over 1 rating(s)"]},
         {"organization": "example.org", "score": 3.0, "tickets": 3,
          "reasons": ["1 SLA breach(es)", "1 of 3 ticket(s) reopened"]}]
+
+
+RANGE = ["--since", "2026-11-16", "--until", "2026-11-26"]
+
+
+def report_file(settings: Settings, fmt: str, out: Path) -> None:
+    """The history and the report, in a thread of their own: the browser's driver holds
+    this thread's event loop."""
+    async def build() -> None:
+        rt = await make_history(settings)
+        await rt.close()
+
+    def work() -> None:
+        asyncio.run(build())
+        result = CliRunner().invoke(cli, ["--config", settings.source, "report", "all",
+                                          *RANGE, "--format", fmt, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(work).result()
