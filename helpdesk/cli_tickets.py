@@ -580,15 +580,17 @@ async def tickets_purge(ctx: click.Context, config_path: str | None, older_than:
 @tickets.command("export")
 @config_option
 @filter_options
-@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"),
-              default="-", help="Write to this file (default stdout).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "pdf"]), default="csv",
+              show_default=True, help="pdf needs helpdesk[reports] and -o FILE.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file (default stdout).")
 @click.pass_context
 @run_async
-async def tickets_export(ctx: click.Context, config_path: str | None, fmt: str, output: Any,
-                         **options: Any) -> None:
-    """Export the tickets a view or filters select, one row each, as CSV."""
+async def tickets_export(ctx: click.Context, config_path: str | None, fmt: str,
+                         output: str | None, **options: Any) -> None:
+    """Export the tickets a view or filters select, one row each, as CSV or PDF."""
     import csv
+    import io
 
     from sqlalchemy import select
 
@@ -614,10 +616,35 @@ async def tickets_export(ctx: click.Context, config_path: str | None, fmt: str, 
                  x.category, x.type, x.assignee.email if x.assignee else "",
                  _iso(x.created_at), _iso(x.first_response_at), _iso(x.resolved_at),
                  sla_state(slas[x.id]), scores.get(x.id, "")] for x in found]
+    if fmt == "pdf" and output is None:
+        raise click.UsageError("--format pdf writes a file: give -o FILE")
     rows = await with_runtime(ctx, work, read_only=True)
-    writer = csv.writer(output, lineterminator="\n")
+    if fmt == "pdf":
+        from pathlib import Path
+
+        from helpdesk.report_document import to_pdf
+
+        shown = ("number", "status", "priority", "type", "assignee", "sla", "csat",
+                 "subject")
+        index = [columns.index(c) for c in shown]
+        cells = [[str(r[i])[:40] for i in index] for r in rows]
+        widths = [max([len(c), *(len(x[n]) for x in cells)]) for n, c in enumerate(shown)]
+        table = "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True))
+                          for line in [list(shown), *cells])
+        assert output is not None
+        Path(output).write_bytes(to_pdf({}, title=f"Tickets ({len(rows)})",
+                                        tables={"tickets": table}))
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     writer.writerows(rows)
+    if output is None:
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        from pathlib import Path
+
+        Path(output).write_text(buffer.getvalue(), encoding="utf-8")
 
 
 def _iso(value: Any) -> str:

@@ -30,3 +30,15 @@ def test_the_pdf_report_has_a_page_per_chart_with_a_drawing(settings: Settings,
         image = Image.open(chart).convert("L")
         inked = sum(image.histogram()[:200])  # pixels darker than light grey
         assert inked > 0.01 * image.width * image.height, f"{chart.name} is blank"
+
+
+def test_the_ticket_export_as_pdf(settings: Settings, tmp_path: Path) -> None:
+    require(shutil.which("pdftoppm") is not None, "pdftoppm (poppler-utils) is not installed")
+    from tests.integration.test_reports import export_pdf
+
+    out = tmp_path / "tickets.pdf"
+    export_pdf(settings, out)
+    subprocess.run(["pdftotext", str(out), str(tmp_path / "tickets.txt")], check=True,
+                   timeout=60)
+    text = (tmp_path / "tickets.txt").read_text(encoding="utf-8")
+    assert "Tickets (6)" in text and "TKT-000002" in text and "Resolved" in text

@@ -256,18 +256,25 @@ async def test_sla_and_health_by_hand(history: Runtime) -> None:
 RANGE = ["--since", "2026-11-16", "--until", "2026-11-26"]
 
 
-def report_file(settings: Settings, fmt: str, out: Path) -> None:
-    """The history and the report, in a thread of their own: the browser's driver holds
-    this thread's event loop."""
+def cli_on_history(settings: Settings, *args: str) -> None:
+    """Build the known history, then run the command line on it, in a thread of their
+    own: a browser's driver may hold this thread's event loop."""
     async def build() -> None:
         rt = await make_history(settings)
         await rt.close()
 
     def work() -> None:
         asyncio.run(build())
-        result = CliRunner().invoke(cli, ["--config", settings.source, "report", "all",
-                                          *RANGE, "--format", fmt, "-o", str(out)])
+        result = CliRunner().invoke(cli, ["--config", settings.source, *args])
         assert result.exit_code == 0, result.output
 
     with ThreadPoolExecutor(1) as thread:
         thread.submit(work).result()
+
+
+def report_file(settings: Settings, fmt: str, out: Path) -> None:
+    cli_on_history(settings, "report", "all", *RANGE, "--format", fmt, "-o", str(out))
+
+
+def export_pdf(settings: Settings, out: Path) -> None:
+    cli_on_history(settings, "tickets", "export", "--format", "pdf", "-o", str(out))
