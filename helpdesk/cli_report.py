@@ -6,8 +6,6 @@ The JSON form is the stable one (README "Reports"); ``table`` prints it for read
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from helpdesk.cli_common import config_option, run_async, with_runtime
+from helpdesk.report_text import as_csv, as_table, cell
 
 if TYPE_CHECKING:
     from helpdesk.runtime import Runtime
@@ -31,61 +30,6 @@ def _day(text: str | None, default: datetime) -> datetime:
     except ValueError:
         raise click.BadParameter(f"not a date or ISO 8601 instant: {text!r}") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """``{"a": {"b": 1}}`` as ``[("a.b", 1)]``; lists of rows stay whole (pure)."""
-    if isinstance(data, dict):
-        out: list[tuple[str, Any]] = []
-        for key, value in data.items():
-            out += flatten(value, f"{prefix}.{key}" if prefix else str(key))
-        return out
-    return [(prefix, data)]
-
-
-def _rows(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
-    """The one list of rows a section holds (agents, channels), if it is one."""
-    lists = [(k, v) for k, v in data.items()
-             if isinstance(v, list) and v and isinstance(v[0], dict)]
-    return lists[0] if len(lists) == 1 and len(data) == 1 else None
-
-
-def as_table(data: dict[str, Any]) -> str:
-    rows = _rows(data)
-    if rows is not None:
-        _, items = rows
-        keys = list(items[0])
-        widths = {k: max(len(k), *(len(_cell(r[k])) for r in items)) for k in keys}
-        lines = ["  ".join(k.ljust(widths[k]) for k in keys)]
-        lines += ["  ".join(_cell(r[k]).ljust(widths[k]) for k in keys) for r in items]
-        return "\n".join(lines)
-    pairs = [(k, v) for k, v in flatten(data) if not isinstance(v, list)]
-    width = max((len(k) for k, _ in pairs), default=0)
-    lines = [f"{k.ljust(width)}  {_cell(v)}" for k, v in pairs]
-    for key, value in flatten(data):
-        if isinstance(value, list) and value:
-            lines += ["", f"{key}:"] + [f"  {json.dumps(v, ensure_ascii=False)}"
-                                         for v in value]
-    return "\n".join(lines)
-
-
-def as_csv(data: dict[str, Any]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    rows = _rows(data)
-    if rows is not None:
-        _, items = rows
-        writer.writerow(list(items[0]))
-        writer.writerows([[r[k] for k in items[0]] for r in items])
-    else:
-        writer.writerow(["figure", "value"])
-        writer.writerows([(k, "" if v is None else v) for k, v in flatten(data)
-                          if not isinstance(v, list)])
-    return buffer.getvalue()
-
-
-def _cell(value: Any) -> str:
-    return "no data" if value is None else str(value)
 
 
 @click.command("report")
@@ -163,7 +107,7 @@ CARDS = (("open", "Open tickets"), ("sla_breaches_today", "SLA breaches today"),
 
 def render_cards(data: dict[str, Any], when: datetime) -> str:
     """The dashboard as boxes of text, three widgets first (pure)."""
-    cells = [(label, _cell(data[key])) for key, label in CARDS]
+    cells = [(label, cell(data[key])) for key, label in CARDS]
     width = max(len(label) for label, _ in cells) + 4
     lines = [f"helpdesk dashboard  {when:%Y-%m-%d %H:%M} {when.tzname() or ''}".rstrip(), ""]
     for row in (cells[:3], cells[3:6], cells[6:]):

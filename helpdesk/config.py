@@ -585,6 +585,28 @@ class BoardSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """``[reports]``: the scheduled report, mailed to the admin and ``recipients`` as HTML
+    with charts and the PDF attached, covering the period just ended.
+
+    ``schedule``: off, daily, weekly (on ``day``) or monthly (on ``day_of_month``), at
+    ``hour`` in the instance time zone.
+    """
+
+    schedule: Literal["off", "daily", "weekly", "monthly"] = "weekly"
+    day: Weekday = "mon"
+    day_of_month: int = 1
+    hour: int = 7
+    recipients: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hour <= 23:
+            raise ConfigError(f"'reports.hour' must be 0 to 23, not {self.hour}")
+        if not 1 <= self.day_of_month <= 28:
+            raise ConfigError("'reports.day_of_month' must be 1 to 28 (every month has it)")
+
+
+@dataclass(frozen=True)
 class TaskSettings:
     """``[tasks]``: where ``#task`` turns a ticket into a task (an issue tracker's hook).
 
@@ -665,6 +687,7 @@ class Settings:
     commands: CommandSettings = field(default_factory=CommandSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
     board: BoardSettings = field(default_factory=BoardSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
     permissions: PermissionSettings = field(default_factory=PermissionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<embedded defaults>"

@@ -375,6 +375,14 @@ class TimeEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ReportRun(Base):
+    """A scheduled report's period (``weekly:2026-W50``) once its mail is queued."""
+
+    __tablename__ = "report_runs"
+    period: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sent_at: Mapped[datetime]
+
+
 class ImapState(Base):
     """Per-mailbox UIDVALIDITY and last seen UID, so a restart resumes where it stopped."""
 
@@ -389,6 +397,6 @@ class ImapState(Base):
 __all__ = [
     "Agent", "Attachment", "AuditEvent", "Base", "CannedResponse", "Contact", "Counter",
     "CsatRating", "ImapState", "InboundSpool", "Message", "MessageRef", "Organization",
-    "OrganizationDomain", "OutboxRow", "SlaClock", "SlaPolicyRow", "StatusRow", "Ticket",
-    "TicketLink", "TicketTag", "TimeEntry", "Watcher", "utcnow",
+    "OrganizationDomain", "OutboxRow", "ReportRun", "SlaClock", "SlaPolicyRow", "StatusRow",
+    "Ticket", "TicketLink", "TicketTag", "TimeEntry", "Watcher", "utcnow",
 ]

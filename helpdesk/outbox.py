@@ -17,7 +17,10 @@ from helpdesk.direct import connection, run
 from helpdesk.mailtokens import mailbox_of, make_message_id
 from helpdesk.models import MessageRef, OutboxRow, Ticket
 
-INTERNAL_KINDS = frozenset({"sla_warning", "sla_breach", "admin_notice", "staff_notice"})
+REPORT = "report"
+"""The scheduled report (`helpdesk.report_schedule`): HTML with charts, the PDF attached."""
+INTERNAL_KINDS = frozenset({"sla_warning", "sla_breach", "admin_notice", "staff_notice",
+                            REPORT})
 """Staff-only notices: an internal Message-ID and reply address, so an answer to one is
 filed as an internal note and never reaches the requester."""
 

@@ -140,20 +140,23 @@ def _widgets(figures: dict[str, Any] | None) -> list[tuple[str, Any]]:
             ("Overdue tickets", figures["overdue"])]
 
 
+STYLE = ("body{font-family:system-ui,sans-serif;color:#1f2933;max-width:60rem;"
+         "margin:2rem auto;padding:0 1rem}"
+         ".widgets{display:flex;gap:1rem}.widget{border:1px solid #d0d7de;"
+         "border-radius:6px;padding:.8rem 1.2rem}.widget b{display:block;font-size:2rem}"
+         "figure{margin:1.5rem 0}svg{max-width:100%;height:auto}"
+         "pre{background:#f6f8fa;padding:1rem;overflow-x:auto}"
+         "@media print{figure,pre{break-inside:avoid}}")
+
+
 def to_html(report: dict[str, Any], *, title: str, tables: dict[str, str],
-            widgets: dict[str, Any] | None = None) -> str:
-    """One self-contained HTML file: the widgets, every chart as inline SVG, the tables."""
+            widgets: dict[str, Any] | None = None, fragment: bool = False) -> str:
+    """One self-contained HTML file: the widgets, every chart as inline SVG, the tables.
+
+    ``fragment``: only what goes inside ``<body>`` (for a mail, which has its own frame).
+    """
     e = html.escape
-    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{e(title)}</title>", "<style>",
-             "body{font-family:system-ui,sans-serif;color:#1f2933;max-width:60rem;"
-             "margin:2rem auto;padding:0 1rem}",
-             ".widgets{display:flex;gap:1rem}.widget{border:1px solid #d0d7de;"
-             "border-radius:6px;padding:.8rem 1.2rem}.widget b{display:block;font-size:2rem}",
-             "figure{margin:1.5rem 0}svg{max-width:100%;height:auto}",
-             "pre{background:#f6f8fa;padding:1rem;overflow-x:auto}",
-             "@media print{figure,pre{break-inside:avoid}}", "</style></head><body>",
-             f"<h1>{e(title)}</h1>"]
+    parts = [f"<h1>{e(title)}</h1>"]
     boxes = _widgets(widgets)
     if boxes:
         parts.append('<div class="widgets">' + "".join(
@@ -165,8 +168,11 @@ def to_html(report: dict[str, Any], *, title: str, tables: dict[str, str],
             parts.append(f'<figure class="chart">{_svg(fig)}</figure>')
     for name, table in tables.items():
         parts.append(f"<h2>{e(name)}</h2><pre>{e(table)}</pre>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    if fragment:
+        return "\n".join(parts)
+    return "\n".join(["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+                      f"<title>{e(title)}</title>", f"<style>{STYLE}</style></head><body>",
+                      *parts, "</body></html>"])
 
 
 def to_pdf(report: dict[str, Any], *, title: str, tables: dict[str, str],

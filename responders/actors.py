@@ -210,6 +210,13 @@ async def load_read_model(rt: Runtime, session: AsyncSession, row: OutboxRow) ->
             ticket_view = _ticket_view(rt, ticket, links)
             requester_id = ticket.requester_id
     message_view = None
+    if row.kind == outbox.REPORT:  # the rendered report, from the blob store
+        context = row.context or {}
+        message_view = MessageView(
+            kind="report", text=rt.store.get(str(context["html"])).decode(),
+            author_name="", author_email="",
+            attachments=(AttachmentData("report.pdf", "application/pdf",
+                                        rt.store.get(str(context["pdf"]))),))
     if row.about_message_id is not None:
         message = await session.get(Message, row.about_message_id)
         if message is not None:

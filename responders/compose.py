@@ -239,7 +239,7 @@ class Composer:
         text, html = self._bodies(row, read)
         msg.set_content(text, cte=_transfer_encoding(text))
         msg.add_alternative(html, subtype="html", cte=_transfer_encoding(html))
-        if row.kind == "reply" and read.message is not None:
+        if row.kind in ("reply", "report") and read.message is not None:
             if read.message.attachments and msg.get_content_subtype() != "mixed":
                 msg.make_mixed()
             for a in read.message.attachments:

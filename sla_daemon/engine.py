@@ -33,6 +33,7 @@ from helpdesk.events import SlaBreached, SlaWarning, TicketFacts
 from helpdesk.history import Change
 from helpdesk.models import AuditEvent, SlaClock, Ticket
 from helpdesk.refs import format_ticket_ref
+from helpdesk.report_schedule import send_due
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import TicketService
 from sla_daemon.clock import Calendar
@@ -345,6 +346,7 @@ async def tick(rt: Runtime, at: datetime | None = None, *,
     # the time-based automation trigger rides on the same tick
     await run_idle(rt, lambda t: engine.policy_for(t).calendar, at, SLA_ACTOR)
     await send_boards(rt, at)  # and the agents' daily boards
+    await send_due(rt, at)  # and the scheduled report
     if total.tickets:  # at info only when an alert fired: a quiet tick is not news
         emit = log.info if total.warnings or total.breaches else log.debug
         emit("sla.tick", at=at.isoformat(), tickets=total.tickets,

@@ -255,6 +255,8 @@ CONTEXTS: dict[str, dict[str, object]] = {
                         {"reference": "TKT-000042", "subject": "Printer", "requester": "a@b",
                          "priority": "high", "status": "Open", "sla": "warning",
                          "reply_to": "r@x"}]}], "urgent": [], "breaching": []},
+    "report": {"subject": "Helpdesk: weekly report", "created": 4, "resolved": 3, "open": 2,
+               "html": "0" * 64, "pdf": "0" * 64},
     "agent_collision": {"held": True, "prefix": "#", "other": {
         "name": "Carol", "email": "carol@x", "at": "2026-12-07 10:00 UTC", "text": "Hi."}},
 }
