@@ -2,6 +2,10 @@
 
     python bench/search.py [--messages 1000000] [--queries 300] [--db sqlite|postgres|both]
                            [--pg-dsn postgresql+asyncpg://postgres@127.0.0.1/postgres]
+                           [--keep DIR]
+
+``--keep DIR`` keeps the built databases (the SQLite file in DIR, the PostgreSQL database
+named after DIR) and measures them again on a later run without building.
 
 Builds a desk with ``--messages`` messages (ten per ticket, a thousand requesters) whose
 texts are drawn from a 30,000-word vocabulary with Zipf-like frequencies, as real mail
@@ -53,6 +57,10 @@ async def build(url: str, messages: int, tmp: Path) -> tuple[object, float]:
     settings = Settings(database=DatabaseSettings(url=url),
                         storage=StorageSettings(dir=str(tmp / "data")))
     rt = await Runtime.open(settings)
+    async with rt.engine.connect() as conn:
+        have = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one()
+    if have >= messages:  # kept from an earlier run
+        return rt, 0.0
     vocab, w = words(), weights()
     rnd = random.Random(11)
     start = time.perf_counter()
@@ -146,25 +154,35 @@ async def main() -> None:
     parser.add_argument("--baseline-queries", type=int, default=5)
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--pg-dsn", default="postgresql+asyncpg://postgres@127.0.0.1/postgres")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="Keep the built databases here (and reuse them).")
     args = parser.parse_args()
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        await measure_all(args, args.keep, f"hd_search_{args.keep.name}", keep=True)
+        return
     with tempfile.TemporaryDirectory(prefix="hd-search-") as tmp:
-        if args.db in ("sqlite", "both"):
-            await run("sqlite", f"sqlite+aiosqlite:///{Path(tmp) / 'search.db'}", args,
-                      Path(tmp))
-        if args.db in ("postgres", "both"):
-            import asyncpg
+        await measure_all(args, Path(tmp), f"hd_search_{uuid.uuid4().hex[:8]}", keep=False)
 
-            name = f"hd_search_{uuid.uuid4().hex[:8]}"
-            admin = args.pg_dsn.replace("+asyncpg", "")
-            conn = await asyncpg.connect(admin)
-            await conn.execute(f'CREATE DATABASE "{name}"')
-            await conn.close()
-            try:
-                await run("postgres", args.pg_dsn.rsplit("/", 1)[0] + f"/{name}", args,
-                          Path(tmp))
-            finally:
+
+async def measure_all(args: argparse.Namespace, folder: Path, pg_name: str, *,
+                      keep: bool) -> None:
+    if args.db in ("sqlite", "both"):
+        await run("sqlite", f"sqlite+aiosqlite:///{folder / 'search.db'}", args, folder)
+    if args.db in ("postgres", "both"):
+        import asyncpg
+
+        admin = args.pg_dsn.replace("+asyncpg", "")
+        conn = await asyncpg.connect(admin)
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", pg_name):
+            await conn.execute(f'CREATE DATABASE "{pg_name}"')
+        await conn.close()
+        try:
+            await run("postgres", args.pg_dsn.rsplit("/", 1)[0] + f"/{pg_name}", args, folder)
+        finally:
+            if not keep:
                 conn = await asyncpg.connect(admin)
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
                 await conn.close()
 
 
