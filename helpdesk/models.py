@@ -150,11 +150,11 @@ class Ticket(Base):
     followup_of_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     link_secret: Mapped[str] = mapped_column(String(64))
     first_response_at: Mapped[datetime | None]
-    resolved_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None] = mapped_column(index=True)
     closed_at: Mapped[datetime | None]
     sla_policy: Mapped[str] = mapped_column(String(100), default="")
     sla_next_at: Mapped[datetime | None] = mapped_column(index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(index=True)  # in the trash since
 
@@ -362,7 +362,7 @@ class CsatRating(Base):
     score: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class TimeEntry(Base):

@@ -14,6 +14,7 @@ row stays small, and the worker that sends it reads them back.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from helpdesk.runtime import Runtime
 
 log = structlog.get_logger("helpdesk.report_schedule")
+_WARNED: set[str] = set()
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLAIM = {name: stmt.returning(ReportRun.period)
           for name, stmt in insert_or_ignore(ReportRun, "period").items()}
@@ -91,11 +93,15 @@ async def send_due(rt: Runtime, at: datetime) -> bool:
                   if a]
     if not recipients:
         return False
-    try:
-        from helpdesk.report_document import to_html, to_pdf
-        from helpdesk.reports import Scope, dashboard, report
-    except ImportError:  # pragma: no cover - report_document imports matplotlib lazily
+    if importlib.util.find_spec("matplotlib") is None:
+        if period.key not in _WARNED:  # said once a period, not on every tick
+            _WARNED.add(period.key)
+            log.error("report.needs_charts", period=period.key,
+                      fix="pip install 'helpdesk[reports]' where the SLA daemon runs")
         return False
+    from helpdesk.report_document import to_html, to_pdf
+    from helpdesk.reports import Scope, dashboard, report
+
     scope = Scope(period.since, period.until)
     async with rt.read_sessions() as session:
         data = await report(session, rt.settings, "all", scope)

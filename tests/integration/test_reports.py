@@ -282,3 +282,24 @@ def report_file(settings: Settings, fmt: str, out: Path) -> None:
 
 def export_pdf(settings: Settings, out: Path) -> None:
     cli_on_history(settings, "tickets", "export", "--format", "pdf", "-o", str(out))
+
+
+async def test_an_agents_figures_by_hand(history: Runtime) -> None:
+    from sqlalchemy import select
+
+    from helpdesk.models import Agent, Ticket
+
+    async with history.sessions() as session, session.begin():
+        svc = TicketService.for_runtime(session, history)
+        bob = (await session.execute(select(Agent))).scalar_one()
+        for number in (2, 3, 4, 6):  # T1, T2, T3, T5
+            ticket = (await session.execute(select(Ticket).where(
+                Ticket.number == number))).unique().scalar_one()
+            await svc.assign(ticket, bob, Actor("cli", "admin"))
+    async with history.read_sessions() as session:
+        [row] = (await report(session, history.settings, "agents", SCOPE))["agents"]
+    # first responses 30, 80, 20 (T3 none) -> 30; resolutions 120, 100, 90 -> 100;
+    # ratings 5 and 2; T3 still open
+    assert row == {"agent": "bob@support.example.com", "name": "Bob", "handled": 4,
+                   "replies": 3, "first_response_median": 30.0, "resolution_median": 100.0,
+                   "csat_average": 3.5, "open_load": 1}

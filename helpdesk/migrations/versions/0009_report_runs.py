@@ -1,4 +1,5 @@
-"""Scheduled reports: ``report_runs``, one row per period sent.
+"""Reports: ``report_runs`` (one row per scheduled period sent) and the indexes the
+report queries range over (tickets by creation and resolution, ratings by time).
 
 Revision ID: 0009
 Revises: 0008
@@ -27,7 +28,13 @@ def upgrade() -> None:
         sa.Column('period', sa.String(length=40), primary_key=True),
         sa.Column('sent_at', UTCDateTime(timezone=True), nullable=False),
     )
+    op.create_index('ix_tickets_created_at', 'tickets', ['created_at'])
+    op.create_index('ix_tickets_resolved_at', 'tickets', ['resolved_at'])
+    op.create_index('ix_csat_ratings_updated_at', 'csat_ratings', ['updated_at'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_csat_ratings_updated_at', 'csat_ratings')
+    op.drop_index('ix_tickets_resolved_at', 'tickets')
+    op.drop_index('ix_tickets_created_at', 'tickets')
     op.drop_table('report_runs')
