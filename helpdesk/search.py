@@ -65,53 +65,81 @@ def _fts5_query(words: list[str]) -> str:
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
-async def _requester_hits(session: AsyncSession, words: list[str], allowed: Any,
+async def _requester_hits(session: AsyncSession, words: list[str],
                           limit: int) -> list[tuple[int, str]]:
-    """Tickets whose requester's name or address holds every word."""
+    """Tickets whose requester's name or address holds every word: the (few) contacts
+    first, then their newest tickets by the requester index."""
     conditions = [or_(func.lower(Contact.name).contains(w, autoescape=True),
                       func.lower(Contact.email).contains(w, autoescape=True)) for w in words]
-    stmt = (select(Ticket.id, Contact.name, Contact.email)
-            .join(Contact, Contact.id == Ticket.requester_id).where(*conditions)
-            .order_by(Ticket.id.desc()).limit(limit))
-    stmt = stmt.where(Ticket.id.in_(select(allowed.c.id)))
-    rows = await session.execute(stmt)
-    return [(r.id, f"{r.name} <{r.email}>" if r.name else r.email) for r in rows]
+    people = {r.id: (f"{r.name} <{r.email}>" if r.name else r.email) for r in (
+        await session.execute(select(Contact.id, Contact.name, Contact.email)
+                              .where(*conditions).limit(limit)))}
+    if not people:
+        return []
+    rows = await session.execute(
+        select(Ticket.id, Ticket.requester_id).where(Ticket.requester_id.in_(list(people)))
+        .order_by(Ticket.id.desc()).limit(limit))
+    return [(r.id, people[r.requester_id]) for r in rows]
 
 
+# Ranked first, without the text: a snippet costs, so only the hits shown get one.
 _SQLITE_MESSAGES = text(
-    "SELECT m.ticket_id, m.kind, -bm25(message_search) AS rank,"
-    " snippet(message_search, 0, '[', ']', '…', 16) AS snippet"
-    " FROM message_search JOIN messages m ON m.id = message_search.rowid"
+    "SELECT rowid AS id, -bm25(message_search) AS rank FROM message_search"
     " WHERE message_search MATCH :q ORDER BY bm25(message_search) LIMIT :n")
+_SQLITE_MESSAGE_ROWS = text(
+    "SELECT id, ticket_id, kind FROM messages WHERE id IN (SELECT value FROM json_each(:ids))")
 _SQLITE_SUBJECTS = text(
-    "SELECT rowid AS ticket_id, -bm25(ticket_search) AS rank,"
-    " snippet(ticket_search, 0, '[', ']', '…', 16) AS snippet"
-    " FROM ticket_search WHERE ticket_search MATCH :q ORDER BY bm25(ticket_search) LIMIT :n")
+    "SELECT rowid AS ticket_id, -bm25(ticket_search) AS rank FROM ticket_search"
+    " WHERE ticket_search MATCH :q ORDER BY bm25(ticket_search) LIMIT :n")
+_SQLITE_SNIPPET = text(
+    "SELECT snippet(message_search, 0, '[', ']', '…', 16) FROM message_search"
+    " WHERE message_search MATCH :q AND rowid = :id")
+_SQLITE_SUBJECT_SNIPPET = text(
+    "SELECT snippet(ticket_search, 0, '[', ']', '…', 16) FROM ticket_search"
+    " WHERE ticket_search MATCH :q AND rowid = :id")
 
 
 async def _sqlite(session: AsyncSession, words: list[str], allowed: Any,
                   limit: int) -> list[Hit]:
+    import json
+
     q = _fts5_query(words)
     # enough candidates that a filter or several messages of one ticket still leave
     # ``limit`` tickets
     n = limit * 20
     hits: dict[int, Hit] = {}
+    best: dict[int, int] = {}
     for row in await session.execute(_SQLITE_SUBJECTS, {"q": q, "n": n}):
-        _keep(hits, Hit(row.ticket_id, float(row.rank) * 2, row.snippet, "subject"))
-    for row in await session.execute(_SQLITE_MESSAGES, {"q": q, "n": n}):
-        _keep(hits, Hit(row.ticket_id, float(row.rank), row.snippet, row.kind))
-    return await _finish(session, words, hits, allowed, limit)
+        _keep(hits, Hit(row.ticket_id, float(row.rank) * 2, "", "subject"))
+    ranked = {row.id: float(row.rank)
+              for row in await session.execute(_SQLITE_MESSAGES, {"q": q, "n": n})}
+    if ranked:
+        for row in await session.execute(_SQLITE_MESSAGE_ROWS, {"ids": json.dumps(
+                list(ranked))}):
+            if _keep(hits, Hit(row.ticket_id, ranked[row.id], "", row.kind)):
+                best[row.ticket_id] = row.id
+    out = []
+    for hit in await _finish(session, words, hits, allowed, limit):
+        if hit.where == "subject":
+            snippet = (await session.execute(_SQLITE_SUBJECT_SNIPPET,
+                                              {"q": q, "id": hit.ticket_id})).scalar()
+        elif hit.where != "requester":
+            snippet = (await session.execute(_SQLITE_SNIPPET,
+                                              {"q": q, "id": best[hit.ticket_id]})).scalar()
+        else:
+            snippet = hit.snippet
+        out.append(Hit(hit.ticket_id, hit.rank, str(snippet or ""), hit.where))
+    return out
 
 
 _PG_MESSAGES = text(
     "SELECT m.ticket_id, m.kind, m.id,"
-    " ts_rank(to_tsvector('simple', m.text), plainto_tsquery('simple', :q)) AS rank"
-    " FROM messages m WHERE to_tsvector('simple', m.text) @@ plainto_tsquery('simple', :q)"
+    " ts_rank(m.search, plainto_tsquery('simple', :q)) AS rank"
+    " FROM messages m WHERE m.search @@ plainto_tsquery('simple', :q)"
     " ORDER BY rank DESC LIMIT :n")
 _PG_SUBJECTS = text(
-    "SELECT t.id AS ticket_id,"
-    " ts_rank(to_tsvector('simple', t.subject), plainto_tsquery('simple', :q)) AS rank"
-    " FROM tickets t WHERE to_tsvector('simple', t.subject) @@ plainto_tsquery('simple', :q)"
+    "SELECT t.id AS ticket_id, ts_rank(t.search, plainto_tsquery('simple', :q)) AS rank"
+    " FROM tickets t WHERE t.search @@ plainto_tsquery('simple', :q)"
     " ORDER BY rank DESC LIMIT :n")
 _PG_HEADLINE = text(
     "SELECT ts_headline('simple', text, plainto_tsquery('simple', :q),"
@@ -159,7 +187,7 @@ def _keep(hits: dict[int, Hit], hit: Hit) -> bool:
 
 async def _finish(session: AsyncSession, words: list[str], hits: dict[int, Hit],
                   allowed: Any, limit: int) -> list[Hit]:
-    for ticket_id, who in await _requester_hits(session, words, allowed, limit):
+    for ticket_id, who in await _requester_hits(session, words, limit):
         _keep(hits, Hit(ticket_id, 0.0 if ticket_id in hits else 1e-6, who, "requester"))
     if hits:  # the filters, and never a ticket in the trash
         keep = set((await session.execute(
