@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 SECTIONS = ("overview", "trends", "agents", "sla", "csat", "channels", "health")
 START = datetime(2026, 1, 1, tzinfo=UTC)
-YEAR_MINUTES = 365 * 24 * 60
+YEAR_SECONDS = 365 * 24 * 60 * 60
 
 
 def _fill(dialect: str, tickets: int, per: int) -> list[str]:
@@ -35,15 +35,16 @@ def _fill(dialect: str, tickets: int, per: int) -> list[str]:
     if dialect == "postgresql":
         def series(n: int) -> str:
             return f"generate_series(1, {n}) AS s(i)"
-        ts = "(TIMESTAMPTZ '2026-01-01 00:00:00+00' + make_interval(mins => {m}))"
+        ts = "(TIMESTAMPTZ '2026-01-01 00:00:00+00' + make_interval(secs => {m}))"
         tsz = ts
     else:
         def series(n: int) -> str:
             return (f"(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s "
                     f"WHERE i < {n}) SELECT i FROM s) AS s")
-        ts = "datetime('2026-01-01 00:00:00', '+' || ({m}) || ' minutes')"
+        ts = "datetime('2026-01-01 00:00:00', '+' || ({m}) || ' seconds')"
         tsz = ts
-    created = ts.format(m=f"(i * {YEAR_MINUTES // tickets})")
+    step = YEAR_SECONDS // tickets  # the tickets spread over the year
+    created = ts.format(m=f"(i * {step})")
     statuses = "(ARRAY['Open','In Progress','Pending','On Hold','Resolved','Closed'])"
     if dialect == "postgresql":
         def pick(values: list[str], expr: str) -> str:
@@ -77,14 +78,14 @@ def _fill(dialect: str, tickets: int, per: int) -> list[str]:
         f"{pick(['email', 'web', 'phone', 'chat', 'internal'], 'i / 11')}, '', "
         "i % 10000 + 1, CASE WHEN i % 13 = 0 THEN NULL ELSE i % 50 + 1 END, "
         "(i % 10000) % 1000 + 1, 'x', 'default', "
-        f"CASE WHEN i % 17 = 0 THEN NULL ELSE {ts.format(m=f'(i * {YEAR_MINUTES // tickets} + i % 300 + 1)')} END, "  # noqa: E501
-        f"CASE WHEN {done} THEN {ts.format(m=f'(i * {YEAR_MINUTES // tickets} + i % 5000 + 60)')} END, "  # noqa: E501
+        f"CASE WHEN i % 17 = 0 THEN NULL ELSE {ts.format(m=f'(i * {step} + (i % 300 + 1) * 60)')} END, "  # noqa: E501
+        f"CASE WHEN {done} THEN {ts.format(m=f'(i * {step} + (i % 5000 + 60) * 60)')} END, "
         f"{created}, {created} FROM {series(tickets)}",
         "INSERT INTO messages (ticket_id, kind, author_agent_id, via, subject, text, "
         "full_text, created_at) SELECT i / " + str(per) + " + 1, "
         f"{pick(['public', 'public', 'internal', 'public'], 'i')}, "
         "CASE WHEN i % 2 = 0 THEN i % 50 + 1 END, 'email', '', 'reply ' || i, '', "
-        f"{ts.format(m=f'((i / {per}) * {YEAR_MINUTES // tickets} + i % {per} * 30)')} "
+        f"{ts.format(m=f'((i / {per}) * {step} + i % {per} * 1800)')} "
         f"FROM {series(tickets * per - per)}",
         "INSERT INTO sla_clocks (ticket_id, kind, target_minutes, elapsed_minutes, met_at, "
         "warned, breached) SELECT i, 'first_response', 240, i % 400, "

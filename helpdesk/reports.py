@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, case, cast, func, select
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.config import Settings
@@ -87,15 +87,18 @@ async def stats(session: AsyncSession, value: ColumnElement[Any],
         base = base.select_from(joins)
     base = base.where(*where, value.is_not(None))
     sub = base.subquery()
-    count, mean = (await session.execute(
-        select(func.count(), func.avg(sub.c.v)))).one()
-    if not count:
-        return {"count": 0, "mean": None, "median": None, "p90": None}
-    if session.get_bind().dialect.name == "postgresql":
-        median, p90 = (await session.execute(select(
+    if session.get_bind().dialect.name == "postgresql":  # one pass for all four
+        count, mean, median, p90 = (await session.execute(select(
+            func.count(), func.avg(sub.c.v),
             func.percentile_cont(0.5).within_group(sub.c.v),
             func.percentile_cont(0.9).within_group(sub.c.v)))).one()
+        if not count:
+            return {"count": 0, "mean": None, "median": None, "p90": None}
     else:
+        count, mean = (await session.execute(
+            select(func.count(), func.avg(sub.c.v)))).one()
+        if not count:
+            return {"count": 0, "mean": None, "median": None, "p90": None}
         median = await _percentile(session, sub, int(count), 0.5)
         p90 = await _percentile(session, sub, int(count), 0.9)
     return {"count": int(count), "mean": _round(mean), "median": _round(median),
@@ -130,15 +133,21 @@ async def overview(session: AsyncSession, settings: Settings, scope: Scope) -> d
     resolved_in = [*counted, Ticket.resolved_at >= scope.since,
                    Ticket.resolved_at < scope.until]
 
-    def open_at(at: datetime) -> list[ColumnElement[bool]]:
-        return [*counted, Ticket.created_at < at,
-                (Ticket.resolved_at.is_(None)) | (Ticket.resolved_at >= at)]
+    def open_at(at: datetime) -> ColumnElement[bool]:
+        return and_(Ticket.created_at < at,
+                    (Ticket.resolved_at.is_(None)) | (Ticket.resolved_at >= at))
 
-    async def count(where: list[ColumnElement[bool]]) -> int:
-        return int((await session.execute(
-            select(func.count()).select_from(Ticket).where(*where))).scalar_one())
+    def tally(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
-    created, resolved = await count(in_range), await count(resolved_in)
+    # the four counts in one pass over the tickets that count
+    created, resolved, open_end, backlog = (await session.execute(
+        select(tally(and_(Ticket.created_at >= scope.since, Ticket.created_at < scope.until)),
+               tally(and_(Ticket.resolved_at >= scope.since,
+                          Ticket.resolved_at < scope.until)),
+               tally(open_at(scope.until)), tally(open_at(scope.since)))
+        .select_from(Ticket).where(*counted))).one()
+    created, resolved = int(created), int(resolved)
     first = minutes_between(Ticket.first_response_at, Ticket.created_at, dialect)
     resolution = minutes_between(Ticket.resolved_at, Ticket.created_at, dialect)
     clocks = Ticket.__table__.join(SlaClock.__table__, SlaClock.ticket_id == Ticket.id)
@@ -163,8 +172,7 @@ async def overview(session: AsyncSession, settings: Settings, scope: Scope) -> d
     return {
         "range": {"since": scope.since.isoformat(), "until": scope.until.isoformat()},
         "created": created, "resolved": resolved,
-        "open": await count(open_at(scope.until)),
-        "backlog_start": await count(open_at(scope.since)),
+        "open": int(open_end), "backlog_start": int(backlog),
         "first_response": {**await stats(session, first, [
             *in_range, Ticket.first_response_at.is_not(None)]),
             "business": business_first},

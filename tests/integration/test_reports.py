@@ -133,8 +133,14 @@ async def test_overview_by_hand(history: Runtime) -> None:
     # T1 120; T2 100 - 60 paused = 40; T5 runs 10:00-10:30 and 10:40-11:30 = 80
     assert o["resolution"]["business"] == {"count": 3, "mean": 80.0, "median": 80.0,
                                            "p90": 112.0}
-    assert o["sla"]["first_response"] == {"clocks": 3, "breached": 0, "percent": 100.0}
+    # every clock decided by Monday 13:00 was met: T3's first answer still runs
+    assert o["sla"] == {"first_response": {"clocks": 3, "breached": 0, "percent": 100.0},
+                        "resolution": {"clocks": 3, "breached": 0, "percent": 100.0}}
     assert o["csat"] == {"average": 3.5, "ratings": 2, "response_rate": 66.7}
+    assert o["range"] == {"since": "2026-11-23T00:00:00+00:00",
+                          "until": "2026-11-24T00:00:00+00:00"}
+    assert set(o) == {"range", "created", "resolved", "open", "backlog_start",
+                      "first_response", "resolution", "sla", "csat"}
 
 
 async def test_csat_agents_and_channels_by_hand(history: Runtime) -> None:
@@ -142,18 +148,24 @@ async def test_csat_agents_and_channels_by_hand(history: Runtime) -> None:
         c = await report(session, history.settings, "csat", SCOPE)
         a = await report(session, history.settings, "agents", SCOPE)
         ch = await report(session, history.settings, "channels", SCOPE)
+    assert (c["count"], c["average"]) == (2, 3.5)
     assert c["distribution"] == {"1": 0, "2": 1, "3": 0, "4": 0, "5": 1}
+    assert c["trend"] == [{"week": "2026-11-23", "ratings": 2, "average": 3.5}]
+    assert c["by_agent"] == [{"name": "(none)", "ratings": 2, "average": 3.5}]
     assert c["by_organization"] == [
         {"name": "example.org", "ratings": 1, "average": 5.0},
         {"name": "other.example", "ratings": 1, "average": 2.0}]
-    assert [x["comment"] for x in c["comments"]] == ["Slow", "Great"]
+    assert c["comments"] == [{"ticket": "TKT-000003", "score": 2, "comment": "Slow"},
+                             {"ticket": "TKT-000002", "score": 5, "comment": "Great"}]
     # nobody was assigned: Bob answered, but handled counts his assigned tickets
     assert a["agents"] == [{"agent": "bob@support.example.com", "name": "Bob", "handled": 0,
                             "replies": 3, "first_response_median": None,
                             "resolution_median": None, "csat_average": None,
                             "open_load": 0}]
-    email = next(x for x in ch["channels"] if x["channel"] == "email")
-    assert email == {"channel": "email", "tickets": 4, "resolution_median": 100.0}
+    assert ch["channels"] == [
+        {"channel": "email", "tickets": 4, "resolution_median": 100.0},
+        *({"channel": c, "tickets": 0, "resolution_median": None}
+          for c in ("web", "phone", "chat", "internal"))]
 
 
 async def test_an_empty_range_gives_zeros_and_no_data(history: Runtime) -> None:
