@@ -40,6 +40,7 @@ def _day(text: str | None, default: datetime) -> datetime:
 @click.option("--queue", default="", help="Only this queue (its address).")
 @click.option("--agent", default="", help="Only tickets assigned to this agent.")
 @click.option("--organization", default="", help="Only this organization (name or domain).")
+@click.option("--type", "type_", default="", help="Only tickets of this type (any case).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html", "pdf"]),
               default="table", show_default=True,
               help="html: one file with inline SVG charts; pdf: the same, paged (both need "
@@ -49,8 +50,8 @@ def _day(text: str | None, default: datetime) -> datetime:
 @click.pass_context
 @run_async
 async def report(ctx: click.Context, config_path: str | None, section: str, since: str | None,
-                 until: str | None, queue: str, agent: str, organization: str, fmt: str,
-                 output: str | None) -> None:
+                 until: str | None, queue: str, agent: str, organization: str, type_: str,
+                 fmt: str, output: str | None) -> None:
     """Report KPIs: overview, trends, agents, sla, csat, channels, health, or all."""
     from helpdesk.reports import Scope
     from helpdesk.reports import report as build
@@ -62,7 +63,16 @@ async def report(ctx: click.Context, config_path: str | None, section: str, sinc
         from helpdesk.reports import dashboard as figures
 
         end = _day(until, rt.clock())
-        scope = Scope(_day(since, end - timedelta(days=30)), end, queue, agent, organization)
+        kind = ""
+        if type_:
+            kind = rt.settings.tickets.canonical_type(type_) or ""
+            if not kind:
+                raise click.BadParameter(
+                    f"unknown type {type_!r} (known: "
+                    f"{', '.join(t.name for t in rt.settings.tickets.types)})",
+                    param_hint="--type")
+        scope = Scope(_day(since, end - timedelta(days=30)), end, queue, agent, organization,
+                      kind)
         if scope.since >= scope.until:
             raise click.BadParameter("--since must be before --until")
         async with rt.read_sessions() as session:

@@ -50,6 +50,7 @@ class Scope:
     queue: str = ""
     agent: str = ""  # the assignee's address
     organization: str = ""  # name or domain
+    type: str = ""  # a ticket type, as the desk names it
 
 
 def minutes_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[Any]:
@@ -68,6 +69,8 @@ def _counted(scope: Scope) -> list[ColumnElement[bool]]:
     if scope.agent:
         where.append(Ticket.assignee_id.in_(
             select(Agent.id).where(Agent.email == scope.agent.lower())))
+    if scope.type:
+        where.append(Ticket.type == scope.type)
     if scope.organization:
         wanted = scope.organization.lower()
         where.append(Ticket.organization_id.in_(select(Organization.id).where(
@@ -256,7 +259,8 @@ async def agents(session: AsyncSession, settings: Settings, scope: Scope) -> dic
     One grouped query per figure, whatever the number of agents.
     """
     dialect = session.get_bind().dialect.name
-    counted = _counted(Scope(scope.since, scope.until, scope.queue, "", scope.organization))
+    counted = _counted(Scope(scope.since, scope.until, scope.queue, "", scope.organization,
+                             scope.type))
     done = [s.name for s in settings.tickets.statuses
             if s.status_class in ("resolved", "closed")]
     who = select(Agent).order_by(Agent.email)

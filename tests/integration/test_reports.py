@@ -192,6 +192,14 @@ def test_the_command_line_forms(history: Runtime, tmp_path: Path) -> None:
     narrowed = CliRunner().invoke(cli, [*args, "overview", *rng, "--organization",
                                         "other.example", "--format", "json"])
     assert json.loads(narrowed.output)["created"] == 1
+    typed = CliRunner().invoke(cli, [*args, "overview", *rng, "--type", "bug",
+                                     "--format", "json"])
+    assert json.loads(typed.output)["created"] == 0  # every ticket here is Other
+    other = CliRunner().invoke(cli, [*args, "overview", *rng, "--type", "other",
+                                     "--format", "json"])
+    assert json.loads(other.output)["created"] == 4
+    wrong = CliRunner().invoke(cli, [*args, "overview", "--type", "nope"])
+    assert wrong.exit_code == 2 and "known: Bug" in wrong.output
 
 
 def test_the_ticket_export_and_the_dashboard(history: Runtime, tmp_path: Path) -> None:
