@@ -12,6 +12,7 @@ whose UPDATE changes the row sends, the others see it changed and do not.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -90,7 +91,7 @@ async def send_boards(rt: Runtime, at: datetime) -> int:
 async def _queue(rt: Runtime, session: AsyncSession, agent: Agent, day: date,
                  at: datetime) -> None:
     async def cards(query: TicketQuery) -> list[dict[str, Any]]:
-        limited = TicketQuery(**{**query.__dict__, "limit": CARDS})
+        limited = dataclasses.replace(query, limit=CARDS)
         tickets: list[Ticket] = list((await session.execute(
             statement(limited, rt.settings))).unique().scalars())
         return await ticket_rows(rt, session, agent, tickets)

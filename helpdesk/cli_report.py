@@ -22,16 +22,6 @@ if TYPE_CHECKING:
 CHOICES = ("overview", "trends", "agents", "sla", "csat", "channels", "health", "all")
 
 
-def _day(text: str | None, default: datetime) -> datetime:
-    if text is None:
-        return default
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise click.BadParameter(f"not a date or ISO 8601 instant: {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 @click.command("report")
 @config_option
 @click.argument("section", type=click.Choice(CHOICES))
@@ -53,6 +43,7 @@ async def report(ctx: click.Context, config_path: str | None, section: str, sinc
                  until: str | None, queue: str, agent: str, organization: str, type_: str,
                  fmt: str, output: str | None) -> None:
     """Report KPIs: overview, trends, agents, sla, csat, channels, health, or all."""
+    from helpdesk.cli_sla import parse_instant
     from helpdesk.reports import Scope
     from helpdesk.reports import report as build
 
@@ -62,7 +53,7 @@ async def report(ctx: click.Context, config_path: str | None, section: str, sinc
     async def work(rt: Runtime) -> tuple[dict[str, Any], dict[str, Any], str]:
         from helpdesk.reports import dashboard as figures
 
-        end = _day(until, rt.clock())
+        end = parse_instant(until) or rt.clock()
         kind = ""
         if type_:
             kind = rt.settings.tickets.canonical_type(type_) or ""
@@ -71,8 +62,8 @@ async def report(ctx: click.Context, config_path: str | None, section: str, sinc
                     f"unknown type {type_!r} (known: "
                     f"{', '.join(t.name for t in rt.settings.tickets.types)})",
                     param_hint="--type")
-        scope = Scope(_day(since, end - timedelta(days=30)), end, queue, agent, organization,
-                      kind)
+        scope = Scope(parse_instant(since) or end - timedelta(days=30), end, queue, agent,
+                      organization, kind)
         if scope.since >= scope.until:
             raise click.BadParameter("--since must be before --until")
         async with rt.read_sessions() as session:

@@ -16,7 +16,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -202,6 +202,16 @@ class AgentSettings:
     name: str = ""
 
 
+def find_name(value: str, known: Sequence[str], *, underscore_is_space: bool = False
+              ) -> str | None:
+    """The name in ``known`` that ``value`` writes in any case and spacing (with
+    ``underscore_is_space``, "feature_request" too); None when it names none of them."""
+    if underscore_is_space:
+        value = value.replace("_", " ")
+    wanted = " ".join(value.split()).lower()
+    return next((k for k in known if k.lower() == wanted), None)
+
+
 _COLOR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,30}")
 
 
@@ -321,8 +331,7 @@ class TicketSettings:
 
     def canonical_type(self, name: str) -> str | None:
         """The configured type named ``name`` in any case; None when there is none."""
-        wanted = " ".join(name.replace("_", " ").split()).lower()
-        return next((t.name for t in self.types if t.name.lower() == wanted), None)
+        return find_name(name, [t.name for t in self.types], underscore_is_space=True)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ the mail that asked, sent by the workers.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,7 @@ async def answer(rt: Runtime, session: AsyncSession, agent: Agent, name: str, ar
     now = rt.clock()
     if name == "list":
         query = preset(arg, rt.settings, now, agent=agent.email)
-        limited = query.__class__(**{**query.__dict__, "limit": LIST_LIMIT + 1})
+        limited = dataclasses.replace(query, limit=LIST_LIMIT + 1)
         tickets = list((await session.execute(statement(limited, rt.settings)))
                        .unique().scalars())
         snippets: dict[int, str] = {}

@@ -13,6 +13,7 @@ search and never calls this.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -50,8 +51,8 @@ async def search(session: AsyncSession, settings: Settings, query: str, *,
     words = words_of(query)
     if not words:
         return []
-    base = statement(TicketQuery(**{**(filters or TicketQuery()).__dict__, "limit": None,
-                                    "offset": 0}), settings)
+    base = statement(dataclasses.replace(filters or TicketQuery(), limit=None, offset=0),
+                     settings)
     allowed = base.with_only_columns(Ticket.id).order_by(None).subquery()
     if session.get_bind().dialect.name == "postgresql":
         found = await _postgres(session, words, allowed, limit)

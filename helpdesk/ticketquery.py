@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 
-from helpdesk.config import Settings
+from helpdesk.config import Settings, find_name
 from helpdesk.errors import DomainError
 from helpdesk.models import (
     Agent,
@@ -105,11 +105,10 @@ def canonical(settings: Settings, *, statuses: Sequence[str] = (),
     t = settings.tickets
 
     def pick(kind: str, value: str, known: Sequence[str]) -> str:
-        wanted = " ".join(value.replace("_", " ").split()).lower()
-        for k in known:
-            if k.lower() == wanted:
-                return k
-        raise QueryError(f"unknown {kind} {value!r} (known: {', '.join(known)})")
+        found = find_name(value, known, underscore_is_space=True)
+        if found is None:
+            raise QueryError(f"unknown {kind} {value!r} (known: {', '.join(known)})")
+        return found
 
     out: dict[str, object] = {}
     if statuses:

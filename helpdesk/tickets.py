@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.audit import Actor
-from helpdesk.config import Settings
+from helpdesk.config import Settings, find_name
 from helpdesk.direct import run
 from helpdesk.errors import DomainError, NotFoundError, UnknownValueError
 from helpdesk.events import (
@@ -160,11 +160,10 @@ class TicketService:
         return self.settings.status_class(name) or "active"
 
     def _pick(self, kind: str, value: str, known: Sequence[str]) -> str:
-        wanted = " ".join(value.split()).lower()
-        for k in known:
-            if k.lower() == wanted:
-                return k
-        raise UnknownValueError(f"unknown {kind} '{value}' (known: {', '.join(known)})")
+        found = find_name(value, known)
+        if found is None:
+            raise UnknownValueError(f"unknown {kind} '{value}' (known: {', '.join(known)})")
+        return found
 
     def canonical_priority(self, name: str) -> str:
         return self._pick("priority", name, self.settings.tickets.priorities)
@@ -751,13 +750,8 @@ class TicketService:
         await self._emit(Linked(ticket, actor, now, link=kind, other=other_ref, url=url,
                                 title=title))
         if other is not None:
-            await self._emit(Linked(TicketFacts.of(other) if hasattr(other, "queue")
-                                    else await self._facts(other.id), actor, now,
+            await self._emit(Linked(TicketFacts.of(other), actor, now,
                                     link=inverse(kind), other=self.reference(ticket)))
-
-    async def _facts(self, ticket_id: int) -> TicketFacts:
-        conn = await self.tx.connection()
-        return TicketFacts.of((await run(conn, TICKET_BY_ID, {"ticket": ticket_id})).one())
 
     # -- time, ratings, links, merges -------------------------------------------------
 
