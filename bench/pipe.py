@@ -5,19 +5,23 @@ default; ``--src OTHER`` adds another, e.g. an older commit checked out with
 ``git worktree add /tmp/old <rev>``, run side by side in the same rounds):
 
 - ``helpdesk --help``: median wall time of ``--runs`` starts;
-- one small ``helpdesk ingest``: median wall time of ``--runs`` deliveries;
+- one small ``helpdesk ingest``: median wall time of ``--runs`` deliveries, each given
+  ``--sender`` and ``--recipient`` as the README's Postfix, Exim and OpenSMTPD lines do;
 - a serial pipe: ``--mails`` deliveries one after another, mails per second;
 - ``--parallel`` pipes at once: ``--mails`` deliveries, mails per second.
 
-This checkout is measured twice: the pipe storing each mail itself, and the pipe handing
-it over to a running ``helpdesk mailgate`` by LMTP (``[lmtp]`` on a Unix socket). Other
-trees are measured storing the mail themselves.
+Each tree is measured twice: the pipe handing each mail over to a running ``helpdesk
+mailgate`` by LMTP (``[lmtp]`` on a Unix socket; the daemon runs only while its tree is
+measured), and the pipe storing each mail itself (``--handover-only`` skips this slow
+half). The interpreter's own install counts: run the bench with a venv's python that has
+the project installed as the admin would (``pip install .``), or editable.
 
 Each tree gets its own database (SQLite, created by ``helpdesk init``) in a temporary
 folder; the interpreter is this one, importing the tree's own code (an editable install
-of another checkout is bypassed).
+of another checkout is bypassed), byte-compiled first as an install would be.
 
     python bench/pipe.py [--mails 500] [--parallel 8] [--runs 15] [--src DIR ...]
+                         [--handover-only]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("helpdesk", "mailgate", "responders", "sla_daemon", "portal_lite")
 # `python -m helpdesk` for the tree in argv[1], whatever is installed: an editable
 # install's import hook would otherwise win over PYTHONPATH and run this checkout.
 LAUNCH = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
@@ -62,6 +67,10 @@ class Tree:
                                f'socket = "{self.socket}"\n' if handover else ""),
                             encoding="utf-8")
         self.env = {**os.environ, "HELPDESK_CONFIG": str(self.cfg)}
+        # Byte-compiled first, as `pip install` leaves an install: a process per mail
+        # would otherwise compile every module it imports (PYTHONDONTWRITEBYTECODE).
+        subprocess.run([sys.executable, "-m", "compileall", "-q",
+                        *(str(src / p) for p in PACKAGES if (src / p).is_dir())], check=True)
         self.run("init")
         self.daemon: subprocess.Popen[bytes] | None = None
         if handover:
@@ -94,19 +103,47 @@ class Tree:
         return elapsed
 
 
+def deliver(tree: Tree, n: int) -> float:
+    """One delivery as the README's master.cf line makes it: the envelope on the command
+    line, the mail on stdin."""
+    return tree.run("ingest", "--sender", f"c{n % 50}@example.org",
+                    "--recipient", "support@support.example.com", stdin=mail(n))
+
+
 def measure(tree: Tree, mails: int, parallel: int, runs: int) -> dict[str, float]:
     help_s = statistics.median(tree.run("--help") for _ in range(runs))
-    one_s = statistics.median(tree.run("ingest", stdin=mail(-i)) for i in range(1, runs + 1))
+    one_s = statistics.median(deliver(tree, -i) for i in range(1, runs + 1))
     started = time.perf_counter()
     for n in range(mails):
-        tree.run("ingest", stdin=mail(n))
+        deliver(tree, n)
     serial = mails / (time.perf_counter() - started)
     started = time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(lambda n: tree.run("ingest", stdin=mail(mails + n)), range(mails)))
+        list(pool.map(lambda n: deliver(tree, mails + n), range(mails)))
     par = mails / (time.perf_counter() - started)
     return {"help_ms": help_s * 1000, "ingest_ms": one_s * 1000, "serial": serial,
             "parallel": par}
+
+
+def floor_of(mails: int, parallel: int, runs: int) -> dict[str, float]:
+    """The interpreter alone, started the same way: how fast this machine is right now
+    (a shared machine's speed drifts; read the trees' figures against this row)."""
+    def bare() -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], input=mail(0), capture_output=True,
+                       check=True)
+        return time.perf_counter() - started
+
+    one = statistics.median(bare() for _ in range(runs))
+    started = time.perf_counter()
+    for _ in range(mails):
+        bare()
+    serial = mails / (time.perf_counter() - started)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda _: bare(), range(mails)))
+    return {"ingest_ms": one * 1000, "serial": serial,
+            "parallel": mails / (time.perf_counter() - started)}
 
 
 def main() -> None:
@@ -116,22 +153,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--src", action="append", default=[], type=Path,
                         help="another source tree to measure beside this one")
+    parser.add_argument("--handover-only", action="store_true",
+                        help="measure only the pipe handing over (storing itself is slow)")
     args = parser.parse_args()
+    sources = [REPO, *(src.resolve() for src in args.src)]
+    plans = [(src, True) for src in sources]
+    if not args.handover_only:
+        plans += [(src, False) for src in sources]
+    print(f"{'tree':<52} {'--help ms':>10} {'ingest ms':>10} {'serial/s':>9} "
+          f"{args.parallel:>2} par/s")
+    floor = floor_of(args.mails, args.parallel, args.runs)
+    print(f"{'python -c pass (the floor: no code of ours)':<52} {'':>10} "
+          f"{floor['ingest_ms']:>10.0f} {floor['serial']:>9.1f} {floor['parallel']:>8.1f}",
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        trees = [Tree(REPO, Path(tmp) / "handover", handover=True),
-                 *(Tree(src.resolve(), Path(tmp) / f"t{i}")
-                   for i, src in enumerate([REPO, *args.src]))]
-        print(f"{'tree':<52} {'--help ms':>10} {'ingest ms':>10} {'serial/s':>9} "
-              f"{args.parallel:>2} par/s")
-        try:
-            for tree in trees:
+        for i, (src, handover) in enumerate(plans):
+            tree = Tree(src, Path(tmp) / f"t{i}", handover=handover)
+            try:
                 r = measure(tree, args.mails, args.parallel, args.runs)
-                print(f"{tree.label:<52} {r['help_ms']:>10.0f} {r['ingest_ms']:>10.0f} "
-                      f"{r['serial']:>9.1f} {r['parallel']:>8.1f}", flush=True)
-        finally:
-            for tree in trees:
+            finally:
                 tree.close()
-
+            print(f"{tree.label:<52} {r['help_ms']:>10.0f} {r['ingest_ms']:>10.0f} "
+                  f"{r['serial']:>9.1f} {r['parallel']:>8.1f}", flush=True)
 
 if __name__ == "__main__":
     main()

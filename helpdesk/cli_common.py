@@ -7,7 +7,6 @@ imported at the top; the database stack is loaded when a command opens the runti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
 from pathlib import Path
@@ -15,11 +14,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from helpdesk import refs
-from helpdesk.config import Settings, load_settings
 from helpdesk.errors import DomainError
 
 if TYPE_CHECKING:
+    from helpdesk.config import Settings
     from helpdesk.runtime import Runtime
 
 EX_DATAERR = 65
@@ -46,6 +44,7 @@ def config_path_of(ctx: click.Context) -> str | None:
 
 def settings_of(ctx: click.Context) -> Settings:
     """The process's settings, loaded once (and logging configured) on first use."""
+    from helpdesk.config import load_settings
     from helpdesk.logs import configure_logging
 
     obj = ctx.find_root().ensure_object(dict)
@@ -115,6 +114,8 @@ def parse_ticket_ref(settings: Settings, ref: str) -> int:
     Raises:
         click.BadParameter: the argument is not one ticket reference.
     """
+    from helpdesk import refs
+
     number = refs.parse_ticket_ref(ref, settings.tickets.prefix)
     if number is None:
         raise click.BadParameter(f"not a ticket reference: {ref!r}")
@@ -122,6 +123,8 @@ def parse_ticket_ref(settings: Settings, ref: str) -> int:
 
 
 def echo_json(data: Any) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 

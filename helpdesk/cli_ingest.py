@@ -25,15 +25,17 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from helpdesk.config import Settings, load_settings
+from helpdesk.configfile import PipeSettings, load_pipe_settings
 from helpdesk.errors import ConfigError, NotMailError
 from helpdesk.failures import describe_failure
+
+if TYPE_CHECKING:
+    from helpdesk.config import Settings
 
 EX_OK = 0
 EX_DATAERR = 65
@@ -49,7 +51,7 @@ class _PipeLog:
     log never loads structlog (the hand-over path is kept that light)."""
 
     def __init__(self) -> None:
-        self.settings: Settings | None = None
+        self.settings: PipeSettings | None = None
         self._log: Any = None
 
     def ready(self) -> Any:
@@ -155,8 +157,7 @@ class PipeCommand(click.Command):
             raise PipeExit(f"usage error, mail deferred: {exc.format_message()}") from None
 
 
-@dataclass(frozen=True)
-class Envelope:
+class Envelope(NamedTuple):
     """What the MTA tells us besides the message: the envelope sender and recipients."""
 
     sender: str = ""
@@ -186,7 +187,7 @@ def split_inputs(inputs: Sequence[str], recipients: Sequence[str]) -> tuple[list
     return files, more
 
 
-def envelope_for(settings: Settings, sender: str | None,
+def envelope_for(settings: PipeSettings, sender: str | None,
                  recipients: Sequence[str]) -> Envelope:
     """The envelope as the SMTP receiver would have accepted it.
 
@@ -201,7 +202,7 @@ def envelope_for(settings: Settings, sender: str | None,
     return Envelope(mail_from, ours)
 
 
-def preflight(settings: Settings) -> str | None:
+def preflight(settings: PipeSettings) -> str | None:
     """Why the pipe must not even open the database, or None.
 
     An MTA runs the pipe in its own spool directory: a relative path there names
@@ -235,7 +236,7 @@ def read_inputs(files: Sequence[str]) -> list[tuple[str, bytes]]:
     return raws
 
 
-def lmtp_recipients(settings: Settings, raw: bytes, envelope: Envelope) -> list[str]:
+def lmtp_recipients(settings: PipeSettings, raw: bytes, envelope: Envelope) -> list[str]:
     """The recipients to name in LMTP: the envelope's, else ours among To and Cc."""
     if envelope.recipients:
         return list(envelope.recipients)
@@ -248,7 +249,7 @@ def lmtp_recipients(settings: Settings, raw: bytes, envelope: Envelope) -> list[
     return list(dict.fromkeys(a for _, a in found if a and settings.smtp.accepts(a)))
 
 
-def hand_over(settings: Settings, raws: Sequence[tuple[str, bytes]],
+def hand_over(settings: PipeSettings, raws: Sequence[tuple[str, bytes]],
               envelope: Envelope) -> list[str] | None:
     """Deliver through the running daemon's LMTP listener, when there is one.
 
@@ -265,32 +266,26 @@ def hand_over(settings: Settings, raws: Sequence[tuple[str, bytes]],
     lmtp = settings.lmtp
     if not lmtp.enabled:
         return None
-    import smtplib
+    from helpdesk.lmtpclient import LmtpClient
 
     try:
-        client = (smtplib.LMTP(lmtp.socket, timeout=120) if lmtp.socket
-                  else smtplib.LMTP(lmtp.host, lmtp.port, timeout=120))
+        client = LmtpClient.connect(lmtp.socket, lmtp.host, lmtp.port, timeout=120)
     except OSError as exc:
         log.info("ingest.handover_unavailable", error=type(exc).__name__)
         return None
     lines = []
     try:
-        client.ehlo_or_helo_if_needed()
         for name, raw in raws:
             rcpts = lmtp_recipients(settings, raw, envelope)
-            if not rcpts or client.mail(envelope.sender)[0] != 250:
+            if not rcpts:
                 return None
-            if any(client.rcpt(r)[0] != 250 for r in rcpts):
-                return None
-            replies = [client.data(raw)] + [client.getreply() for _ in rcpts[1:]]
+            replies = client.send(envelope.sender, rcpts, raw)
             if any(code != 250 for code, _ in replies):
                 log.info("ingest.handover_refused", replies=[c for c, _ in replies])
                 return None
-            text = replies[0][1].decode("utf-8", "replace")
-            lines.append(f"{name}: handed over to the daemon ({text})")
-        with contextlib.suppress(smtplib.SMTPException, OSError):
-            client.quit()
-    except (smtplib.SMTPException, OSError) as exc:
+            lines.append(f"{name}: handed over to the daemon ({replies[0][1]})")
+        client.quit()
+    except OSError as exc:
         log.info("ingest.handover_failed", error=type(exc).__name__)
         return None
     finally:
@@ -322,31 +317,34 @@ async def store_all(settings: Settings, raws: Sequence[tuple[str, bytes]],
 
 def run_pipe(config_path: str | None, sender: str | None, recipients: Sequence[str],
              inputs: Sequence[str]) -> tuple[int, str]:
-    """Everything the command does, as (exit status, the one line for stderr)."""
+    """Everything the command does, as (exit status, the one line for stderr).
+
+    Only the sections the hand-over needs are read first; the whole configuration is
+    loaded (and checked) when the pipe must store the mail itself.
+    """
     try:
-        settings = load_settings(config_path)
+        pipe = load_pipe_settings(config_path)
     except ConfigError as exc:
         return EX_TEMPFAIL, f"configuration error, mail deferred: {exc}"
-    log.settings = settings
+    log.settings = pipe
     try:
         files, more = split_inputs(inputs, recipients)
     except PipeExit as exc:
         return exc.exit_code, exc.message
-    envelope = envelope_for(settings, sender, [*recipients, *more])
-    problem = preflight(settings)
+    envelope = envelope_for(pipe, sender, [*recipients, *more])
+    problem = preflight(pipe)
     if problem is not None:
         log.error("ingest.deferred", cause=problem)
         return EX_TEMPFAIL, f"{problem}; mail deferred"
     try:
         raws = read_inputs(files or ["-"])
-        lines = hand_over(settings, raws, envelope)
+        lines = hand_over(pipe, raws, envelope)
         if lines is None:
-            import asyncio
-
-            log.ready()  # the pipeline logs through it
-            lines = asyncio.run(store_all(settings, raws, envelope))
+            lines = store_itself(config_path, raws, envelope)
     except NotMailError as exc:
         return EX_DATAERR, str(exc)
+    except ConfigError as exc:
+        return EX_TEMPFAIL, f"configuration error, mail deferred: {exc}"
     except Exception as exc:
         cause = describe_failure(exc)
         log.error("ingest.deferred", cause=cause, error=type(exc).__name__, exc_info=exc)
@@ -354,6 +352,18 @@ def run_pipe(config_path: str | None, sender: str | None, recipients: Sequence[s
     for line in lines:
         say(line, fd=1)
     return EX_OK, ""
+
+
+def store_itself(config_path: str | None, raws: Sequence[tuple[str, bytes]],
+                 envelope: Envelope) -> list[str]:
+    """Load the whole configuration and store each mail through the pipeline here."""
+    import asyncio
+
+    from helpdesk.config import load_settings
+
+    settings = load_settings(config_path)
+    log.ready()  # the pipeline logs through it
+    return asyncio.run(store_all(settings, raws, envelope))
 
 
 @click.command(cls=PipeCommand)

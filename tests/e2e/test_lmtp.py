@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from helpdesk.lmtpclient import LmtpClient
 from helpdesk.models import InboundSpool, Message, Ticket
 from helpdesk.runtime import Runtime
 from mailgate.lmtp import start_lmtp
@@ -250,3 +251,37 @@ async def test_a_stale_socket_from_an_earlier_run_is_replaced(tmp_path: Path) ->
         server.close()
         await server.wait_closed()
         await rt.close()
+
+
+# The pipe's own client (`helpdesk ingest` hands over with it) against the real listener.
+
+
+async def test_the_pipes_client_delivers_dot_lines_intact_with_a_reply_per_recipient(
+        lmtp: Lmtp) -> None:
+    body = ".starts with a dot\r\n..two dots\r\n.\r\nafter a lone dot"
+    client = await asyncio.to_thread(LmtpClient.connect, str(lmtp.socket), "", 0, timeout=30)
+    try:
+        replies = await asyncio.to_thread(client.send, "alice@example.org",
+                                          [SUPPORT, BILLING], mail(body=body))
+        await asyncio.to_thread(client.quit)
+    finally:
+        client.close()
+    assert replies == [(250, "2.0.0 Queued as TKT-000001")] * 2
+    async with lmtp.rt.sessions() as session:
+        [message] = (await session.execute(select(Message))).scalars()
+    assert body.replace("\r\n", "\n") in message.full_text.replace("\r\n", "\n")
+
+
+async def test_the_pipes_client_stops_at_the_first_refusal(lmtp: Lmtp) -> None:
+    client = await asyncio.to_thread(LmtpClient.connect, str(lmtp.socket), "", 0, timeout=30)
+    try:
+        replies = await asyncio.to_thread(client.send, "alice@example.org",
+                                          [SUPPORT, "someone@elsewhere.example"], mail())
+        # the session is still good: the next mail goes through
+        again = await asyncio.to_thread(client.send, "alice@example.org", [SUPPORT],
+                                        mail("<lmtp-2@example.org>"))
+    finally:
+        client.close()
+    assert [code for code, _ in replies] == [int(R550_RELAY.split()[0])]
+    assert again == [(250, "2.0.0 Queued as TKT-000001")]
+    assert len(await lmtp.tickets()) == 1

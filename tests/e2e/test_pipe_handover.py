@@ -101,3 +101,28 @@ def test_not_mail_is_refused_before_any_hand_over(desk: dict[str, object]) -> No
         daemon.wait(timeout=60)
     assert done.returncode == 65
     assert spool(desk) == []
+
+
+def test_a_hand_over_loads_neither_the_whole_settings_nor_the_pipeline(
+        desk: dict[str, object]) -> None:
+    """An MTA starts one pipe per mail: the hand-over reads only the sections it needs
+    and talks LMTP without smtplib (see helpdesk/lmtpclient.py)."""
+    code = ("import atexit, sys\n"
+            "def report():\n"
+            "    heavy = [m for m in ('helpdesk.config', 'smtplib', 'email.parser', 'sqlalchemy',"
+            " 'structlog', 'mailgate.ingest') if m in sys.modules]\n"
+            "    sys.stderr.write(f'LOADED={heavy}\\n')\n"
+            "atexit.register(report)\n"
+            "sys.argv = ['helpdesk', 'ingest', '--recipient', 'support@support.example.com']\n"
+            "from helpdesk.cli import main\n"
+            "main()\n")
+    daemon = start_mailgate(desk)
+    try:
+        done = subprocess.run([sys.executable, "-c", code], input=mail(7), env=desk["env"],  # type: ignore[arg-type]
+                              capture_output=True, timeout=120)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert b"handed over to the daemon" in done.stdout
+    assert b"LOADED=[]" in done.stderr, done.stderr
