@@ -199,7 +199,11 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str | None) -> 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the CLI and turns every error into one line and an exit code."""
     try:
-        code = cli.main(args=argv, prog_name="helpdesk", standalone_mode=False)
+        # ``process_of_its_own``: the command may end the process itself (the MTA
+        # pipe does, see `helpdesk.cli_ingest.leave_at_once`); a caller that runs the
+        # CLI inside its own process (click's test runner) never sets it.
+        code = cli.main(args=argv, prog_name="helpdesk", standalone_mode=False,
+                        obj={"process_of_its_own": True})
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
