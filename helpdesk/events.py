@@ -91,6 +91,11 @@ class TicketCreated(TicketEvent):
     requester_email: str = ""
     organization_id: int | None = None
     body: str = ""  # the first message's text, for rules that read it
+    # The template of the acknowledgement the requester is due ("" for none: the mail was
+    # automatic, or the ticket was not opened by the requester's mail), and whether their
+    # address bounced; `helpdesk.notify.Acknowledger` queues it within the hourly limits.
+    acknowledge: str = ""
+    requester_undeliverable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

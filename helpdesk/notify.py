@@ -300,6 +300,24 @@ async def acknowledge(rt: Runtime, session, ticket: Ticket, message: Message | N
         message_id=message.message_id if message else None, template=template)
 
 
+class Acknowledger:
+    """The listener that acknowledges a new ticket to its requester, when the event says
+    one is due (`TicketCreated.acknowledge`), within the hourly limits."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def __call__(self, event: TicketEvent, tx: Tx) -> None:
+        if not isinstance(event, TicketCreated) or not event.acknowledge:
+            return
+        message = event.message
+        await send_acknowledgement(
+            self.rt, tx, ticket_id=event.ticket.id, number=event.ticket.number,
+            to=event.requester_email, undeliverable=event.requester_undeliverable,
+            message_pk=message.id if message else None,
+            message_id=message.message_id if message else None, template=event.acknowledge)
+
+
 async def send_acknowledgement(rt: Runtime, tx: Tx, *, ticket_id: int, number: int, to: str,
                                undeliverable: bool, message_pk: int | None,
                                message_id: str | None,

@@ -56,12 +56,13 @@ class Runtime:
         # Imported here: both type their runtime, and this is where they are registered.
         from helpdesk.assignment import AutoAssigner
         from helpdesk.automation import Automations
-        from helpdesk.notify import Notifier
+        from helpdesk.notify import Acknowledger, Notifier
 
         await rt.refresh_statuses()
         rt.listen(Notifier(rt))
         rt.listen(AutoAssigner(rt))
         rt.listen(Automations(rt))
+        rt.listen(Acknowledger(rt))
         return rt
 
     def reload_rules(self, settings: Settings) -> None:
@@ -90,8 +91,8 @@ class Runtime:
     def listen(self, listener: Listener) -> None:
         """Register ``listener`` for every ticket event of this process, at start-up.
 
-        The notifier, the auto-assigner and the automations are registered by `open`; a
-        deployment's own listeners come after them.
+        The notifier, the auto-assigner, the automations and the acknowledger are
+        registered by `open`; a deployment's own listeners come after them.
         Every writer (gateway, agent commands, portal, CLI, SLA daemon) builds its
         `TicketService` with these, so a rule fires whichever way the change was made.
         """

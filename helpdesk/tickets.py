@@ -236,14 +236,15 @@ class TicketService:
                      spool_id: int | None = None, attachments: Sequence[NewAttachment] = (),
                      watchers: Sequence[Any] = (), followup_of: Any = None,
                      author_agent_id: int | None = None, reason: str = "",
-                     type: str | None = None) -> Created:
+                     type: str | None = None, acknowledge: str = "") -> Created:
         """Create a ticket with its first public message; the number is taken last-moment.
 
         ``requester``, ``watchers`` and ``followup_of`` may be ORM objects or Core rows
         (id, organization_id; email for watchers; number for the ticket followed up).
         ``reason``: why the mail made a new ticket, kept in its history. A follow-up is
         linked to the ticket it follows up and takes over what ``[tickets]
-        followup_inherits`` names of it.
+        followup_inherits`` names of it. ``acknowledge``: the template of the
+        acknowledgement the requester is due, carried by `TicketCreated`.
         """
         now = self.clock()
         values = self.new_ticket_values(
@@ -271,7 +272,10 @@ class TicketService:
                                        reason=f"follow-up of {self.reference(followup_of)}"
                                        if followup_of is not None else "",
                                        requester_email=requester.email,
-                                       organization_id=values["organization_id"], body=text))
+                                       organization_id=values["organization_id"], body=text,
+                                       acknowledge=acknowledge,
+                                       requester_undeliverable=bool(
+                                           requester.is_undeliverable)))
         if followup_of is not None:
             await self._link_row(ticket, "followup", actor, now, other=followup_of)
             if inherited_agent is not None:

@@ -63,7 +63,6 @@ from helpdesk.errors import DomainError, NotFoundError, NotMailError, TransientE
 from helpdesk.events import Listener, TicketFacts
 from helpdesk.groupcommit import GroupCommit
 from helpdesk.models import Agent, Contact, InboundSpool
-from helpdesk.notify import send_acknowledgement
 from helpdesk.permissions import NEW_TICKET, missing
 from helpdesk.runtime import Runtime
 from helpdesk.tickets import TICKET_BY_ID, TICKET_BY_NUMBER, NewAttachment, TicketService
@@ -537,7 +536,8 @@ class _Mail:
             priority=route.priority, type=route.type, full_text=msg.text, html=msg.html,
             message_id=msg.message_id, spool_id=self.spool_id,
             attachments=self.job.attachments, watchers=watchers, followup_of=followup_of,
-            reason=reason)
+            reason=reason, acknowledge="" if self.verdict.suppress_autoresponse
+            else route.autoresponder_template)
         ticket = created.ticket
         if route.tags or route.assignee:
             orm = await service.get(ticket.number)
@@ -547,10 +547,5 @@ class _Mail:
                 assignee = await find_agent(self.session, route.assignee)
                 if assignee is not None:
                     await service.assign(orm, assignee, audit.SYSTEM)
-        if not self.verdict.suppress_autoresponse:
-            await send_acknowledgement(
-                self.rt, self.tx, ticket_id=ticket.id, number=ticket.number, to=sender.email,
-                undeliverable=sender.is_undeliverable, message_pk=created.message.id,
-                message_id=msg.message_id, template=route.autoresponder_template)
         return (IngestResult("ticket", self.spool_id, service.reference(ticket),
                              reason), ticket.id)

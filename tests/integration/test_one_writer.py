@@ -80,6 +80,7 @@ async def test_every_corpus_mail_writes_the_rows_its_events_and_rules_say(
     gateway = Gateway(runtime, listeners=[*runtime.listeners, record])
     expected_audit: Counter[tuple[Any, ...]] = Counter()
     expected_notices: Counter[tuple[str, str, str]] = Counter()
+    acknowledged: set[int] = set()  # tickets whose TicketCreated asked for an acknowledgement
     wrong: list[str] = []
     for line in (corpus / "expected.jsonl").read_text().splitlines():
         name = json.loads(line)["file"]
@@ -96,6 +97,9 @@ async def test_every_corpus_mail_writes_the_rows_its_events_and_rules_say(
         if not ok:
             wrong.append(f"{name}: {result.disposition} with events {kinds}")
         for event in events:
+            if isinstance(event, TicketCreated) and event.acknowledge \
+                    and not event.requester_undeliverable:
+                acknowledged.add(event.ticket.id)
             for row in audit_values(event):
                 expected_audit[_audit_key(row)] += 1
             for notice in notices(event, staff, runtime.settings):
@@ -109,9 +113,15 @@ async def test_every_corpus_mail_writes_the_rows_its_events_and_rules_say(
         outbox = Counter((row.kind, row.template, row.to_addr) for row in (
             await session.execute(select(OutboxRow).where(
                 OutboxRow.kind != "ack"))).scalars())
+        acks = Counter((await session.execute(select(OutboxRow.ticket_id).where(
+            OutboxRow.kind == "ack"))).scalars())
+    held = {row.ticket_id for row in audit_rows if row.action == "ack.suppressed"}
     assert written == expected_audit
     assert outbox == expected_notices
     assert sum(expected_notices.values()) > 150
+    # each acknowledgement an event asked for was queued once, or held back by a limit
+    assert set(acks) | held == acknowledged and not set(acks) & held
+    assert set(acks.values()) == {1} and len(acks) > 100
 
 
 def _audit_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
