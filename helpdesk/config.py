@@ -683,13 +683,7 @@ class Settings:
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
                   *, search: bool = True) -> Settings:
-    """Build the one Settings object for a process.
-
-    Args:
-        path: an explicit config file (``--config``); when None and ``search`` is true the
-            documented lookup order applies.
-        environ: the environment to read overrides from (``os.environ`` when None).
-        search: look up ``$HELPDESK_CONFIG`` and ``./helpdesk.toml`` when no path is given.
+    """Build the one Settings object for a process (the arguments as `read_config`'s).
 
     Raises:
         ConfigError: unreadable file, bad TOML, unknown key or a value of the wrong type.
