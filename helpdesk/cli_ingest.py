@@ -284,7 +284,7 @@ def hand_over(settings: PipeSettings, raws: Sequence[tuple[str, bytes]],
     lmtp = settings.lmtp
     if not lmtp.enabled:
         return None
-    from helpdesk.lmtpclient import LmtpClient
+    from mailgate.lmtpclient import LmtpClient
 
     try:
         client = LmtpClient.connect(lmtp.socket, lmtp.host, lmtp.port, timeout=120)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from helpdesk.lmtpclient import LmtpClient
 from helpdesk.models import InboundSpool, Message, Ticket
 from helpdesk.runtime import Runtime
 from mailgate.lmtp import start_lmtp
+from mailgate.lmtpclient import LmtpClient
 from mailgate.replies import R451_TEMPFAIL, R550_RELAY, R552_TOO_BIG
 from mailgate.service import make_gateway, serve
 from tests.conftest import make_settings, sqlite_url

@@ -106,7 +106,7 @@ def test_not_mail_is_refused_before_any_hand_over(desk: dict[str, object]) -> No
 def test_a_hand_over_loads_neither_the_whole_settings_nor_the_pipeline(
         desk: dict[str, object]) -> None:
     """An MTA starts one pipe per mail: the hand-over reads only the sections it needs,
-    talks LMTP without smtplib (see helpdesk/lmtpclient.py), and ends without tearing the
+    talks LMTP without smtplib (see mailgate/lmtpclient.py), and ends without tearing the
     interpreter down. ``-X importtime`` names every module the process imported."""
     daemon = start_mailgate(desk)
     try:
@@ -121,7 +121,7 @@ def test_a_hand_over_loads_neither_the_whole_settings_nor_the_pipeline(
     assert b"handed over to the daemon" in done.stdout
     imported = {line.rpartition(b"|")[2].strip().decode()
                 for line in done.stderr.splitlines() if line.startswith(b"import time:")}
-    assert "helpdesk.lmtpclient" in imported  # the listing is whole
+    assert "mailgate.lmtpclient" in imported  # the listing is whole
     heavy = {"helpdesk.config", "smtplib", "email.parser", "sqlalchemy", "structlog",
              "mailgate.ingest"} & imported
     assert not heavy, heavy

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpdesk.lmtpclient import LmtpClient, LmtpError
+from mailgate.lmtpclient import LmtpClient, LmtpError
 
 
 @pytest.fixture
@@ -78,3 +78,16 @@ def test_a_connection_closed_mid_session_is_an_error(peer: tuple[str, list[bytes
 def test_no_listener_is_an_oserror(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         LmtpClient.connect(str(tmp_path / "none.sock"), "", 0, timeout=5)
+
+
+def test_an_address_with_a_line_break_is_refused_before_it_is_sent(
+        peer: tuple[str, list[bytes]]) -> None:
+    path, script = peer
+    script += [b"220 hi\r\n", b"250 ok\r\n"]
+    client = LmtpClient.connect(path, "", 0, timeout=5)
+    try:
+        with pytest.raises(LmtpError, match="line break"):
+            client.send("a@example.org>\r\nRCPT TO:<victim@example.net", ["x@example.org"],
+                        b"x\r\n")
+    finally:
+        client.close()

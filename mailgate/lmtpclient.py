@@ -1,4 +1,4 @@
-"""The MTA pipe's LMTP client (RFC 2033): hand a mail to the running daemon's listener.
+"""The MTA pipe's LMTP client (RFC 2033): hand a mail to the daemon's listener (`lmtp.py`).
 
 `smtplib.LMTP` would do, but importing it costs the pipe more CPU than the rest of a
 hand-over (it brings ``ssl`` and most of the ``email`` package, and resolves our own
@@ -77,6 +77,14 @@ class LmtpClient:
                 return int(code), "\n".join(lines)
 
     def command(self, line: str) -> Reply:
+        """Send one command line and read its reply.
+
+        Raises:
+            LmtpError: the line holds a line break (an address from the command line or
+                a header must never smuggle in a command of its own).
+        """
+        if "\r" in line or "\n" in line:
+            raise LmtpError(f"a line break in an LMTP command: {line[:80]!r}")
         self._sock.sendall(line.encode("utf-8") + b"\r\n")
         return self.reply()
 
