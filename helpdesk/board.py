@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
 
@@ -38,10 +37,7 @@ CARDS = 100
 def board_day(settings: Settings, at: datetime) -> date | None:
     """The local day whose board is due at ``at``; None before the hour or on a day off."""
     b = settings.board
-    try:
-        tz = ZoneInfo(settings.instance.timezone)
-    except (KeyError, ValueError):
-        tz = ZoneInfo("UTC")
+    tz = settings.instance.zone
     local = at.astimezone(tz)
     if not b.enabled or local.hour < b.hour or WEEKDAYS[local.weekday()] not in b.days:
         return None

@@ -130,15 +130,11 @@ async def dashboard(ctx: click.Context, config_path: str | None, watch: float | 
                     as_json: bool) -> None:
     """Print the KPI cards: open tickets, SLA breaches today, overdue tickets, and more."""
     import asyncio
-    from zoneinfo import ZoneInfo
 
     from helpdesk.reports import dashboard as figures
 
     async def work(rt: Runtime) -> None:
-        try:
-            tz = ZoneInfo(rt.settings.instance.timezone)
-        except (KeyError, ValueError):
-            tz = ZoneInfo("UTC")
+        tz = rt.settings.instance.zone
         while True:
             now = rt.clock()
             local = now.astimezone(tz)

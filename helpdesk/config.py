@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 # Re-exported: every caller imports settings from here.
 from helpdesk.configfile import DatabaseSettings as DatabaseSettings
@@ -26,6 +26,9 @@ from helpdesk.configfile import StorageSettings as StorageSettings
 from helpdesk.configfile import build, read_config
 from helpdesk.errors import ConfigError
 from helpdesk.mailtokens import base_address
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 StatusClass = Literal["active", "paused", "resolved", "closed"]
 
@@ -38,6 +41,16 @@ class InstanceSettings:
     timezone: str = "UTC"
     # The daemon roles' event loop (see helpdesk/eventloop.py).
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The instance's time zone for local days and dates; UTC when the name is unknown."""
+        from zoneinfo import ZoneInfo
+
+        try:
+            return ZoneInfo(self.timezone)
+        except (KeyError, ValueError):
+            return ZoneInfo("UTC")
 
 
 

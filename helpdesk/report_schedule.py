@@ -18,7 +18,6 @@ import importlib.util
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import func, select
@@ -55,10 +54,7 @@ def due(settings: Settings, at: datetime) -> Period | None:
     ``hour``. Monthly: the previous calendar month, from ``day_of_month`` at ``hour``.
     """
     r = settings.reports
-    try:
-        tz = ZoneInfo(settings.instance.timezone)
-    except (KeyError, ValueError):
-        tz = ZoneInfo("UTC")
+    tz = settings.instance.zone
     local = at.astimezone(tz)
     if r.schedule == "off" or local.hour < r.hour:
         return None

@@ -29,7 +29,6 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -381,10 +380,7 @@ class AgentMail:
 
     def _due(self, text: str) -> Any:
         now = self.rt.clock()
-        try:
-            tz = ZoneInfo(self.settings.instance.timezone)
-        except (KeyError, ValueError):
-            tz = ZoneInfo("UTC")
+        tz = self.settings.instance.zone
         due = parse_due(text, now, tz)
         if due is None:
             raise Refused(f'"{text}" is not a date this desk can use')
