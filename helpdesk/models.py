@@ -300,7 +300,7 @@ class OutboxRow(Base):
     kind: Mapped[str] = mapped_column(String(40))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     about_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
-    to_addr: Mapped[str] = mapped_column(String(320), index=True)
+    to_addr: Mapped[str] = mapped_column(String(320))  # ix_outbox_to_addr_created leads with it
     # to_addr's mailbox (plus-tag dropped) and domain, for the acknowledgement limits
     to_mailbox: Mapped[str | None] = mapped_column(String(320))
     to_domain: Mapped[str | None] = mapped_column(String(255))
@@ -318,8 +318,10 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_outbox_to_addr_created", "to_addr", "created_at"),
-                      Index("ix_outbox_mailbox_created", "to_mailbox", "created_at"),
-                      Index("ix_outbox_domain_created", "to_domain", "created_at"))
+                      # the hourly acknowledgement counts: ranges of these indexes alone
+                      Index("ix_outbox_mailbox_kind_created", "to_mailbox", "kind",
+                            "created_at"),
+                      Index("ix_outbox_domain_kind_created", "to_domain", "kind", "created_at"))
 
 
 class CannedResponse(Base):
