@@ -10,6 +10,7 @@ it parses as one, else as a plain string). Any unknown key or wrong type raises
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -497,12 +498,17 @@ class CommandSettings:
 
     def is_trusted_relay(self, peer: str) -> bool:
         """Whether an SMTP client at ``peer`` (an IP address) is the trusted relay."""
-        try:
-            address = ipaddress.ip_address(peer.strip("[]"))
-        except ValueError:
-            return False
-        return any(address in ipaddress.ip_network(h, strict=False)
-                   for h in self.trusted_relay_hosts)
+        return _is_trusted_relay(peer, self.trusted_relay_hosts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_trusted_relay(peer: str, hosts: tuple[str, ...]) -> bool:
+    """Asked for every mail the SMTP receiver takes, by the few addresses of its clients."""
+    try:
+        address = ipaddress.ip_address(peer.strip("[]"))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(h, strict=False) for h in hosts)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
