@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
 
 from helpdesk.mailheaders import header_text
 from mailgate._charsets import clean as clean
@@ -173,6 +174,11 @@ class HeaderMap(Mapping[str, str]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._raw
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Mapping's own ``get`` raises and catches KeyError for an absent name, and most
+        of the names classification asks for are absent from most mail."""
+        return self[name] if name in self._raw else default
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._raw)
