@@ -54,6 +54,7 @@ def weights() -> list[float]:
 async def build(url: str, messages: int, tmp: Path) -> tuple[object, float]:
     from helpdesk.config import DatabaseSettings, Settings, StorageSettings
     from helpdesk.runtime import Runtime
+    from helpdesk.search import reindex
 
     settings = Settings(database=DatabaseSettings(url=url),
                         storage=StorageSettings(dir=str(tmp / "data")))
@@ -91,6 +92,8 @@ async def build(url: str, messages: int, tmp: Path) -> tuple[object, float]:
             await conn.execute(text(
                 "INSERT INTO messages (ticket_id, kind, via, subject, text, full_text,"
                 " created_at) VALUES (:t, 'public', 'email', '', :x, '', :at)"), rows)
+    async with rt.engine.begin() as conn:  # loaded around the ticket service: index it
+        await reindex(conn)
     if rt.engine.dialect.name == "postgresql":
         async with rt.engine.begin() as conn:
             await conn.execute(text("ANALYZE"))

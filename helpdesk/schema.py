@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from helpdesk.config import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0010"
+HEAD = "0011"
 """The newest revision in ``migrations/versions`` (a test holds it to Alembic's answer)."""
 _PG_LOCK_KEY = 0x48454C50  # "HELP": one advisory lock id for schema changes
 

@@ -2,7 +2,16 @@
 
 The indexes are the database's own (migration 0006): FTS5 on SQLite, GIN over
 ``to_tsvector('simple', ...)`` on PostgreSQL. Both are written in the transaction that
-writes the message, so a message is found as soon as it is committed. Every word must
+writes the message, so a message is found as soon as it is committed: on PostgreSQL by
+construction (a generated column), on SQLite by the ticket service, the one writer of
+tickets and messages, calling `index_ticket` and `index_message` (migration 0011 dropped
+the insert triggers). FTS5 writes its pending terms out as an index segment whenever a
+statement of the transaction opens a savepoint (a trigger's does, and so do most updates
+and inserts that can fail halfway), so indexed by a trigger each row made a segment of its
+own, and then the merges. The service leaves the index rows to the end of its
+transaction (`Tx.later(..., last=True)`: the gateway's batch writes them after all else),
+where they make one segment, and `search` writes them out before it reads. Changes and
+deletions keep their triggers: they are rare. Every word must
 occur (in the subject or one message of the ticket, or the requester); a ticket ranks by
 its best-matching message or subject, and a hit brings a snippet of that text with the
 words marked.
@@ -19,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from helpdesk.config import Settings
 from helpdesk.models import Contact, Ticket
 from helpdesk.ticketquery import TicketQuery, statement
+from helpdesk.tx import Tx, write_buffer
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MARK = ("[", "]")
@@ -40,6 +50,32 @@ class Hit:
     where: str  # subject | public | internal | system | requester
 
 
+_INDEX_TICKET = text("INSERT INTO ticket_search(rowid, subject) VALUES (:id, :subject)")
+_INDEX_MESSAGE = text("INSERT INTO message_search(rowid, text) VALUES (:id, :text)")
+_REBUILD = [text("INSERT INTO ticket_search(ticket_search) VALUES ('rebuild')"),
+            text("INSERT INTO message_search(message_search) VALUES ('rebuild')")]
+
+
+async def index_ticket(tx: Tx, ticket_id: int, subject: str) -> None:
+    """A new ticket's subject into the search index (SQLite; PostgreSQL indexes itself)."""
+    if (await tx.connection()).dialect.name == "sqlite":
+        await tx.later(_INDEX_TICKET, {"id": ticket_id, "subject": subject}, last=True)
+
+
+async def index_message(tx: Tx, message_id: int, text: str) -> None:
+    """A new message's text into the search index (SQLite; PostgreSQL indexes itself)."""
+    if (await tx.connection()).dialect.name == "sqlite":
+        await tx.later(_INDEX_MESSAGE, {"id": message_id, "text": text}, last=True)
+
+
+async def reindex(conn: AsyncConnection) -> None:
+    """The SQLite index made again from the tables: for rows written around the ticket
+    service (a bulk load); PostgreSQL's needs nothing."""
+    if conn.dialect.name == "sqlite":
+        for statement in _REBUILD:
+            await conn.execute(statement)
+
+
 def words_of(query: str) -> list[str]:
     """The words a query looks for (letters and digits; everything else separates)."""
     return [w.lower() for w in _WORD.findall(query)][:20]
@@ -51,6 +87,7 @@ async def search(session: AsyncSession, settings: Settings, query: str, *,
     words = words_of(query)
     if not words:
         return []
+    await write_buffer(session)  # a batch's new messages are indexed at its end
     base = statement(dataclasses.replace(filters or TicketQuery(), limit=None, offset=0),
                      settings)
     allowed = base.with_only_columns(Ticket.id).order_by(None).subquery()

@@ -80,6 +80,7 @@ from helpdesk.models import (
 from helpdesk.numbering import next_number
 from helpdesk.refs import format_ticket_ref
 from helpdesk.relations import TICKET_KINDS, URL_KINDS, inverse
+from helpdesk.search import index_message, index_ticket
 from helpdesk.tx import TOUCH, Tx
 
 if TYPE_CHECKING:
@@ -257,6 +258,7 @@ class TicketService:
         if followup_of is not None:
             inherited_agent = await self._inherit(conn, followup_of.id, values)
         ticket_id = (await run(conn, _NEW_TICKET, values)).scalar_one()
+        await index_ticket(self.tx, ticket_id, values["subject"])
         ticket = TicketFacts(ticket_id, values["number"], queue, values["status"],
                              values["priority"], values["category"], requester.id,
                              values.get("assignee_id"), values["subject"], values["channel"],
@@ -435,6 +437,7 @@ class TicketService:
             author_agent_id=author_agent_id, via=via, message_id=message_id, subject=subject,
             text=text, full_text=full_text, html=html, spool_id=spool_id,
             at=at))).scalar_one()
+        await index_message(self.tx, pk, text)
         if attachments:
             await self.tx.add(Attachment, [{"message_id": pk, **row}
                                            for row in attachment_values(attachments)])

@@ -42,11 +42,15 @@ class RowBuffer:
     def __init__(self) -> None:
         self.statements: dict[Executable, list[Mapping[str, Any]]] = {
             stmt: [] for stmt in _INSERTS.values()}
+        # written after everything else: the search index's rows (FTS5 writes its pending
+        # terms out as an index segment whenever a later statement of the transaction
+        # opens a savepoint, which many do; last, a batch's rows make one segment)
+        self.last: dict[Executable, list[Mapping[str, Any]]] = {}
         self.message_ids: set[str] = set()  # of buffered message references
         self.mailed: set[str] = set()  # addresses of buffered outbox rows
 
     def __bool__(self) -> bool:
-        return any(self.statements.values())
+        return any(self.statements.values()) or any(self.last.values())
 
 
 def open_buffer(session: AsyncSession) -> RowBuffer:
@@ -70,12 +74,13 @@ async def write_buffer(session: AsyncSession) -> None:
     buffer: RowBuffer | None = session.info.get(_KEY)
     if not buffer:
         return
-    pending = buffer.statements
+    pending, last = buffer.statements, buffer.last
     buffer.statements = {stmt: [] for stmt in _INSERTS.values()}
+    buffer.last = {}
     buffer.message_ids.clear()
     buffer.mailed.clear()
     conn = await connection(session)
-    for stmt, rows in pending.items():
+    for stmt, rows in [*pending.items(), *last.items()]:
         if rows:
             await run(conn, stmt, list(rows))
 
@@ -119,13 +124,15 @@ class Tx:
         elif table is OutboxRow:
             buffer.mailed.update(row["to_addr"].lower() for row in batch)
 
-    async def later(self, stmt: Executable, params: Mapping[str, Any]) -> None:
-        """Run an UPDATE now, or with the buffer (one executemany per statement)."""
+    async def later(self, stmt: Executable, params: Mapping[str, Any], *,
+                    last: bool = False) -> None:
+        """Run an UPDATE now, or with the buffer (one executemany per statement); ``last``:
+        after every other statement of the buffer (see `RowBuffer.last`)."""
         buffer: RowBuffer | None = self.session.info.get(_KEY)
         if buffer is None:
             await run(await self.connection(), stmt, params)
             return
-        buffer.statements.setdefault(stmt, []).append(params)
+        (buffer.last if last else buffer.statements).setdefault(stmt, []).append(params)
 
     async def outbox(self, values: Mapping[str, Any]) -> None:
         """One outbox row; a ticket's rows also become threading references."""

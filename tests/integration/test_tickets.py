@@ -170,3 +170,40 @@ async def test_a_contact_without_a_name_gets_the_first_one_seen_and_keeps_it(
         again = await get_or_create_contact(session, "quiet@example.org", "Someone Else")
     assert first.id == named.id == again.id
     assert (named.name, again.name) == ("Quinn Quiet", "Quinn Quiet")
+
+
+async def test_the_search_index_follows_every_write_and_stays_whole(runtime: Runtime) -> None:
+    """New tickets and messages are indexed by the service (no insert triggers on SQLite);
+    renames, merges, deletions and purges keep the index in step with its tables."""
+    from sqlalchemy import text
+
+    from helpdesk.search import search
+
+    async with runtime.sessions() as session, session.begin():
+        svc, first, _ = await _open(runtime, session, "Printer on fire")
+        _, second, _ = await _open(runtime, session, "Scanner jammed")
+        _, third, _ = await _open(runtime, session, "Toner smudges")
+        await svc.add_message(first, kind="public", text="The flames are blue", actor=BOB)
+        await svc.add_message(first, kind="internal", text="check the fuser", actor=BOB)
+        await svc.set_subject(second, "Scanner jammed with staples", BOB)
+    async with runtime.sessions() as session:
+        found = await search(session, runtime.settings, "blue flames")
+        assert [h.ticket_id for h in found] == [first.id]
+        assert [h.ticket_id for h in await search(session, runtime.settings, "staples")] == [
+            second.id]
+        assert [h.ticket_id for h in await search(session, runtime.settings, "fuser")] == [
+            first.id]
+    async with runtime.sessions() as session, session.begin():
+        svc = TicketService(session, runtime.settings, clock=runtime.clock)
+        source, target = await svc.get(third.number), await svc.get(first.number)
+        await svc.merge(source, target, BOB)
+        doomed = await svc.get(second.number)
+        await svc.delete(doomed, BOB)
+        await svc.purge(doomed, BOB)
+    async with runtime.sessions() as session:
+        assert await search(session, runtime.settings, "staples") == []
+        assert [h.ticket_id for h in await search(session, runtime.settings, "toner")] != []
+        if runtime.engine.dialect.name == "sqlite":
+            for table in ("message_search", "ticket_search"):  # raises when out of step
+                await session.execute(text(
+                    f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)"))
