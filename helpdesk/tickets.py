@@ -514,6 +514,8 @@ class TicketService:
         return await self._set_field(ticket, "due_at", due, actor)
 
     async def set_subject(self, ticket: Ticket, subject: str, actor: Actor) -> bool:
+        # the rename's trigger takes the old subject out of the search index: it must be in
+        await self.tx.flush()
         return await self._set_field(ticket, "subject", " ".join(subject.split()), actor)
 
     async def _set_field(self, ticket: Ticket, name: str, value: Any, actor: Actor) -> bool:

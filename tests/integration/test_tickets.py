@@ -207,3 +207,30 @@ async def test_the_search_index_follows_every_write_and_stays_whole(runtime: Run
             for table in ("message_search", "ticket_search"):  # raises when out of step
                 await session.execute(text(
                     f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)"))
+
+
+async def test_a_batch_indexes_at_its_end_and_a_rename_in_it_stays_whole(
+        runtime: Runtime) -> None:
+    """As the gateway's group commit runs: rows buffered, a rename in the same batch."""
+    from sqlalchemy import text
+
+    from helpdesk.search import search
+    from helpdesk.tx import open_buffer, write_buffer
+
+    async with runtime.sessions() as session, session.begin():
+        open_buffer(session)
+        svc, ticket, _ = await _open(runtime, session, "Modem blinks")
+        assert [h.ticket_id for h in await search(session, runtime.settings, "modem")] == [
+            ticket.id]  # search writes the batch's pending rows first
+        _, other, _ = await _open(runtime, session, "Router hums")
+        await svc.set_subject(other, "Router whistles", BOB)
+        await session.flush()  # the rename's UPDATE (and its trigger) before the batch's end
+        await write_buffer(session)
+    async with runtime.sessions() as session:
+        assert [h.ticket_id for h in await search(session, runtime.settings, "whistles")] == [
+            other.id]
+        assert await search(session, runtime.settings, "hums") == []
+        if runtime.engine.dialect.name == "sqlite":
+            for table in ("message_search", "ticket_search"):
+                await session.execute(text(
+                    f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)"))
