@@ -138,6 +138,8 @@ def find_name(value: str, known: Sequence[str], *, underscore_is_space: bool = F
     ``underscore_is_space``, "feature_request" too); None when it names none of them."""
     if underscore_is_space:
         value = value.replace("_", " ")
+    if value in known:  # as configured: what the ticket service passes for each new ticket
+        return value
     wanted = " ".join(value.split()).lower()
     return next((k for k in known if k.lower() == wanted), None)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.history import Change
 
@@ -297,7 +298,6 @@ def audit_values(event: TicketEvent) -> list[dict[str, Any]]:
     The actions and their before/after shapes are the history already stored, so they
     stay as they are: ``helpdesk.history.Change`` pins the actions.
     """
-    from helpdesk import audit
 
     def row(action: str, *, ticket_id: int | None = None, before: dict[str, Any] | None = None,
             after: dict[str, Any] | None = None, reason: str = "") -> dict[str, Any]:

@@ -157,10 +157,12 @@ def _to_agents(event: TicketEvent, people: Participants, pref: str,
     assignee = event.ticket.assignee_id
     agents = [a for a in people.agents if assignee is None or a.id == assignee]
     acting = event.actor.label if event.actor.kind == "agent" else None
+    told = [a for a in agents if a.is_active and getattr(a, pref) and a.email != acting]
+    if not told:
+        return []
     action, before, after = _what_changed(event)
     return [Notice("agent_notice", template, a.email, agent=a, action=action, before=before,
-                   after=after)
-            for a in agents if a.is_active and getattr(a, pref) and a.email != acting]
+                   after=after) for a in told]
 
 
 def _what_changed(event: TicketEvent) -> tuple[str, dict[str, Any], dict[str, Any]]:

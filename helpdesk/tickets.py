@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from helpdesk import audit
 from helpdesk.audit import Actor
 from helpdesk.config import Settings, find_name
 from helpdesk.direct import run
@@ -618,8 +619,6 @@ class TicketService:
         """Tickets in status ``old`` are now in ``new`` (the admin renamed it): the same
         status under another name, so no ticket changes state and no event fires; the
         rename is one entry of the desk's history. Returns how many tickets it holds."""
-        from helpdesk import audit
-
         await self.tx.flush()
         now = self.clock()
         result = await self.session.execute(
@@ -659,7 +658,6 @@ class TicketService:
         in the blob store, which is shared by content. One audit row, with no ticket,
         records the purge.
         """
-        from helpdesk import audit
         from helpdesk.models import (
             InboundSpool,
             OutboxRow,
@@ -869,8 +867,6 @@ class TicketService:
 
 def audit_row(ticket_id: int, reason: str, at: datetime) -> dict[str, Any]:
     """Why the gateway filed a mail where it did (the threading decision), for the history."""
-    from helpdesk import audit
-
     return audit.values(ticket_id=ticket_id, actor=audit.SYSTEM, action="ticket.threading",
                         at=at, reason=reason)
 
