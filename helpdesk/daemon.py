@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -162,6 +163,10 @@ async def run_roles(settings: Settings, roles: Sequence[str]) -> None:
         else:
             log.info("daemon.role_disabled", role=role)
     rt = await Runtime.open(settings)
+    # What start-up made (modules, table metadata, templates) lives as long as the process:
+    # frozen, the cyclic collector stops walking it at every full collection.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
