@@ -181,7 +181,7 @@ def _values(plan: _Plan, params: Mapping[str, Any]) -> list[Any]:
             elif otherwise is not None:
                 values.append(otherwise())
             else:
-                raise KeyError(f"a value is required for bind parameter {name!r}") from None
+                raise KeyError(f"a value is required for bind parameter {name!r}")
     for i, proc in plan.processors:
         values[i] = proc(values[i])
     return values
